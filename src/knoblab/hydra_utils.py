@@ -1,0 +1,114 @@
+"""Hydra composition for every knoblab command, with one-line errors.
+
+Every command composes its primary config from ``knoblab/conf`` with Hydra's
+Compose API and the user's overrides (``dataset.sampling.num_epochs=2``,
+``dataset/sampling@dataset.sampling=random``). Composition errors — an unknown key,
+an unknown preset, a malformed override — become a ``ConfigError`` that names the key,
+the value and what is allowed. ``--multirun`` goes through ``hydra.main`` so that the
+basic launcher (or the submitit launcher on SLURM) runs the sweep.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from knoblab.errors import ConfigError, UnknownKeyError
+
+CONFIG_MODULE = "knoblab.conf"
+
+
+def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
+    msg = str(exc)
+    m = re.search(r"Could not override '([^']+)'", msg) or re.search(
+        r"Key '([^']+)' (?:is not in struct|not in)", msg
+    )
+    if m and "override" in msg:
+        key = m.group(1)
+        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None)
+        return _unknown_key(key, value, overrides)
+    m = re.search(r"Could not find '([^']+)'", msg)
+    if m:
+        group_opt = m.group(1)
+        avail = re.search(r"Available options:\s*(.*)", msg, re.S)
+        options = ", ".join(x.strip() for x in avail.group(1).split() if x.strip()) if avail else "see knoblab/conf"
+        group, _, opt = group_opt.rpartition("/")
+        return ConfigError(group or group_opt, opt, f"one of: {options}")
+    first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
+    return ConfigError("override", " ".join(overrides), "Hydra override syntax key=value", first)
+
+
+def _unknown_key(key: str, value: Any, overrides: Sequence[str]) -> ConfigError:
+    """Name the valid keys beside an unknown one, by composing without the bad override."""
+    parent, _, leaf = key.rpartition(".")
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    valid: list[str] = []
+    try:
+        cfg = _compose_raw(_CURRENT_CONFIG[-1], rest) if _CURRENT_CONFIG else None
+        node = OmegaConf.select(cfg, parent) if (cfg is not None and parent) else cfg
+        if isinstance(node, DictConfig):
+            valid = [str(k) for k in node.keys()]
+    except Exception:  # noqa: BLE001 - best effort: the message stays useful without the list
+        valid = []
+    if valid:
+        return UnknownKeyError(key, value, valid)
+    return ConfigError(key, value, "a key that exists in the config", "unknown key")
+
+
+_CURRENT_CONFIG: list[str] = []
+
+
+def _compose_raw(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose ``knoblab/conf/<config_name>.yaml`` with Hydra overrides.
+
+    Raises:
+        ConfigError: an unknown key, an unknown preset or a malformed override.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    _CURRENT_CONFIG.append(config_name)
+    try:
+        return _compose_raw(config_name, overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise _translate(exc, overrides) from exc
+    finally:
+        _CURRENT_CONFIG.pop()
+
+
+def split_multirun(argv: Sequence[str]) -> tuple[bool, list[str]]:
+    """(is_multirun, the rest of argv) for ``-m`` / ``--multirun``."""
+    rest = [a for a in argv if a not in ("-m", "--multirun")]
+    return len(rest) != len(argv), rest
+
+
+def run_multirun(config_name: str, task: Callable[[DictConfig], Any], argv: Sequence[str], prog: str) -> int:
+    """Run ``task`` once per point of a Hydra sweep (basic launcher unless configured)."""
+    import hydra
+
+    @hydra.main(version_base=None, config_path="conf", config_name=config_name)
+    def _app(cfg: DictConfig) -> Any:
+        return task(cfg)
+
+    # hydra.main reads sys.argv; point its config_path at the package's conf dir.
+    _app.__module__ = "knoblab.hydra_utils"
+    old = sys.argv
+    sys.argv = [prog, "--multirun", *argv]
+    try:
+        _app()
+    finally:
+        sys.argv = old
+    return 0
