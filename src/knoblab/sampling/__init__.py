@@ -1,5 +1,24 @@
-"""Explicit, reproducible dataset sampling shared by profiling and training."""
+"""Explicit, reproducible dataset sampling shared by profiling and training.
 
-from knoblab.sampling.permutation import KeyedPermutation, mix_key
+Public names (see DESIGN.md): ``SamplingConfig``, ``SamplingPlan``, ``resolve_sampling``,
+``ChunkedSampler``, ``ChunkedDataLoader``, ``resolve_chunk_sizes``, ``KeyedPermutation``.
+Imported lazily so that the CLI starts fast.
+"""
 
-__all__ = ["KeyedPermutation", "mix_key"]
+from knoblab._lazy import lazy_exports
+
+_EXPORTS = {
+    "KeyedPermutation": "permutation",
+    "mix_key": "permutation",
+    "SamplingConfig": "plan",
+    "SamplingPlan": "plan",
+    "resolve_sampling": "legacy",
+    "fixed_subset": "subsets",
+    "stratified_subset": "subsets",
+    "ChunkedSampler": "chunked",
+    "ChunkedDataLoader": "chunked",
+    "resolve_chunk_sizes": "chunked",
+    "WeightedMultiDatasetSampler": "weighted",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
