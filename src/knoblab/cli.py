@@ -15,13 +15,25 @@ import sys
 from knoblab.errors import KnobLabError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "profile": ("knoblab.commands.profile", "accuracy x stage-latency sweep over knob configurations"),
-    "deep-profile": ("knoblab.commands.deep_profile", "torch.profiler / nsys traces of chosen configurations"),
-    "analyze": ("knoblab.commands.analyze", "E1 stages, E2 Pareto fronts, E3 estimator, report.html"),
+    "profile": (
+        "knoblab.commands.profile",
+        "accuracy x stage-latency sweep over knob configurations",
+    ),
+    "deep-profile": (
+        "knoblab.commands.deep_profile",
+        "torch.profiler / nsys traces of chosen configurations",
+    ),
+    "analyze": (
+        "knoblab.commands.analyze",
+        "E1 stages, E2 Pareto fronts, E3 estimator, report.html",
+    ),
     "estimate": ("knoblab.commands.estimate", "predict latency of an unmeasured configuration"),
     "train": ("knoblab.commands.train", "Lightning training (reference recipe by default)"),
     "plan": ("knoblab.commands.plan", "preview a dataset sampling plan"),
-    "upgrade-checkpoint": ("knoblab.commands.upgrade_checkpoint", "upgrade a checkpoint to the current format"),
+    "upgrade-checkpoint": (
+        "knoblab.commands.upgrade_checkpoint",
+        "upgrade a checkpoint to the current format",
+    ),
     "export-data": ("knoblab.commands.export_data", "write shapes-vqa samples as JSONL + images"),
 }
 
@@ -29,7 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = ["usage: knoblab <command> [overrides ...] [--debug]", "", "commands:"]
     lines += [f"  {name:<20} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Overrides use Hydra syntax: dataset.sampling.num_epochs=2, dataset/sampling@dataset.sampling=random"]
+    lines += [
+        "",
+        "Overrides use Hydra syntax: dataset.sampling.num_epochs=2, dataset/sampling@dataset.sampling=random",
+    ]
     return "\n".join(lines)
 
 
@@ -46,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
         close = closest(name, COMMANDS)
         hint = f"; did you mean '{close}'?" if close else ""
-        print(f"knoblab: error: unknown command {name!r}: allowed are {', '.join(COMMANDS)}{hint}", file=sys.stderr)
+        print(
+            f"knoblab: error: unknown command {name!r}: allowed are {', '.join(COMMANDS)}{hint}",
+            file=sys.stderr,
+        )
         return 2
     try:
         module = importlib.import_module(COMMANDS[name][0])

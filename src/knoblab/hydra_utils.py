@@ -29,13 +29,19 @@ def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
     )
     if m and "override" in msg:
         key = m.group(1)
-        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None)
+        value = next(
+            (o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None
+        )
         return _unknown_key(key, value, overrides)
     m = re.search(r"Could not find '([^']+)'", msg)
     if m:
         group_opt = m.group(1)
         avail = re.search(r"Available options:\s*(.*)", msg, re.S)
-        options = ", ".join(x.strip() for x in avail.group(1).split() if x.strip()) if avail else "see knoblab/conf"
+        options = (
+            ", ".join(x.strip() for x in avail.group(1).split() if x.strip())
+            if avail
+            else "see knoblab/conf"
+        )
         group, _, opt = group_opt.rpartition("/")
         return ConfigError(group or group_opt, opt, f"one of: {options}")
     first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
@@ -95,7 +101,9 @@ def split_multirun(argv: Sequence[str]) -> tuple[bool, list[str]]:
     return len(rest) != len(argv), rest
 
 
-def run_multirun(config_name: str, task: Callable[[DictConfig], Any], argv: Sequence[str], prog: str) -> int:
+def run_multirun(
+    config_name: str, task: Callable[[DictConfig], Any], argv: Sequence[str], prog: str
+) -> int:
     """Run ``task`` once per point of a Hydra sweep (basic launcher unless configured)."""
     import hydra
 

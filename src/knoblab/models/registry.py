@@ -19,7 +19,9 @@ KINDS: dict[str, str] = {
 }
 
 
-def build_adapter(cfg: Mapping[str, Any], hardware: Mapping[str, Any] | None = None) -> ModelAdapter:
+def build_adapter(
+    cfg: Mapping[str, Any], hardware: Mapping[str, Any] | None = None
+) -> ModelAdapter:
     """The adapter described by ``cfg`` (``kind`` picks the family; default ``reference``).
 
     ``hardware`` (``cfg.hardware``: device, dtype, attention implementation, memory
