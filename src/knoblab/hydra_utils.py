@@ -36,7 +36,10 @@ def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
     m = re.search(r"Could not find '([^']+)'", msg)
     if m:
         group_opt = m.group(1)
-        avail = re.search(r"Available options:\s*(.*)", msg, re.S)
+        # Hydra 1.3 writes "Available options in 'group':" then one option per line.
+        avail = re.search(
+            r"Available options(?: in '[^']*')?:\s*(.*?)(?:\nConfig search path|$)", msg, re.S
+        )
         options = (
             ", ".join(x.strip() for x in avail.group(1).split() if x.strip())
             if avail
@@ -68,6 +71,24 @@ def _unknown_key(key: str, value: Any, overrides: Sequence[str]) -> ConfigError:
 _CURRENT_CONFIG: list[str] = []
 
 
+def normalize_overrides(overrides: Sequence[str]) -> list[str]:
+    """Rewrite ``group@pkg=option`` to ``group=option`` when ``pkg`` is the group's own package.
+
+    NOTE: Hydra names a defaults-list entry ``dataset/sampling@dataset.sampling`` by its
+    group alone (``dataset/sampling``) because the package equals the default one, and
+    rejects ``dataset/sampling@dataset.sampling=random`` ("Could not override"). The
+    docs and seed 000 use that spelling, so both spellings are accepted.
+    """
+    out = []
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        group, at, pkg = key.partition("@")
+        if eq and at and not group.startswith(("+", "~")) and pkg == group.replace("/", "."):
+            o = f"{group}={value}"
+        out.append(o)
+    return out
+
+
 def _compose_raw(config_name: str, overrides: Sequence[str]) -> DictConfig:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -86,6 +107,7 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    overrides = normalize_overrides(overrides)
     _CURRENT_CONFIG.append(config_name)
     try:
         return _compose_raw(config_name, overrides)
@@ -114,7 +136,7 @@ def run_multirun(
     # hydra.main reads sys.argv; point its config_path at the package's conf dir.
     _app.__module__ = "knoblab.hydra_utils"
     old = sys.argv
-    sys.argv = [prog, "--multirun", *argv]
+    sys.argv = [prog, "--multirun", *normalize_overrides(argv)]
     try:
         _app()
     finally:
