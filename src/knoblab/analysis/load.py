@@ -1,0 +1,293 @@
+"""Read a results directory of ``knoblab profile`` into tables, tolerating bad records.
+
+The per-configuration JSON files are the source of truth (``samples.parquet`` is a
+convenience copy). Every ``*.json`` under the directory that looks like a record
+(named ``..._topk<k>_blocks<n>.json`` or holding ``per_sample_results``) is read; a
+record that cannot be used — unreadable JSON, ``status`` other than ``ok``, missing
+fields of an older schema, no valid sample — is listed in ``SweepResults.skipped``
+with the reason, and the rest is analysed. Nothing here raises on a bad record.
+
+NOTE: per-sample rows that carry an ``error`` or lack a timing are dropped (counted in
+``SweepResults.notes``); a configuration keeps its recorded ``accuracy``. A
+percentile missing from ``aggregate_stats`` is computed from the per-sample rows
+(numpy's linear interpolation), and the note says so.
+
+Example:
+    >>> from knoblab.analysis.synthetic import write_synthetic_results
+    >>> import tempfile
+    >>> res = load_results(write_synthetic_results(tempfile.mkdtemp(), num_samples=8))
+    >>> len(res.configs), res.vision_knob, res.skipped
+    (18, 'tier', [])
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from knoblab.errors import DataError
+
+RECORD_NAME = re.compile(r"_imgsize(tier-|tokens).*_topk\d+_blocks\d+\.json$")
+NOT_RECORDS = {"environment.json", "sweep.json", "estimator.json", "analysis.json"}
+STAGES = ("T_vision_total", "T_LLM_prefill", "T_LLM_decode")
+PERCENTILES = ("p50", "p95", "p99")
+REQUIRED_FIELDS = (
+    "accuracy",
+    "top_k",
+    "num_active_blocks",
+    "target_vision_tokens_mean",
+    "actual_vision_tokens_mean",
+    "aggregate_stats",
+    "per_sample_results",
+)
+REQUIRED_SAMPLE_FIELDS = (
+    "sample_id",
+    "actual_vision_tokens",
+    "target_vision_tokens",
+    "input_text_tokens",
+    "output_tokens",
+    *STAGES,
+    "T_total",
+)
+KNOB_ORDER = ("tier", "vision_tokens", "top_k", "num_active_blocks")
+TIER_ORDER = ("low", "medium", "high")
+NOT_A_RECORD = "not a sweep record"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record left out of the analysis, by file name, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class SweepResults:
+    """Usable configurations and their per-sample rows.
+
+    Attributes:
+        root: the results directory.
+        configs: one row per configuration: ``config`` (file stem), ``label``, ``task``,
+            ``model``, the knob columns, token means, ``accuracy``, stage means,
+            ``T_total_p50/p95/p99`` (and those of every stage when recorded).
+        samples: one row per valid sample and configuration, with a ``config`` column.
+        skipped: records left out, with the reason.
+        knobs: knob column names in order, e.g. ``["tier", "top_k", "num_active_blocks"]``.
+        notes: one line per thing a reader should know (dropped rows, computed percentiles).
+        environment: ``environment.json`` when present.
+    """
+
+    root: Path
+    configs: pd.DataFrame
+    samples: pd.DataFrame
+    skipped: list[Skipped] = field(default_factory=list)
+    knobs: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vision_knob(self) -> str:
+        """``tier`` or ``vision_tokens``: how this sweep set the vision-token budget."""
+        return "tier" if "tier" in self.knobs else "vision_tokens"
+
+
+def knob_label(knobs: Mapping[str, Any]) -> str:
+    """Short label: ``tier=high k=4 B=12``."""
+    short = {"top_k": "k", "num_active_blocks": "B", "vision_tokens": "V"}
+    return " ".join(f"{short.get(k, k)}={v}" for k, v in knobs.items())
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if isinstance(value, str) and value in TIER_ORDER:
+        return (0, TIER_ORDER.index(value))
+    if isinstance(value, (int, float)):
+        return (1, value)
+    return (2, str(value))
+
+
+def knob_values(configs: pd.DataFrame, knob: str) -> list[Any]:
+    """The distinct values of ``knob`` in cost order (tiers low < medium < high)."""
+    return sorted(configs[knob].dropna().unique().tolist(), key=_sort_key)
+
+
+def _knobs_of(rec: Mapping[str, Any]) -> dict[str, Any]:
+    knobs = dict(rec.get("knobs") or {})
+    if not knobs:
+        if rec.get("tier") is not None:
+            knobs["tier"] = rec["tier"]
+        else:
+            target = rec.get("target_vision_tokens") or rec.get("theoretical_vision_tokens")
+            knobs["vision_tokens"] = int(
+                target if target is not None else round(rec["target_vision_tokens_mean"])
+            )
+        knobs["top_k"] = rec["top_k"]
+        knobs["num_active_blocks"] = rec["num_active_blocks"]
+    return {
+        k: knobs[k]
+        for k in sorted(knobs, key=lambda k: KNOB_ORDER.index(k) if k in KNOB_ORDER else 99)
+    }
+
+
+def _read_one(
+    path: Path, rel: str
+) -> tuple[dict[str, Any] | None, pd.DataFrame | None, str | None, list[str]]:
+    """(config row, sample rows, skip reason, notes) for one record file."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, None, f"not readable JSON ({type(exc).__name__}: {str(exc)[:80]})", []
+    if not isinstance(rec, dict) or not (
+        {"per_sample_results", "aggregate_stats", "top_k", "status"} & rec.keys()
+    ):
+        return None, None, NOT_A_RECORD, []
+    status = rec.get("status", "ok")
+    if status != "ok":
+        detail = rec.get("error") or rec.get("message")
+        return None, None, f"status={status}" + (f" ({str(detail)[:80]})" if detail else ""), []
+    missing = [f for f in REQUIRED_FIELDS if rec.get(f) is None]
+    if missing:
+        return (
+            None,
+            None,
+            f"missing fields: {', '.join(missing)} (older schema or crashed run?)",
+            [],
+        )
+    if not isinstance(rec["aggregate_stats"], dict) or not isinstance(
+        rec["per_sample_results"], list
+    ):
+        return (
+            None,
+            None,
+            "aggregate_stats is not a mapping or per_sample_results is not a list",
+            [],
+        )
+    notes: list[str] = []
+    rows = [r for r in rec["per_sample_results"] if isinstance(r, dict)]
+    good = [
+        r
+        for r in rows
+        if not r.get("error") and all(r.get(f) is not None for f in REQUIRED_SAMPLE_FIELDS)
+    ]
+    if len(good) < len(rows):
+        bad = [r for r in rows if r not in good]
+        missing_s = sorted({f for r in bad for f in REQUIRED_SAMPLE_FIELDS if r.get(f) is None})
+        why = "an error" if any(r.get("error") for r in bad) else f"missing {', '.join(missing_s)}"
+        notes.append(f"{rel}: dropped {len(bad)} of {len(rows)} sample rows ({why})")
+    if not good:
+        return None, None, "no valid per-sample rows", notes
+    try:
+        knobs = _knobs_of(rec)
+    except (KeyError, TypeError, ValueError) as exc:
+        return None, None, f"cannot tell its knob values ({exc})", notes
+    df = pd.DataFrame(good)
+    cols = [
+        "sample_id",
+        "target_vision_tokens",
+        "actual_vision_tokens",
+        "input_text_tokens",
+        "output_tokens",
+    ]
+    cols += [*STAGES, "T_total", "accuracy"]
+    df = df.reindex(columns=cols)
+    for c in cols[1:]:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    agg = rec["aggregate_stats"]
+    row: dict[str, Any] = {
+        "config": path.stem,
+        "file": rel,
+        "task": rec.get("task") or path.stem.split("_imgsize")[0],
+        "model": rec.get("model") or "",
+        **knobs,
+        "label": knob_label(knobs),
+        "knobs": knobs,
+        "target_vision_tokens_mean": float(rec["target_vision_tokens_mean"]),
+        "actual_vision_tokens_mean": float(rec["actual_vision_tokens_mean"]),
+        "selected_crops_mean": rec.get("selected_crops_mean"),
+        "num_total_blocks": rec.get("num_total_blocks"),
+        "accuracy": float(rec["accuracy"]),
+        "accuracy_std": rec.get("accuracy_std"),
+        "num_samples": int(rec.get("num_samples") or len(rows)),
+        "num_valid_samples": len(df),
+    }
+    computed = []
+    for metric in (*STAGES, "T_total"):
+        vals = df[metric].to_numpy(float)
+        row[f"{metric}_mean"] = float(agg.get(f"{metric}_mean", np.mean(vals)))
+        for p in PERCENTILES:
+            key = f"{metric}_{p}"
+            if isinstance(agg.get(key), (int, float)):
+                row[key] = float(agg[key])
+            else:
+                row[key] = float(np.percentile(vals, float(p[1:])))
+                computed.append(key)
+    if computed:
+        notes.append(
+            f"{rel}: {', '.join(computed[:4])}{' ...' if len(computed) > 4 else ''} computed from samples"
+        )
+    df.insert(0, "config", path.stem)
+    for k, v in knobs.items():
+        df[k] = v
+    return row, df, None, notes
+
+
+def load_results(results_dir: str | Path) -> SweepResults:
+    """Read every record under ``results_dir``; bad ones go to ``skipped``, never raise.
+
+    Raises:
+        DataError: the directory does not exist or holds no usable record at all.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise DataError(
+            f"results_dir={str(root)!r} is not a directory: allowed is a results directory of knoblab profile"
+        )
+    configs: list[dict[str, Any]] = []
+    frames: list[pd.DataFrame] = []
+    skipped: list[Skipped] = []
+    notes: list[str] = []
+    seen: dict[tuple[Any, ...], str] = {}
+    for path in sorted(root.rglob("*.json")):
+        rel = str(path.relative_to(root))
+        if path.name in NOT_RECORDS:
+            continue
+        row, df, reason, n = _read_one(path, rel)
+        notes += n
+        if reason is None and row is not None:
+            key = (row["task"], row["model"], tuple(sorted(row["knobs"].items(), key=str)))
+            if key in seen:
+                reason = f"duplicate of {seen[key]} (same task, model and knobs); the first is kept"
+            else:
+                seen[key] = rel
+        if reason is not None:
+            # a JSON neither named nor shaped like a record (a user's notes.json) is not reported
+            if reason != NOT_A_RECORD or RECORD_NAME.search(path.name):
+                skipped.append(Skipped(rel, reason))
+            continue
+        configs.append(row)
+        frames.append(df)
+    if not configs:
+        why = (
+            "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
+            or "no *_topk<k>_blocks<n>.json record found"
+        )
+        raise DataError(f"results_dir={str(root)!r} holds no usable record ({why})")
+    knob_cols = [k for k in KNOB_ORDER if any(k in c["knobs"] for c in configs)]
+    extra = sorted({k for c in configs for k in c["knobs"]} - set(knob_cols))
+    env: dict[str, Any] = {}
+    env_path = root / "environment.json"
+    if env_path.is_file():
+        try:
+            env = json.loads(env_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            notes.append("environment.json is not readable JSON; ignored")
+    cfg = pd.DataFrame(configs)
+    samples = pd.concat(frames, ignore_index=True)
+    return SweepResults(root, cfg, samples, skipped, knob_cols + extra, notes, env)

@@ -1,0 +1,264 @@
+"""Synthetic sweep results with a known latency law, for tests, demos and benchmarks.
+
+``write_synthetic_results(dir)`` writes one JSON record per configuration in the
+layout of ``knoblab profile`` (seed 002's fields and file names), whose stage
+latencies follow :class:`LatencyLaw` exactly (times optional multiplicative noise)
+and whose accuracy follows a function of the knobs you give. The analysis must then
+recover the law: linear scaling, the estimator's coefficients, the front.
+
+NOTE: these records are made up. They exist so that analysis code can be tested
+against known answers; nothing here measures a model.
+
+Example:
+    >>> import tempfile
+    >>> d = write_synthetic_results(tempfile.mkdtemp(), num_samples=8)
+    >>> len(list(d.glob("*_topk*_blocks*.json")))
+    18
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TIER_CROPS: dict[str, tuple[int, int]] = {"low": (1, 3), "medium": (4, 8), "high": (9, 15)}
+STATS = ("count", "mean", "std", "min", "max", "p50", "p95", "p99")
+SAMPLE_METRICS = (
+    "T_vision_total",
+    "T_LLM_prefill",
+    "T_LLM_decode",
+    "T_total",
+    "T_decode_per_token",
+    "actual_vision_tokens",
+    "input_text_tokens",
+    "output_tokens",
+)
+
+
+@dataclass(frozen=True)
+class LatencyLaw:
+    """Stage latencies (ms) as a function of tokens and knobs; every term is linear in its inputs.
+
+    With ``V`` vision tokens, ``N = V + text tokens``, ``k`` = top_k, ``B`` = active blocks
+    and ``D = output_tokens - 1`` decode steps (prefill emits the first token)::
+
+        vision  = vision_base + vision_per_token * V
+        prefill = prefill_base + B * (block_base + block_per_token * N + expert_per_token * k * N)
+        decode  = D * (step_base + B * (step_per_block + step_per_expert * k))
+        total   = vision + prefill + decode + other
+    """
+
+    vision_base: float = 0.5
+    vision_per_token: float = 0.01
+    prefill_base: float = 0.3
+    block_base: float = 0.02
+    block_per_token: float = 0.0004
+    expert_per_token: float = 0.00005
+    step_base: float = 0.1
+    step_per_block: float = 0.01
+    step_per_expert: float = 0.004
+    other: float = 0.2
+
+    def stages(
+        self, v: np.ndarray, text: np.ndarray, out: np.ndarray, top_k: int, blocks: int
+    ) -> dict[str, np.ndarray]:
+        n = v + text
+        d = np.maximum(out - 1, 0)
+        vision = self.vision_base + self.vision_per_token * v
+        prefill = self.prefill_base + blocks * (
+            self.block_base + self.block_per_token * n + self.expert_per_token * top_k * n
+        )
+        decode = d * (
+            self.step_base + blocks * (self.step_per_block + self.step_per_expert * top_k)
+        )
+        total = vision + prefill + decode + self.other
+        return {
+            "T_vision_total": vision,
+            "T_LLM_prefill": prefill,
+            "T_LLM_decode": decode,
+            "T_total": total,
+        }
+
+
+def default_accuracy(knobs: Mapping[str, Any]) -> float:
+    """More vision tokens and more blocks help; top_k above 4 buys nothing (so it is dominated)."""
+    tier = knobs.get("tier")
+    vis = (
+        {"low": 0.0, "medium": 0.1, "high": 0.18}[tier]
+        if tier
+        else 0.0002 * float(knobs["vision_tokens"])
+    )
+    return round(
+        0.4 + vis + 0.02 * int(knobs["num_active_blocks"]) + 0.03 * min(int(knobs["top_k"]), 4) / 4,
+        6,
+    )
+
+
+def aggregate(
+    rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = SAMPLE_METRICS
+) -> dict[str, float]:
+    """``<metric>_<stat>`` over the rows, numpy's linear-interpolation percentiles."""
+    out: dict[str, float] = {}
+    for m in metrics:
+        x = np.asarray([r[m] for r in rows if r.get(m) is not None], dtype=float)
+        if x.size == 0:
+            continue
+        out |= {
+            f"{m}_count": float(x.size),
+            f"{m}_mean": float(x.mean()),
+            f"{m}_std": float(x.std()),
+            f"{m}_min": float(x.min()),
+            f"{m}_max": float(x.max()),
+            f"{m}_p50": float(np.percentile(x, 50)),
+            f"{m}_p95": float(np.percentile(x, 95)),
+            f"{m}_p99": float(np.percentile(x, 99)),
+        }
+    return out
+
+
+def record_filename(task: str, knobs: Mapping[str, Any], crops_mean: float) -> str:
+    """``<task>_imgsizetier-<tier>_crops<mean>_topk<k>_blocks<n>.json`` or ``..._imgsizetokens<T>_...``."""
+    tail = f"topk{knobs['top_k']}_blocks{knobs['num_active_blocks']}.json"
+    if knobs.get("tier") is not None:
+        return f"{task}_imgsizetier-{knobs['tier']}_crops{round(crops_mean)}_{tail}"
+    return f"{task}_imgsizetokens{knobs['vision_tokens']}_{tail}"
+
+
+def write_synthetic_results(
+    out_dir: str | Path,
+    *,
+    tiers: Sequence[str] | None = ("low", "medium", "high"),
+    vision_tokens: Sequence[int] | None = None,
+    top_ks: Sequence[int] = (2, 4, 8),
+    blocks: Sequence[int] = (4, 8),
+    num_total_blocks: int | None = None,
+    num_samples: int = 40,
+    tokens_per_crop: int = 16,
+    law: LatencyLaw | None = None,
+    accuracy: Callable[[Mapping[str, Any]], float] = default_accuracy,
+    noise: float = 0.0,
+    seed: int = 0,
+    task: str = "shapes-vqa",
+    model: str = "synthetic",
+) -> Path:
+    """Write a full-factorial synthetic sweep to ``out_dir``; returns the directory.
+
+    Args:
+        tiers: tier values (tier mode); pass None and ``vision_tokens`` for target-tokens mode.
+        noise: relative standard deviation of log-normal timing noise (0 = exact law).
+        accuracy: the configuration's accuracy given its knobs; per-sample scores are 0/1
+            (one of them fractional) whose mean is exactly that value.
+    """
+    law = law or LatencyLaw()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    aspect = rng.uniform(1 / 3, 3, num_samples)  # width / height of each image
+    text = rng.integers(8, 24, num_samples)
+    out_tok = rng.integers(1, 6, num_samples)
+    invalid = rng.integers(0, 3, num_samples)  # padding patches marked -100
+    num_total_blocks = num_total_blocks or max(blocks)
+    vision_values: list[tuple[str, Any]] = (
+        [("tier", t) for t in tiers]
+        if tiers
+        else [("vision_tokens", int(t)) for t in vision_tokens or ()]
+    )
+    for (vkey, vval), k, b in itertools.product(vision_values, top_ks, blocks):
+        knobs = {vkey: vval, "top_k": int(k), "num_active_blocks": int(b)}
+        if vkey == "tier":
+            lo, hi = TIER_CROPS[vval]
+            # wider images get more crops within the tier, as select_tiling would
+            crops = np.clip(
+                np.round(lo + (hi - lo) * (np.log(aspect) / np.log(9) + 0.5)), lo, hi
+            ).astype(int)
+        else:
+            crops = np.full(num_samples, max(int(vval) // tokens_per_crop - 1, 1))
+        target = (crops + 1) * tokens_per_crop
+        actual = target - invalid
+        t = law.stages(
+            actual.astype(float), text.astype(float), out_tok.astype(float), int(k), int(b)
+        )
+        if noise:
+            t = {key: val * rng.lognormal(0.0, noise, num_samples) for key, val in t.items()}
+            t["T_total"] = np.maximum(
+                t["T_total"], t["T_vision_total"] + t["T_LLM_prefill"] + t["T_LLM_decode"]
+            )
+        acc = accuracy(knobs)
+        # 0/1 scores plus one partial score (VQA accuracy is fractional) so the mean is exactly acc
+        hits = np.zeros(num_samples)
+        whole = int(np.floor(acc * num_samples))
+        hits[:whole] = 1.0
+        if whole < num_samples:
+            hits[whole] = acc * num_samples - whole
+        rng.shuffle(hits)
+        rows = []
+        for i in range(num_samples):
+            steps = int(out_tok[i]) - 1
+            rows.append(
+                {
+                    "sample_id": i,
+                    "target_vision_tokens": int(target[i]),
+                    "target_crops": int(crops[i]),
+                    "actual_vision_tokens": int(actual[i]),
+                    "top_k": int(k),
+                    "num_active_blocks": int(b),
+                    "input_text_tokens": int(text[i]),
+                    "output_tokens": int(out_tok[i]),
+                    "accuracy": float(hits[i]),
+                    "pred": "yes" if hits[i] else "no",
+                    "T_vision_total": float(t["T_vision_total"][i]),
+                    "T_LLM_prefill": float(t["T_LLM_prefill"][i]),
+                    "T_LLM_decode": float(t["T_LLM_decode"][i]),
+                    "T_total": float(t["T_total"][i]),
+                    "T_decode_per_token": float(t["T_LLM_decode"][i] / steps)
+                    if steps > 0
+                    else None,
+                }
+            )
+        record = {
+            "task": task,
+            "model": model,
+            "status": "ok",
+            "knobs": knobs,
+            "tier": vval if vkey == "tier" else None,
+            "tier_range": (
+                {"min_crops": TIER_CROPS[vval][0], "max_crops": TIER_CROPS[vval][1]}
+                if vkey == "tier"
+                else None
+            ),
+            "selected_crops_mean": float(crops.mean()),
+            "selected_crops_distribution": {
+                str(c): int((crops == c).sum()) for c in np.unique(crops)
+            },
+            "target_vision_tokens_mean": float(target.mean()),
+            "actual_vision_tokens_mean": float(actual.mean()),
+            "top_k": int(k),
+            "num_active_blocks": int(b),
+            "num_total_blocks": int(num_total_blocks),
+            "active_block_indices": list(range(int(b))),
+            "accuracy": float(hits.mean()),
+            "accuracy_std": float(hits.std()),
+            "num_samples": num_samples,
+            "aggregate_stats": aggregate(rows),
+            "per_sample_results": rows,
+        }
+        name = record_filename(task, knobs, float(crops.mean()))
+        (out / name).write_text(json.dumps(record, indent=1))
+    (out / "environment.json").write_text(json.dumps({"device": "synthetic", "seed": seed}))
+    return out
+
+
+__all__ = [
+    "LatencyLaw",
+    "TIER_CROPS",
+    "aggregate",
+    "default_accuracy",
+    "record_filename",
+    "write_synthetic_results",
+]
