@@ -119,6 +119,6 @@ def to_dataclass(section: Mapping[str, Any] | DictConfig | None, schema: type[T]
         return schema(**kwargs)
     except ConfigError as e:
         # __post_init__ names the bare field; give it its full path.
-        if e.key in fields and not e.key.startswith(prefix):
+        if e.key in fields and not e.key.startswith(prefix + "."):
             raise ConfigError(f"{prefix}.{e.key}", e.value, e.allowed, e.hint) from None
         raise
