@@ -1,0 +1,439 @@
+"""The Hugging Face adapter shared by every family: knobs, split generation loop, loading.
+
+A *family* (``qwen_vl.py``, ``smolvlm.py``, ...) only says what differs: which model and
+processor classes to use, how its vision-token knob maps onto processor settings, and a
+prompt for checkpoints without a chat template. Everything else lives here:
+
+- ``num_active_blocks``: the decoder's ``layers`` ModuleList is swapped for its first
+  ``n`` layers (the records' ``active_block_indices`` are ``0..n-1``); the full list is
+  put back by :meth:`HFAdapter.restore` or the next ``apply_knobs``.
+- ``top_k``: every MoE router of the decoder (a module with an integer ``top_k``) gets
+  the new experts-per-token; the checkpoint's value is restored the same way. Families
+  without MoE blocks do not list the knob, so asking for it is a ``ConfigError``.
+- stages: ``encode_vision`` runs the vision tower + projector exactly as
+  ``model.generate`` does before its prefill (``mm_encoder_outputs``), ``prefill`` is
+  the first forward over the prompt with those features (it yields token 1), ``decode``
+  is each further forward with the KV cache. The loop mirrors ``generate``'s greedy
+  path call for call, so its tokens equal ``model.generate(do_sample=False)``'s.
+
+NOTE: decoding is always greedy and ignores the checkpoint's ``generation_config``
+sampling settings (temperature, top-p, repetition penalty): the sweep measures the
+model, not a sampler. :meth:`HFAdapter.reference_generate` runs ``model.generate`` with
+the same greedy settings, for checks.
+
+NOTE: the loop calls three ``GenerationMixin`` helpers that ``generate`` itself uses
+(``_prepare_position_ids_for_generation``, ``_prepare_multimodal_encoder_kwargs_for_generation``,
+``_update_model_kwargs_for_generation``); they are private in transformers, so the
+tests compare the loop with ``generate`` for every family on the installed version.
+
+Example:
+    >>> adapter = knoblab.models.hf.build({"path": "/ckpt/Qwen2.5-VL-3B", "dtype": "bf16"})
+    >>> adapter.apply_knobs({"vision_tokens": 256, "num_active_blocks": 24})
+    >>> prepared = adapter.preprocess(sample)
+    >>> gen = adapter.decode(adapter.prefill(prepared, adapter.encode_vision(prepared)), 16)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from knoblab.errors import ConfigError, DataError
+from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
+
+DTYPES: dict[str, torch.dtype] = {
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "fp32": torch.float32,
+}
+
+
+class VisionKnob(Protocol):
+    """How one family turns ``vision_tokens`` (max vision tokens per image) into settings."""
+
+    def spec(self, processor: Any, model: nn.Module, values: Sequence[int] | None) -> KnobSpec:
+        """The knob with its allowed values (``values`` overrides the family's ladder)."""
+        ...
+
+    def snapshot(self, processor: Any, model: nn.Module) -> Any:
+        """The settings ``apply`` changes, to restore later."""
+        ...
+
+    def apply(self, processor: Any, model: nn.Module, value: int) -> dict[str, Any]:
+        """Set the processor (and model config) for ``value``; returns what to record."""
+        ...
+
+    def restore(self, processor: Any, model: nn.Module, saved: Any) -> None:
+        """Put back what ``snapshot`` saved."""
+        ...
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a model family adds to the shared adapter.
+
+    Attributes:
+        name: the ``model.family`` config value (``qwen2_5_vl``).
+        model_types: ``config.model_type`` values that select this family automatically.
+        model_class: the ``transformers`` class name of the generation model.
+        processor_class: the ``transformers`` processor class name.
+        image_processor_class: the PIL-backend image processor (used when ``AutoProcessor``
+            cannot be built, e.g. without torchvision).
+        fallback_prompt: the prompt for a checkpoint without a chat template.
+        vision: the ``vision_tokens`` knob, or None when the family has none.
+        tokens_per_image: actual vision tokens of one prepared sample.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    model_class: str
+    processor_class: str
+    image_processor_class: str
+    fallback_prompt: Callable[[str], str]
+    vision: VisionKnob | None
+    tokens_per_image: Callable[[Any, Mapping[str, Any]], int]
+
+
+def transformers_class(name: str) -> Any:
+    """A class of the installed transformers by name (``Qwen2_5_VLProcessor``)."""
+    import transformers
+
+    return getattr(transformers, name)
+
+
+def processor_without_video(cls: type) -> type:
+    """``cls`` accepting ``video_processor=None``.
+
+    NOTE: transformers builds video processors with torchvision only; without it a VLM
+    processor cannot be constructed at all. Images need no video processor, so this
+    subclass skips the class check for a missing one (images only).
+    """
+
+    class _ImagesOnly(cls):  # type: ignore[misc, valid-type]
+        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
+            if argument is None and argument_name == "video_processor":
+                return None
+            return super().check_argument_for_proper_class(argument_name, argument)
+
+    _ImagesOnly.__name__ = _ImagesOnly.__qualname__ = cls.__name__
+    return _ImagesOnly
+
+
+def decoder_layers(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
+    """The module holding the language decoder's ``layers`` ModuleList, and that list."""
+    lm = model.get_decoder() if hasattr(model, "get_decoder") else model
+    for owner in (lm, getattr(lm, "model", None)):
+        layers = getattr(owner, "layers", None) if owner is not None else None
+        if isinstance(layers, nn.ModuleList):
+            return owner, layers
+    raise ConfigError(
+        "model.path", type(model).__name__, "a model whose decoder has a `layers` ModuleList"
+    )
+
+
+def moe_routers(layers: nn.ModuleList) -> list[nn.Module]:
+    """Every MoE router under ``layers``: a module with an integer ``top_k`` attribute."""
+    return [m for m in layers.modules() if isinstance(getattr(m, "top_k", None), int)]
+
+
+@dataclass
+class DecodeState:
+    """What ``prefill`` hands to ``decode``: the sequence so far and the model kwargs."""
+
+    input_ids: torch.Tensor
+    model_kwargs: dict[str, Any]
+    token_ids: list[int]
+    finished: bool
+    prompt_len: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class HFAdapter:
+    """A ``transformers`` VLM behind knoblab's adapter protocol (see the module docstring).
+
+    Args:
+        model: the generation model (``...ForConditionalGeneration``), in eval mode.
+        processor: its processor (tokenizer + image processor).
+        family: the family description.
+        name: the model name used in records.
+        max_new_tokens: the default cap of :meth:`decode`.
+        knob_values: per-knob allowed values overriding the family's defaults.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        processor: Any,
+        family: Family,
+        *,
+        name: str = "",
+        max_new_tokens: int = 16,
+        knob_values: Mapping[str, Sequence[Any]] | None = None,
+    ):
+        self.model = model.eval()
+        self.processor = processor
+        self.family = family
+        self.name = name or family.name
+        self.max_new_tokens = max_new_tokens
+        param = next(model.parameters())
+        self.device = str(param.device)
+        self.dtype = {v: k for k, v in DTYPES.items()}.get(param.dtype, str(param.dtype))
+        self._owner, self._all_layers = decoder_layers(model)
+        self._routers = moe_routers(self._all_layers)
+        self._router_top_k = [r.top_k for r in self._routers]
+        self._vision_saved = family.vision.snapshot(processor, model) if family.vision else None
+        self._knobs = self._build_specs(dict(knob_values or {}))
+        self._effective: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- knobs
+    def _build_specs(self, overrides: dict[str, Sequence[Any]]) -> dict[str, KnobSpec]:
+        n = len(self._all_layers)
+        specs: dict[str, KnobSpec] = {}
+        if self.family.vision is not None:
+            spec = self.family.vision.spec(
+                self.processor, self.model, overrides.pop("vision_tokens", None)
+            )
+            specs[spec.name] = spec
+        blocks = tuple(overrides.pop("num_active_blocks", range(1, n + 1)))
+        specs["num_active_blocks"] = KnobSpec(
+            "num_active_blocks",
+            blocks,
+            n,
+            "run only the first n decoder layers (the rest are skipped)",
+        )
+        if self._routers:
+            n_experts = _num_experts(self.model, self._routers[0])
+            specs["top_k"] = KnobSpec(
+                "top_k",
+                tuple(overrides.pop("top_k", range(1, n_experts + 1))),
+                self._router_top_k[0],
+                "experts per token of every MoE block",
+            )
+        if overrides:
+            key = next(iter(overrides))
+            raise ConfigError(
+                f"model.knob_values.{key}",
+                overrides[key],
+                f"a knob of {self.name!r}: {', '.join(specs)}",
+            )
+        for spec in specs.values():
+            if spec.default not in spec.values:  # the checkpoint's own setting is always allowed
+                vals = tuple(sorted({*spec.values, spec.default}))
+                specs[spec.name] = KnobSpec(spec.name, vals, spec.default, spec.doc)
+        return specs
+
+    def knobs(self) -> Mapping[str, KnobSpec]:
+        """The knobs of this model; ``top_k`` only for MoE models."""
+        return dict(self._knobs)
+
+    def apply_knobs(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Set knobs in place; unset knobs go back to the checkpoint's defaults."""
+        for key, value in settings.items():
+            check_knob(self._knobs, key, value, self.name)
+        self.restore()
+        eff: dict[str, Any] = {}
+        vis = self.family.vision
+        if vis is not None:
+            name = "vision_tokens"
+            value = settings.get(name, self._knobs[name].default)
+            eff[name] = value
+            eff.update(vis.apply(self.processor, self.model, value))
+        n_total = len(self._all_layers)
+        n = int(settings.get("num_active_blocks", n_total))
+        if n < n_total:
+            self._owner.layers = nn.ModuleList(list(self._all_layers)[:n])
+        eff.update(
+            num_active_blocks=n, num_total_blocks=n_total, active_block_indices=list(range(n))
+        )
+        if self._routers:
+            k = int(settings.get("top_k", self._knobs["top_k"].default))
+            for r in self._routers:
+                r.top_k = k
+            eff["top_k"] = k
+        self._effective = eff
+        return dict(eff)
+
+    def restore(self) -> None:
+        """Put the checkpoint's layers, router top-k and vision settings back."""
+        self._owner.layers = self._all_layers
+        for r, k in zip(self._routers, self._router_top_k, strict=True):
+            r.top_k = k
+        if self.family.vision is not None:
+            self.family.vision.restore(self.processor, self.model, self._vision_saved)
+        self._effective = {}
+
+    # ---------------------------------------------------------------- stages
+    def prompt(self, question: str) -> str:
+        """The prompt text for one image and ``question`` (chat template when there is one)."""
+        template = getattr(self.processor, "chat_template", None)
+        if template:
+            messages = [
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+            ]
+            return self.processor.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+        return self.family.fallback_prompt(question)
+
+    def preprocess(self, sample: Any) -> Prepared:
+        """Image + question -> processor outputs on the model's device (not timed)."""
+        image = _open_image(sample.image, sample)
+        text = self.prompt(sample.question)
+        enc = self.processor(images=[image], text=[text], return_tensors="pt")
+        enc = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in enc.items()}
+        if "pixel_values" in enc and enc["pixel_values"].is_floating_point():
+            enc["pixel_values"] = enc["pixel_values"].to(next(self.model.parameters()).dtype)
+        ids = enc["input_ids"]
+        vision_tokens = self.family.tokens_per_image(self, enc)
+        text_tokens = int(ids.shape[1]) - vision_tokens
+        target = self._effective.get("vision_tokens")
+        return Prepared(
+            inputs=enc,
+            input_text_tokens=text_tokens,
+            actual_vision_tokens=vision_tokens,
+            theoretical_vision_tokens=vision_tokens,
+            target_vision_tokens=target,
+            image_size=(image.width, image.height),
+            extra={"prompt": text},
+        )
+
+    @torch.inference_mode()
+    def encode_vision(self, prepared: Prepared) -> dict[str, Any]:
+        """Vision tower + projector, as ``generate`` runs them before its prefill.
+
+        Returns the model kwargs with ``mm_encoder_outputs`` in place of the pixel inputs.
+        """
+        kwargs = {k: v for k, v in prepared.inputs.items() if k != "input_ids"}
+        if getattr(self.model, "_supports_mm_encoder_outputs", lambda: False)():
+            kwargs = self.model._prepare_multimodal_encoder_kwargs_for_generation(kwargs)
+        # else: the family encodes images inside its first forward; vision time is then 0
+        return kwargs
+
+    @torch.inference_mode()
+    def prefill(self, prepared: Prepared, vision: dict[str, Any]) -> DecodeState:
+        """First forward over the prompt with the image features; picks token 1."""
+        from transformers import DynamicCache
+
+        model = self.model
+        raw = {k: v for k, v in prepared.inputs.items() if k != "input_ids"}
+        input_ids = prepared.inputs["input_ids"]
+        kwargs = dict(vision)
+        if _accepts(model, "position_ids"):
+            # as generate(): positions (M-RoPE for Qwen) from the raw inputs incl. image grids
+            kwargs["position_ids"] = model._prepare_position_ids_for_generation(input_ids, raw)
+        mask = kwargs.get("attention_mask")
+        if mask is not None and bool((mask == 1).all()):
+            kwargs["attention_mask"] = None  # as generate(): no padding -> no mask work
+        if _accepts(model, "logits_to_keep"):
+            kwargs["logits_to_keep"] = 1
+        kwargs["past_key_values"] = DynamicCache(config=model.config.get_text_config(decoder=True))
+        kwargs["use_cache"] = True
+        inputs = model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs)
+        out = model(**inputs, return_dict=True)
+        kwargs = model._update_model_kwargs_for_generation(out, kwargs, is_encoder_decoder=False)
+        token = out.logits[:, -1].float().argmax(-1)
+        tok = int(token.item())
+        state = DecodeState(
+            input_ids=torch.cat([input_ids, token[:, None].to(input_ids.dtype)], dim=-1),
+            model_kwargs=kwargs,
+            token_ids=[tok],
+            finished=tok in self._eos_ids(),
+            prompt_len=int(input_ids.shape[1]),
+        )
+        return state
+
+    @torch.inference_mode()
+    def decode(self, state: DecodeState, max_new_tokens: int | None = None) -> Generation:
+        """Greedy steps with the KV cache until EOS or ``max_new_tokens`` tokens in all."""
+        model = self.model
+        limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        eos = self._eos_ids()
+        optimize = getattr(model, "_optimize_model_for_decode", None)
+        ctx = optimize() if optimize is not None else _nullcontext()
+        kwargs, ids = state.model_kwargs, state.input_ids
+        with ctx:
+            while not state.finished and len(state.token_ids) < limit:
+                inputs = model.prepare_inputs_for_generation(ids, next_sequence_length=1, **kwargs)
+                out = model(**inputs, return_dict=True)
+                kwargs = model._update_model_kwargs_for_generation(
+                    out, kwargs, is_encoder_decoder=False
+                )
+                token = out.logits[:, -1].float().argmax(-1)
+                ids = torch.cat([ids, token[:, None].to(ids.dtype)], dim=-1)
+                tok = int(token.item())
+                state.token_ids.append(tok)
+                state.finished = tok in eos
+        state.model_kwargs, state.input_ids = kwargs, ids
+        text = self.processor.batch_decode([state.token_ids], skip_special_tokens=True)[0]
+        return Generation(token_ids=list(state.token_ids), text=text.strip())
+
+    @torch.inference_mode()
+    def reference_generate(
+        self, prepared: Prepared, max_new_tokens: int | None = None
+    ) -> list[int]:
+        """The tokens ``model.generate`` picks greedily for ``prepared`` (for checks)."""
+        from transformers import GenerationConfig
+
+        limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        eos = sorted(self._eos_ids())
+        cfg = GenerationConfig(
+            do_sample=False,
+            max_new_tokens=limit,
+            eos_token_id=eos or None,
+            pad_token_id=eos[0] if eos else 0,
+        )
+        inputs = dict(prepared.inputs)
+        out = self.model.generate(**inputs, generation_config=cfg)
+        return out[0, inputs["input_ids"].shape[1] :].tolist()
+
+    def _eos_ids(self) -> set[int]:
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if eos is None:
+            eos = self.model.config.get_text_config().eos_token_id
+        if eos is None:
+            return set()
+        return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+def _num_experts(model: nn.Module, router: nn.Module) -> int:
+    for attr in ("num_experts", "n_routed_experts"):
+        n = getattr(router, attr, None) or getattr(model.config.get_text_config(), attr, None)
+        if isinstance(n, int):
+            return n
+    weight = getattr(router, "weight", None)
+    if isinstance(weight, torch.Tensor):
+        return int(weight.shape[0])
+    raise ConfigError(
+        "model.path", type(model).__name__, "an MoE model whose config names num_experts"
+    )
+
+
+def _accepts(model: nn.Module, name: str) -> bool:
+    return name in inspect.signature(model.forward).parameters
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _open_image(image: Any, sample: Any) -> Any:
+    """A PIL RGB image from a PIL image or a path; ``DataError`` naming the sample otherwise."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    try:
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError, TypeError) as exc:
+        sid = getattr(sample, "sample_id", "?")
+        raise DataError(f"sample {sid}: image {image!r} cannot be read ({exc})") from None

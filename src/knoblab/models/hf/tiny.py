@@ -1,0 +1,168 @@
+"""Tiny random-weight checkpoints of each family, written to a local directory.
+
+They let the adapters, the sweep runner and the docs' examples run offline in seconds:
+a word-level tokenizer with the family's special tokens, a PIL image processor with
+small patches, and a model with 2 decoder layers and hidden size 32. The weights are
+random, so the answers are nonsense; everything else (shapes, knobs, stages, caches)
+is the real code path.
+
+Example:
+    >>> path = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen")
+    >>> adapter = knoblab.models.hf.build({"path": str(path), "dtype": "fp32"})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from knoblab.errors import ConfigError
+from knoblab.models.hf.base import processor_without_video, transformers_class
+
+#: Ordinary words of the tiny vocabulary (anything else is ``[UNK]``).
+WORDS = (
+    "what is the color of shape a an in image red blue green yellow circle square triangle "
+    "how many are there ? yes no one two three user assistant"
+).split()
+
+
+def tiny_tokenizer(special: Sequence[str], eos: str, extra_words: int = 40) -> Any:
+    """A word-level ``PreTrainedTokenizerFast`` with ``special`` tokens (ids 1..len(special))."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[UNK]", *special, *WORDS, *[f"w{i}" for i in range(extra_words)]]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tk.decoder = decoders.WordPiece()  # joins words with spaces
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        unk_token="[UNK]",
+        eos_token=eos,
+        pad_token=special[0],
+        additional_special_tokens=list(special),
+    )
+
+
+_QWEN_SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+
+def _qwen(model_type: str) -> tuple[Any, Any]:
+    tok = tiny_tokenizer(_QWEN_SPECIAL, eos="<|im_end|>")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in _QWEN_SPECIAL}
+    patch = 14 if model_type == "qwen2_5_vl" else 16
+    ip = transformers_class("Qwen2VLImageProcessorPil")(
+        patch_size=patch,
+        merge_size=2,
+        temporal_patch_size=2,
+        min_pixels=(2 * patch) ** 2,
+        max_pixels=(2 * patch) ** 2 * 64,
+    )
+    proc_cls = "Qwen2_5_VLProcessor" if model_type == "qwen2_5_vl" else "Qwen3VLProcessor"
+    processor = processor_without_video(transformers_class(proc_cls))(
+        image_processor=ip, tokenizer=tok, video_processor=None
+    )
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=None,
+    )
+    tokens = dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    vision: dict[str, Any] = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=patch,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=32,
+    )
+    if model_type == "qwen2_5_vl":
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [2, 1, 1],
+        }
+        vision.update(window_size=4 * patch, fullatt_block_indexes=[1])
+        config = transformers_class("Qwen2_5_VLConfig")(
+            text_config=text, vision_config=vision, **tokens
+        )
+        model_cls = "Qwen2_5_VLForConditionalGeneration"
+    else:
+        text.update(head_dim=8)
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [2, 1, 1],
+        }
+        vision.update(num_position_embeddings=64, deepstack_visual_indexes=[0])
+        if model_type == "qwen3_vl_moe":
+            text.update(
+                num_experts=4,
+                num_experts_per_tok=2,
+                moe_intermediate_size=16,
+                decoder_sparse_step=1,
+            )
+            config = transformers_class("Qwen3VLMoeConfig")(
+                text_config=text, vision_config=vision, **tokens
+            )
+            model_cls = "Qwen3VLMoeForConditionalGeneration"
+        else:
+            config = transformers_class("Qwen3VLConfig")(
+                text_config=text, vision_config=vision, **tokens
+            )
+            model_cls = "Qwen3VLForConditionalGeneration"
+    model = transformers_class(model_cls)(config)
+    return model, processor
+
+
+BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
+    "qwen2_5_vl": lambda: _qwen("qwen2_5_vl"),
+    "qwen3_vl": lambda: _qwen("qwen3_vl"),
+    "qwen3_vl_moe": lambda: _qwen("qwen3_vl_moe"),
+}
+
+
+def tiny_model(family: str, seed: int = 0) -> tuple[Any, Any]:
+    """A tiny random ``(model, processor)`` of ``family``, in memory."""
+    if family not in BUILDERS:
+        raise ConfigError("family", family, f"one of {', '.join(BUILDERS)}")
+    torch.manual_seed(seed)
+    model, processor = BUILDERS[family]()
+    return model.eval(), processor
+
+
+def write_tiny_checkpoint(family: str, path: str | Path, seed: int = 0) -> Path:
+    """Save a tiny random checkpoint of ``family`` (model + processor) under ``path``."""
+    path = Path(path)
+    model, processor = tiny_model(family, seed)
+    model.save_pretrained(path)
+    # the processor's own save_pretrained needs a video processor (torchvision); its parts
+    # are all that load_processor needs
+    processor.tokenizer.save_pretrained(path)
+    processor.image_processor.save_pretrained(path)
+    return path
