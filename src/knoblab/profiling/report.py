@@ -1,0 +1,208 @@
+"""The sweep's summary: the table printed at the end and ``report.md``.
+
+One row per configuration: knobs, status, accuracy, ``T_total`` p50/p95, the share of
+each stage in the mean ``T_total`` and whether the configuration is Pareto-optimal.
+
+NOTE: the Pareto front is of accuracy (higher is better) against ``T_total_p95``
+(lower is better; seed 002's E2 uses p95 or p99 latency), over the configurations
+with status ``ok`` (``knoblab.analysis.pareto.pareto_mask``). Stage shares are the
+stage means over the ``T_total`` mean; they need not sum to 100 %: ``T_total`` also
+holds the host time between stages.
+
+Example:
+    >>> rows = summary_rows({})
+    >>> rows
+    []
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from knoblab.analysis.pareto import pareto_mask
+
+STAGES = (("vision", "T_vision_total"), ("prefill", "T_LLM_prefill"), ("decode", "T_LLM_decode"))
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def summary_rows(records: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per record (sorted by mean ``T_total``), with the Pareto flag."""
+    rows = []
+    for fname, r in records.items():
+        s = r.get("aggregate_stats") or {}
+        total = s.get("T_total_mean")
+        row = {
+            "record": fname,
+            "configuration": " ".join(f"{k}={v}" for k, v in (r.get("knobs") or {}).items()),
+            "knobs": dict(r.get("knobs") or {}),
+            "status": r.get("status"),
+            "num_samples": r.get("num_samples"),
+            "num_failed_samples": r.get("num_failed_samples", 0),
+            "accuracy": r.get("accuracy"),
+            "T_total_p50": s.get("T_total_p50"),
+            "T_total_p95": s.get("T_total_p95"),
+            "T_total_mean": total,
+        }
+        for name, key in STAGES:
+            mean = s.get(f"{key}_mean")
+            row[f"share_{name}"] = mean / total if mean is not None and total else None
+        rows.append(row)
+    ok = [i for i, row in enumerate(rows) if row["status"] == "ok" and row["accuracy"] is not None]
+    mask = (
+        pareto_mask([rows[i]["accuracy"] for i in ok], [rows[i]["T_total_p95"] for i in ok])
+        if ok
+        else []
+    )
+    for row in rows:
+        row["pareto"] = False
+    for i, flag in zip(ok, mask, strict=True):
+        rows[i]["pareto"] = bool(flag)
+    rows.sort(
+        key=lambda row: (
+            row["T_total_mean"] is None,
+            row["T_total_mean"] or 0.0,
+            row["configuration"],
+        )
+    )
+    return rows
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Any:
+    """A ``rich.table.Table`` of the summary rows: one column per knob, then the figures."""
+    from rich import box
+    from rich.table import Table
+
+    knob_names: list[str] = []
+    for row in rows:
+        knob_names += [k for k in row["knobs"] if k not in knob_names]
+    short = {"num_active_blocks": "blocks", "vision_tokens": "tokens"}
+    table = Table(
+        title=title or None,
+        caption="p50/p95: T_total ms; stage % of mean T_total; * Pareto (acc vs p95)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    for k in knob_names:
+        table.add_column(short.get(k, k), justify="left", no_wrap=True)
+    for col in ("status", "n", "acc", "p50", "p95", "vis%", "pre%", "dec%", "*"):
+        table.add_column(col, justify="left" if col == "status" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(
+            *(str(row["knobs"].get(k, "-")) for k in knob_names),
+            str(row["status"]),
+            str(row["num_samples"]),
+            _fmt(row["accuracy"]),
+            _fmt(row["T_total_p50"], ".2f"),
+            _fmt(row["T_total_p95"], ".2f"),
+            *(
+                _fmt(None if row[f"share_{n}"] is None else 100 * row[f"share_{n}"], ".0f")
+                for n, _ in STAGES
+            ),
+            "*" if row["pareto"] else "",
+        )
+    return table
+
+
+def render_report_md(
+    records: Mapping[str, Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+    plan: Mapping[str, Any],
+    *,
+    ran: Sequence[str] = (),
+    skipped: Sequence[str] = (),
+) -> str:
+    """``report.md``: sampling settings and counts, the configuration table, Pareto marks."""
+    first = next(iter(records.values()), {})
+    env = first.get("environment") or {}
+    lines = [
+        f"# Sweep report: {first.get('task', '?')} on {first.get('model', '?')}",
+        "",
+        f"Device: {env.get('device_name', '?')} ({env.get('device', '?')}, {env.get('dtype', '?')}); "
+        f"git revision: {env.get('git_revision') or 'unknown'}.",
+        "",
+        "## Sampling",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    for key in (
+        "dataset_size",
+        "num_samples_per_epoch",
+        "num_epochs",
+        "randomize",
+        "seed",
+        "seed_source",
+        "samples_per_epoch",
+        "last_epoch_samples",
+        "total_samples",
+    ):
+        lines.append(f"| {key} | {plan.get(key, '-')} |")
+    if plan.get("legacy"):
+        for msg in (plan["legacy"] or {}).get("messages", []):
+            lines.append(f"| legacy | {msg} |")
+    n_ok = sum(1 for r in rows if r["status"] == "ok")
+    lines += [
+        "",
+        f"Effective counts: {plan.get('total_samples', '?')} samples per configuration, "
+        f"{len(rows)} configurations ({n_ok} ok), {len(ran)} measured in this run, "
+        f"{len(skipped)} found finished and skipped.",
+        "",
+        "## Configurations",
+        "",
+        "Pareto-optimal configurations (accuracy vs. T_total p95) are marked **\\***. "
+        "Latencies in ms; stage shares of the mean T_total. Percentiles: numpy linear interpolation.",
+        "",
+        "| configuration | status | n | failed | accuracy | T_total p50 | T_total p95 | vision % | prefill % | decode % | Pareto |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    mark = "**\\***"
+    for row in rows:
+        shares = [
+            _fmt(None if row[f"share_{n}"] is None else 100 * row[f"share_{n}"], ".1f")
+            for n, _ in STAGES
+        ]
+        lines.append(
+            f"| {row['configuration']} | {row['status']} | {row['num_samples']} | {row['num_failed_samples']} | "
+            f"{_fmt(row['accuracy'])} | {_fmt(row['T_total_p50'], '.2f')} | {_fmt(row['T_total_p95'], '.2f')} | "
+            f"{' | '.join(shares)} | {mark if row['pareto'] else ''} |"
+        )
+    warns = sorted({w for r in records.values() for w in r.get("warnings") or []})
+    errors = [
+        (f, r.get("status"), r.get("error")) for f, r in records.items() if r.get("status") != "ok"
+    ]
+    if warns or errors:
+        lines += ["", "## Warnings", ""]
+        lines += [f"- {w}" for w in warns]
+        lines += [f"- `{f}`: {s}: {e}" for f, s, e in errors]
+    lines += [
+        "",
+        "Records: one JSON per configuration; all per-sample rows in `samples.parquet`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report_md(
+    out_dir: str | os.PathLike[str],
+    records: Mapping[str, Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+    plan: Mapping[str, Any],
+    *,
+    ran: Sequence[str] = (),
+    skipped: Sequence[str] = (),
+) -> Path:
+    """Write ``report.md`` into ``out_dir`` atomically."""
+    path = Path(out_dir) / "report.md"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(
+        render_report_md(records, rows, plan, ran=ran, skipped=skipped), encoding="utf-8"
+    )
+    os.replace(tmp, path)
+    return path
