@@ -25,8 +25,9 @@ def test_cpu_stages_in_ms_nested_and_summed() -> None:
                 _busy(2)
     ms = t.read()
     assert set(ms) == {"total", "vision", "decode"}
-    assert 3 <= ms["vision"] < 3 + 5
-    assert 4 <= ms["decode"] < 4 + 5  # two intervals summed
+    # Lower bounds only: a busy-wait lasts at least its time; a loaded machine may stretch it.
+    assert ms["vision"] >= 3
+    assert ms["decode"] >= 4  # two intervals summed
     assert ms["total"] >= ms["vision"] + ms["decode"]
     t.reset()
     assert t.read() == {}
