@@ -31,7 +31,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -121,6 +121,7 @@ class WeightedMultiDatasetSampler(Sampler[int]):
         self.seed = int(seed)
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.epoch_hooks: list[Callable[[int], None]] = []
         self.set_dataset_weights(dataset_weights if dataset_weights is not None else self.sizes)
         self.set_sample_weights(sample_weights)
 
@@ -180,11 +181,25 @@ class WeightedMultiDatasetSampler(Sampler[int]):
             cdfs.append(cdf)
         self._sample_cdfs = cdfs
 
+    def set_rank(self, rank: int, world_size: int, num_samples: int | None = None) -> None:
+        """Move to another shard (and epoch length) once the process group is known."""
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError("rank", rank, f"0 <= rank < world_size ({world_size})")
+        self.rank, self.world_size = rank, world_size
+        if num_samples is not None:
+            self.num_samples = num_samples
+
     # --- the draw ----------------------------------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose sequence ``__iter__`` yields (Lightning calls this)."""
+        """Select the epoch whose sequence ``__iter__`` yields (Lightning calls this).
+
+        Then calls every ``epoch_hooks`` entry with the epoch: a curriculum sets that
+        epoch's weights there, so they depend on the epoch alone, also after a resume.
+        """
         self.epoch = int(epoch)
+        for hook in self.epoch_hooks:
+            hook(self.epoch)
 
     @property
     def total_size(self) -> int:
