@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -102,12 +104,16 @@ def test_atomic_write_and_load(tmp_path) -> None:
     )
     assert json.loads((tmp_path / "a.json").read_text())["x"] is None
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
-    (tmp_path / ".b.json.123.tmp").write_text("{half")  # a killed writer's leftover
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f".b.json.{dead.pid}.tmp").write_text("{half")  # a killed writer's leftover
+    (tmp_path / f".c.json.{os.getpid()}.tmp").write_text("{half")  # a live writer's file
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "sweep.json").write_text(json.dumps({"identity": {}}))
     loaded = rec.load_records(tmp_path)
     assert list(loaded) == ["a.json"]
-    assert not (tmp_path / ".b.json.123.tmp").exists()
+    assert rec.remove_stale_tmp(tmp_path) == [f".b.json.{dead.pid}.tmp"]
+    assert (tmp_path / f".c.json.{os.getpid()}.tmp").exists()
 
 
 def test_environment_has_versions_device_seed_and_git(tmp_path) -> None:

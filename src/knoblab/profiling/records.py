@@ -196,7 +196,8 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as JSON to ``path`` via a temporary file and ``os.replace``.
 
     NOTE: a process killed mid-write leaves at most a ``.<name>.<pid>.tmp`` file,
-    never a truncated ``path``; :func:`load_records` ignores those.
+    never a truncated ``path``; :func:`load_records` ignores those and
+    :func:`remove_stale_tmp` deletes them.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,15 +218,12 @@ def is_record(data: Any) -> bool:
 def load_records(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """``{file name: record}`` for every configuration record in ``out_dir``.
 
-    Unreadable files (which an atomic write never leaves) are skipped; temporary files
-    of a killed writer are removed.
+    Unreadable files (which an atomic write never leaves) and temporary files are skipped.
     """
     out: dict[str, dict[str, Any]] = {}
     d = Path(out_dir)
     if not d.is_dir():
         return out
-    for tmp in d.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
     for p in sorted(d.glob("*.json")):
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
@@ -234,6 +232,37 @@ def load_records(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
         if is_record(data):
             out[p.name] = data
     return out
+
+
+def remove_stale_tmp(out_dir: str | os.PathLike[str]) -> list[str]:
+    """Delete ``.<name>.<pid>.tmp`` files left by writers that are no longer running.
+
+    NOTE: a temporary file of a live process (another rank, another sweep) is kept;
+    removing it would make that writer's ``os.replace`` fail.
+    """
+    removed = []
+    d = Path(out_dir)
+    if not d.is_dir():
+        return removed
+    for tmp in d.glob(".*.tmp"):
+        m = re.search(r"\.(\d+)\.tmp$", tmp.name)
+        if m and _alive(int(m.group(1))):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but not ours
+        return True
+    return True
 
 
 def sample_rows(records: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -615,6 +615,7 @@ def run_sweep(
     if rank == 0:
         try:
             old = _check_out_dir(out_dir, identity)
+            rec.remove_stale_tmp(out_dir)
             existing = rec.load_records(out_dir)
             done: dict[str, str] = {}
             for fname, r in existing.items():
