@@ -35,11 +35,13 @@ from typing import Any
 import numpy as np
 
 from knoblab.errors import ConfigError, DataError
-from knoblab.sampling.permutation import KeyedPermutation, mix_key
+from knoblab.sampling.permutation import _ROUNDS, KeyedPermutation, _splitmix64, mix_key
 
 STATE_VERSION = 1
 _SEED_LIMIT = 1 << 63  # seeds go into int64 record columns
-_BLOCK = 1 << 16  # positions computed per vectorised step: small temporaries, fast loops
+_BLOCK = 1 << 16
+_MANY_EPOCHS = 8  # from this many epochs in one request, vectorise across epochs
+_EXACT_INT64_MOD = 3_037_000_499  # floor(sqrt(2**63 - 1)): larger sizes use Python ints  # positions computed per vectorised step: small temporaries, fast loops
 
 
 def _int_field(name: str, value: Any, minimum: int, *, below: int | None = None) -> int:
@@ -182,6 +184,13 @@ class SamplingPlan:
         """Dataset indices at plan positions ``[start, stop)`` (int64), across epochs."""
         stop = self._total if stop is None else min(int(stop), self._total)
         start = max(0, int(start))
+        if start >= stop:
+            return np.empty(0, dtype=np.int64)
+        if (
+            not self.config.randomize
+            or (stop - 1) // self._per_epoch - start // self._per_epoch >= _MANY_EPOCHS
+        ):
+            return self.index_at(np.arange(start, stop, dtype=np.int64))  # fully vectorised
         parts = []
         pos = start
         while pos < stop:
@@ -189,7 +198,7 @@ class SamplingPlan:
             take = min(stop - pos, self.samples_per_epoch(epoch) - offset)
             parts.append(self._epoch_slice(epoch, offset, offset + take))
             pos += take
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        return np.concatenate(parts)
 
     def index_at(self, positions: np.ndarray) -> np.ndarray:
         """Dataset indices at arbitrary plan positions (int64 array in, int64 array out)."""
@@ -197,12 +206,28 @@ class SamplingPlan:
         if pos.size and (pos.min() < 0 or pos.max() >= self._total):
             raise IndexError(f"plan position out of range [0, {self._total})")
         flat = pos.ravel()
-        out = np.empty_like(flat)
         epochs = flat // self._per_epoch
         offsets = flat - epochs * self._per_epoch
-        for epoch in np.unique(epochs).tolist():
-            sel = epochs == epoch
-            out[sel] = self._epoch_at(int(epoch), offsets[sel])
+        n, n_per = self.dataset_size, self.config.num_samples_per_epoch
+        if not self.config.randomize:
+            if n_per is None:
+                return offsets.reshape(pos.shape)
+            if n <= _EXACT_INT64_MOD:  # (a mod n) * (b mod n) < 2**63: exact in int64
+                start = ((epochs % n) * (n_per % n)) % n
+            else:
+                start = np.array([(e * n_per) % n for e in epochs.tolist()], dtype=np.int64)
+            return ((offsets + start) % n).reshape(pos.shape)
+        order = np.argsort(epochs, kind="stable")
+        bounds = np.flatnonzero(np.diff(epochs[order])) + 1
+        if bounds.size >= _MANY_EPOCHS:
+            # Many short epochs (a block of a shard, N=1 over 10^6 epochs): one vectorised
+            # Feistel pass with a key per element instead of one permutation per epoch.
+            keys = _epoch_keys(self.seed, epochs)
+            return keyed_permutation_many(n, keys, offsets).reshape(pos.shape)
+        out = np.empty_like(flat)
+        for group in np.split(order, bounds):
+            if group.size:
+                out[group] = self._epoch_at(int(epochs[group[0]]), offsets[group])
         return out.reshape(pos.shape)
 
     def _epoch_slice(self, epoch: int, lo: int, hi: int) -> np.ndarray:
@@ -439,3 +464,36 @@ def _is_int(value: Any) -> bool:
     except TypeError:
         return False
     return not isinstance(value, (bool, np.bool_))
+
+
+def _epoch_keys(seed: int, epochs: np.ndarray) -> np.ndarray:
+    """``mix_key(seed, e)`` for every ``e`` of ``epochs``, vectorised (uint64)."""
+    acc = np.array([mix_key(seed)], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return _splitmix64(acc ^ epochs.astype(np.uint64))
+
+
+def keyed_permutation_many(n: int, keys: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``KeyedPermutation(n, keys[i])[positions[i]]`` for every ``i``, in one vectorised pass.
+
+    The same Feistel network and cycle-walking as ``KeyedPermutation``, with the round
+    keys computed per element; a test checks it against ``KeyedPermutation``.
+    """
+    half_bits = max(1, (max(n - 1, 1).bit_length() + 1) // 2)
+    half, mask, size = np.uint64(half_bits), np.uint64((1 << half_bits) - 1), np.uint64(n)
+    keys = np.asarray(keys, dtype=np.uint64).ravel()
+    with np.errstate(over="ignore"):
+        round_keys = _splitmix64(keys[None, :] + np.arange(_ROUNDS, dtype=np.uint64)[:, None])
+
+        def feistel(x: np.ndarray, rks: np.ndarray) -> np.ndarray:
+            left, right = x >> half, x & mask
+            for rk in rks:
+                left, right = right, left ^ (_splitmix64(right ^ rk) & mask)
+            return (left << half) | right
+
+        out = feistel(np.asarray(positions, dtype=np.int64).ravel().astype(np.uint64), round_keys)
+        todo = np.nonzero(out >= size)[0]
+        while todo.size:  # cycle-walking
+            out[todo] = feistel(out[todo], round_keys[:, todo])
+            todo = todo[out[todo] >= size]
+    return out.astype(np.int64)
