@@ -58,6 +58,16 @@ def test_epochs_beyond_the_cap_are_summarised(capsys: pytest.CaptureFixture[str]
     assert rc == 0 and "2..8" in out and "7 more epochs not shown" in out
 
 
+def test_short_epochs_show_only_their_own_indices(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_plan(
+        capsys, "dataset.size=3", "dataset.sampling.num_epochs=2", "dataset.sampling.seed=1"
+    )
+    epochs_table = out.split("Epochs", 1)[1]
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in epochs_table.splitlines()]
+    rows = [r for r in rows if r and r[0].isdigit()]
+    assert rc == 0 and rows == [["0", "3", "0, 1, 2"], ["1", "3", "0, 1, 2"]]
+
+
 def test_legacy_repeats_shows_the_mapping(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run_plan(capsys, "repeats=2500")
     assert rc == 0

@@ -101,7 +101,8 @@ def render_plan(plan: Any, max_epochs: int = 5, max_indices: int = 10, title: st
     shown = min(plan.num_epochs, max_epochs)
     for e in range(shown):
         n = plan.samples_per_epoch(e)
-        head = plan.indices(e * d["samples_per_epoch"], e * d["samples_per_epoch"] + max_indices)
+        start = e * d["samples_per_epoch"]
+        head = plan.indices(start, start + min(max_indices, n))  # this epoch's only
         text = ", ".join(map(str, head.tolist()))
         if n > max_indices:
             text += ", ..." if max_indices else "..."
