@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from knoblab.errors import ConfigError, DataError
 from knoblab.hydra_utils import compose
 from knoblab.sampling import SamplingConfig, SamplingPlan, resolve_sampling
-from knoblab.sampling.legacy import legacy_mapping, sampling_given
+from knoblab.sampling.legacy import legacy_mapping, sampling_given, sampling_overrides
 
 
 def old_cyclic_loop(images: list[int], repeats: int) -> list[int]:
@@ -155,3 +155,25 @@ def test_bad_new_keys_and_empty_dataset() -> None:
         resolve_sampling({"dataset": {"sampling": {"num_epoch": 2}}}, 10)
     with pytest.raises(DataError, match="dataset_size=0"):
         resolve_sampling({"repeats": 3}, 0)
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    n=st.integers(1, 20),
+    n_per=st.one_of(st.none(), st.integers(1, 30)),
+    num_epochs=st.integers(1, 3),
+    randomize=st.booleans(),
+    repeats=st.one_of(st.none(), st.integers(1, 70)),
+)
+def test_sampling_overrides_rebuild_the_same_plan(
+    n: int, n_per: int | None, num_epochs: int, randomize: bool, repeats: int | None
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        if repeats is None:
+            plan = SamplingPlan(SamplingConfig(n_per, num_epochs, randomize), n)
+        else:
+            plan = resolve_sampling({"repeats": repeats}, n)
+        rebuilt = resolve_sampling(compose("plan", sampling_overrides(plan)), n)
+    assert rebuilt.seed == plan.seed and rebuilt.seed_source == "config"
+    assert list(rebuilt) == list(plan)

@@ -169,3 +169,31 @@ def resolve_sampling(cfg: Mapping[str, Any] | Any, dataset_size: int) -> Samplin
     for message in record["messages"]:
         _warn(message)
     return SamplingPlan(mapped, dataset_size, last_epoch_samples=cut, legacy=record)
+
+
+def sampling_overrides(plan: SamplingPlan) -> list[str]:
+    """Hydra overrides that rebuild ``plan`` in another command (Stage-2 -> its Stage-1 workload).
+
+    The seed in effect is always passed, so a drawn seed is replayed, not drawn again.
+    A plan whose last epoch is cut (legacy ``repeats`` > dataset size) cannot be written
+    with the new keys; it is passed on as ``repeats=<value>`` (the target config must
+    accept the legacy key, as ``profile`` and ``plan`` do) and warns there again.
+
+    Example:
+        >>> sampling_overrides(SamplingPlan(SamplingConfig(num_epochs=2, seed=3), 10))  # doctest: +NORMALIZE_WHITESPACE
+        ['dataset/sampling@dataset.sampling=default', 'dataset.sampling.num_samples_per_epoch=null',
+         'dataset.sampling.num_epochs=2', 'dataset.sampling.randomize=false', 'dataset.sampling.seed=3']
+    """
+    c = plan.config
+    seed = f"dataset.sampling.seed={plan.seed}"
+    applied = (plan.legacy or {}).get("applied")
+    if applied and applied["last_epoch_samples"] is not None:
+        return ["dataset/sampling@dataset.sampling=default", seed, f"repeats={applied['value']}"]
+    n_per = "null" if c.num_samples_per_epoch is None else str(c.num_samples_per_epoch)
+    return [
+        "dataset/sampling@dataset.sampling=default",  # ensure the group is mounted (seed 000)
+        f"dataset.sampling.num_samples_per_epoch={n_per}",
+        f"dataset.sampling.num_epochs={c.num_epochs}",
+        f"dataset.sampling.randomize={str(c.randomize).lower()}",
+        seed,
+    ]
