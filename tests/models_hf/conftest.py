@@ -25,7 +25,7 @@ def sample(size: tuple[int, int] = (224, 168)) -> Sample:
 
 
 def run_protocol(
-    adapter: HFAdapter, knobs: dict[str, Any], max_new_tokens: int = 6
+    adapter: HFAdapter, knobs: dict[str, Any], max_new_tokens: int = 4
 ) -> dict[str, Any]:
     """Call the adapter exactly as the sweep runner does; return tokens, stage times and counts."""
     eff = adapter.apply_knobs(knobs)
@@ -57,7 +57,7 @@ def check_greedy_and_stages(adapter: HFAdapter, knobs: dict[str, Any]) -> dict[s
         if gaps[-1] <= 0.02:
             break
     assert min(gaps) <= 0.02, gaps
-    ref = adapter.reference_generate(out["prepared"], 6)
+    ref = adapter.reference_generate(out["prepared"], 4)
     assert out["gen"].token_ids == ref, (knobs, out["gen"].token_ids, ref)
     return out
 

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ FAMILIES: dict[str, str] = {
     "qwen2_5_vl": "knoblab.models.hf.qwen_vl:QWEN2_5_VL",
     "qwen3_vl": "knoblab.models.hf.qwen_vl:QWEN3_VL",
     "qwen3_vl_moe": "knoblab.models.hf.qwen_vl:QWEN3_VL_MOE",
+    "smolvlm": "knoblab.models.hf.smolvlm:SMOLVLM",
+    "idefics3": "knoblab.models.hf.smolvlm:IDEFICS3",
 }
 
 #: Hardware-preset keys the HF adapter does not use (accepted, ignored).
@@ -117,8 +120,13 @@ def load_processor(family: Family, path: str | Path) -> Any:
             if jinja.is_file():
                 template = jinja.read_text()
             kwargs: dict[str, Any] = {"chat_template": template}
-            if "video_processor" in cls.__init__.__code__.co_varnames:
+            params = inspect.signature(cls.__init__).parameters
+            if "video_processor" in params:
                 kwargs["video_processor"] = None
+            settings = Path(path) / "processor_config.json"
+            if settings.is_file():  # e.g. image_seq_len; other keys belong to the parts
+                saved = json.loads(settings.read_text())
+                kwargs.update({k: v for k, v in saved.items() if k in params and k not in kwargs})
             return cls(image_processor=ip, tokenizer=tok, **kwargs)
         except Exception as exc:
             raise ConfigError(

@@ -124,6 +124,28 @@ def processor_without_video(cls: type) -> type:
     return _ImagesOnly
 
 
+#: Processor ``__init__`` arguments that are parts, not settings.
+_PROCESSOR_PARTS = {
+    "self",
+    "image_processor",
+    "tokenizer",
+    "video_processor",
+    "chat_template",
+    "kwargs",
+    "args",
+}
+
+
+def processor_settings(processor: Any) -> dict[str, Any]:
+    """The processor's own ``__init__`` settings (e.g. SmolVLM's ``image_seq_len``)."""
+    params = inspect.signature(type(processor).__init__).parameters
+    return {
+        k: getattr(processor, k)
+        for k in params
+        if k not in _PROCESSOR_PARTS and hasattr(processor, k)
+    }
+
+
 def decoder_layers(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
     """The module holding the language decoder's ``layers`` ModuleList, and that list."""
     lm = model.get_decoder() if hasattr(model, "get_decoder") else model

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from knoblab.errors import ConfigError
-from knoblab.models.hf.base import processor_without_video, transformers_class
+from knoblab.models.hf.base import processor_settings, processor_without_video, transformers_class
 
 #: Ordinary words of the tiny vocabulary (anything else is ``[UNK]``).
 WORDS = (
@@ -140,10 +141,60 @@ def _qwen(model_type: str) -> tuple[Any, Any]:
     return model, processor
 
 
+def _idefics3(model_type: str) -> tuple[Any, Any]:
+    rows = [f"<row_{r}_col_{c}>" for r in range(1, 5) for c in range(1, 5)]
+    special = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>"]
+    special += ["<image>", "<global-img>", *rows]
+    tok = tiny_tokenizer(special, eos="<end_of_utterance>")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
+    crop, patch = 32, 8  # 16 patches per crop, pixel-shuffled by 2x2 -> image_seq_len 4
+    prefix = "SmolVLM" if model_type == "smolvlm" else "Idefics3"
+    ip = transformers_class(f"{prefix}ImageProcessorPil")(
+        size={"longest_edge": 4 * crop},
+        max_image_size={"longest_edge": crop},
+        do_image_splitting=True,
+    )
+    proc_cls = transformers_class(f"{prefix}Processor")
+    if model_type == "smolvlm":
+        processor = processor_without_video(proc_cls)(
+            image_processor=ip, tokenizer=tok, video_processor=None, image_seq_len=4
+        )
+    else:
+        processor = proc_cls(image_processor=ip, tokenizer=tok, image_seq_len=4)
+    config = transformers_class(f"{prefix}Config")(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=crop,
+            patch_size=patch,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            eos_token_id=ids["<end_of_utterance>"],
+            pad_token_id=ids["<|endoftext|>"],
+            bos_token_id=None,
+        ),
+        scale_factor=2,
+        image_token_id=ids["<image>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    return transformers_class(f"{prefix}ForConditionalGeneration")(config), processor
+
+
 BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen2_5_vl": lambda: _qwen("qwen2_5_vl"),
     "qwen3_vl": lambda: _qwen("qwen3_vl"),
     "qwen3_vl_moe": lambda: _qwen("qwen3_vl_moe"),
+    "smolvlm": lambda: _idefics3("smolvlm"),
+    "idefics3": lambda: _idefics3("idefics3"),
 }
 
 
@@ -165,4 +216,6 @@ def write_tiny_checkpoint(family: str, path: str | Path, seed: int = 0) -> Path:
     # are all that load_processor needs
     processor.tokenizer.save_pretrained(path)
     processor.image_processor.save_pretrained(path)
+    settings = {"processor_class": type(processor).__name__, **processor_settings(processor)}
+    (path / "processor_config.json").write_text(json.dumps(settings, indent=2))
     return path
