@@ -56,10 +56,23 @@ from knoblab.errors import ConfigError, DataError, KnobLabError
 from knoblab.models.adapter import ModelAdapter, Prepared, check_knob
 from knoblab.profiling import records as rec
 from knoblab.profiling.design import DesignConfig, make_design
+from knoblab.profiling.hardware import HardwareConfig, apply_hardware
 from knoblab.profiling.report import summary_rows, write_report_md
 from knoblab.profiling.timer import StageTimer
 
-SEED_FIELDS = ("tier", "vision_tokens", "top_k", "num_active_blocks")
+_RUNNER_FIELDS = frozenset(
+    (
+        "sample_id",
+        "accuracy",
+        "pred",
+        "metadata",
+        "runs",
+        "status",
+        "error",
+        "output_tokens",
+        *rec.LATENCY_FIELDS,
+    )
+)
 
 
 @dataclass
@@ -259,7 +272,9 @@ def _measure_sample(
     }
     for k in rec.LATENCY_FIELDS:
         row[k] = _median([r[k] for r in runs])
-    row.update({k: v for k, v in extra.items() if k not in row})
+    # The adapter's own per-sample fields (e.g. actual_image_size of the content) win,
+    # except those the runner measures itself.
+    row.update({k: v for k, v in extra.items() if k not in _RUNNER_FIELDS})
     row["runs"] = runs
     row["status"] = "ok"
     row["error"] = None
@@ -553,7 +568,6 @@ def run_sweep(
         DataError: an empty dataset.
         KnobLabError: the output directory holds another sweep.
     """
-    from rich.console import Console
 
     from knoblab.data.registry import build_dataset
     from knoblab.sampling import resolve_sampling
@@ -562,7 +576,9 @@ def run_sweep(
     run_cfg = to_dataclass(data.get("run"), RunConfig, "run")
     design = to_dataclass(data.get("design"), DesignConfig, "design")
     rank, world = _dist()
-    console = console or Console(stderr=False)
+    hw = to_dataclass(data.get("hardware") or {}, HardwareConfig, "hardware")
+    empty_cache = hw.memory_savings.empty_cache_between_configs
+    console = console or _console()
     quiet = rank != 0
 
     if dataset is None:
@@ -679,7 +695,7 @@ def run_sweep(
             except _OOM as exc:
                 status, error = "oom", str(exc)
                 if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                    torch.cuda.empty_cache()  # free what the failed configuration held
             except ConfigError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a configuration that cannot run is recorded
@@ -688,6 +704,8 @@ def run_sweep(
                 else:
                     status = "failed"
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            if empty_cache and torch.cuda.is_available():
+                torch.cuda.empty_cache()
             gathered = _gather((status, error, effective, rows), rank, world)
             if rank == 0:
                 statuses = [g[0] for g in gathered]
@@ -727,6 +745,14 @@ def run_sweep(
     return result
 
 
+def _console() -> Any:
+    """A rich console; 120 columns when not a terminal (logs, CI) so the table fits."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=120)
+
+
 def _label(knobs: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in knobs.items())
 
@@ -745,9 +771,8 @@ def _write_record(out_dir: Path, task: str, record: dict[str, Any]) -> str:
 
 def finish(result: SweepResult, environment: Mapping[str, Any], console: Any | None = None) -> None:
     """Rebuild samples.parquet, environment.json and report.md from every record; print the table."""
-    from rich.console import Console
 
-    console = console or Console()
+    console = console or _console()
     out_dir = result.out_dir
     records = rec.load_records(out_dir)
     result.records = records
@@ -813,6 +838,7 @@ def run_sweeps(
 
     data = plain(cfg)
     sections = list(_dataset_sections(data))
+    apply_hardware(data.get("hardware"))
     _dist()
     if adapter is None:
         adapter = build_adapter(data.get("model") or {}, data.get("hardware") or {})
