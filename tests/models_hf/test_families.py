@@ -13,8 +13,10 @@ from knoblab.models.hf import build
 from knoblab.models.hf.base import decoder_layers, moe_routers
 from knoblab.models.hf.tiny import write_tiny_checkpoint
 
-FAMILIES = ["qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "smolvlm", "idefics3"]
+FAMILIES = ["qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "smolvlm", "idefics3", "llava_onevision"]
 MOE = {"qwen3_vl_moe"}
+# LLaVA-OneVision's bound leaves out one newline token per feature row (docs/knobs.md)
+SLACK = {"llava_onevision": 1.25}
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -38,8 +40,9 @@ def test_two_values_of_each_knob_match_generate_and_add_up(adapter, checks):
         assert low["eff"][name] == spec.values[0] != spec.default
         if name == "vision_tokens":  # fewer image tokens; the text is the same
             small, large = low["prepared"], default["prepared"]
-            assert 0 < small.actual_vision_tokens <= spec.values[0]
-            assert small.actual_vision_tokens < large.actual_vision_tokens <= spec.default
+            slack = SLACK.get(adapter.family.name, 1.0)
+            assert 0 < small.actual_vision_tokens <= spec.values[0] * slack
+            assert small.actual_vision_tokens < large.actual_vision_tokens <= spec.default * slack
             assert small.input_text_tokens <= large.input_text_tokens
 
 

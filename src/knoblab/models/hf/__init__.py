@@ -44,6 +44,7 @@ FAMILIES: dict[str, str] = {
     "qwen3_vl_moe": "knoblab.models.hf.qwen_vl:QWEN3_VL_MOE",
     "smolvlm": "knoblab.models.hf.smolvlm:SMOLVLM",
     "idefics3": "knoblab.models.hf.smolvlm:IDEFICS3",
+    "llava_onevision": "knoblab.models.hf.llava_onevision:LLAVA_ONEVISION",
 }
 
 #: Hardware-preset keys the HF adapter does not use (accepted, ignored).

@@ -189,12 +189,61 @@ def _idefics3(model_type: str) -> tuple[Any, Any]:
     return transformers_class(f"{prefix}ForConditionalGeneration")(config), processor
 
 
+def _llava_onevision() -> tuple[Any, Any]:
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+    tok = tiny_tokenizer(special, eos="<|im_end|>")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
+    side, patch = 16, 4  # 16 tokens per crop
+    pinpoints = [[side * a, side * b] for a in (1, 2, 3) for b in (1, 2, 3)]
+    ip = transformers_class("LlavaOnevisionImageProcessorPil")(
+        size={"height": side, "width": side}, image_grid_pinpoints=pinpoints
+    )
+    processor = processor_without_video(transformers_class("LlavaOnevisionProcessor"))(
+        image_processor=ip,
+        tokenizer=tok,
+        video_processor=None,
+        num_image_tokens=(side // patch) ** 2,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+    )
+    config = transformers_class("LlavaOnevisionConfig")(
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=side,
+            patch_size=patch,
+        ),
+        text_config=dict(
+            model_type="qwen2",
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+            bos_token_id=None,
+        ),
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+    )
+    return transformers_class("LlavaOnevisionForConditionalGeneration")(config), processor
+
+
 BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen2_5_vl": lambda: _qwen("qwen2_5_vl"),
     "qwen3_vl": lambda: _qwen("qwen3_vl"),
     "qwen3_vl_moe": lambda: _qwen("qwen3_vl_moe"),
     "smolvlm": lambda: _idefics3("smolvlm"),
     "idefics3": lambda: _idefics3("idefics3"),
+    "llava_onevision": _llava_onevision,
 }
 
 
