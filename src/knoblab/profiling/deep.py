@@ -1,0 +1,308 @@
+"""Stage 2: the Stage-1 workload of chosen configurations under ``torch.profiler`` (or nsys).
+
+``deep_profile(cfg)`` (what ``knoblab deep-profile`` calls) runs, for each chosen
+configuration, the same inference the sweep times (vision, prefill, decode; each
+stage a ``record_function`` range and, on CUDA, an NVTX range) under the profiler, and
+writes per configuration ``i``:
+
+- ``trace_config_<i>.json``: a Chrome trace (open in ``chrome://tracing`` or Perfetto);
+- ``profiler_results_config_<i>_sample_<id>.txt`` (first sample only) or
+  ``profiler_results_config_<i>_all.txt`` (all samples): the operator table
+  (``key_averages().table``), as seed 002 names it;
+- ``operators_config_<i>.csv``: the same table as data;
+
+plus ``deep_profile.json`` (configurations, files, mode, sampling plan, environment).
+
+Modes (seed 003): ``minimal`` records no shapes, no stacks, no memory (a few % of
+overhead); ``full`` records shapes, stacks and memory (10-30 %): never use its
+timings as latencies. ``deep.samples``: ``first`` profiles one inference of the
+first sample after warmup; ``all`` profiles every sample of the plan.
+
+Sampling: the workload's samples come from ``dataset.sampling.*`` exactly as in
+Stage 1. The legacy ``run.stage1_repeats`` maps to it with a FutureWarning (seed 000,
+via ``resolve_sampling``); :func:`stage1_overrides` turns the plan in effect into the
+explicit ``dataset.sampling.*`` overrides handed to a Stage-1 process (the nsys wrap).
+
+nsys: with ``deep.nsys=true`` and ``nsys`` on the PATH, ``knoblab deep-profile`` reruns
+itself under ``nsys profile --trace=cuda,nvtx,osrt`` (:func:`nsys_command`), so the
+report shows the ``vision``/``prefill``/``decode`` NVTX ranges; without nsys it warns and
+runs the torch profiler alone.
+
+Example:
+    >>> from knoblab.hydra_utils import compose
+    >>> deep_profile(compose("deep_profile", ["deep.mode=full"]))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from knoblab.config import plain, to_dataclass
+from knoblab.errors import ConfigError, DataError
+from knoblab.models.adapter import ModelAdapter, Prepared
+from knoblab.profiling import records as rec
+from knoblab.profiling.design import DesignConfig, make_design
+from knoblab.profiling.hardware import apply_hardware
+from knoblab.profiling.runner import RunConfig, knob_lists
+from knoblab.profiling.timer import StageTimer
+
+MODES = ("minimal", "full")
+SAMPLES = ("first", "all")
+NSYS_ENV = "KNOBLAB_UNDER_NSYS"
+
+
+@dataclass
+class DeepConfig:
+    """The ``deep`` config section of ``knoblab deep-profile``.
+
+    Attributes:
+        mode: ``minimal`` (no shapes, stacks, memory) or ``full`` (all of them).
+        samples: ``first`` (one inference of the first sample) or ``all`` (the whole plan).
+        configurations: knob settings to profile; null: every configuration of the design.
+        output_dir: traces and tables go to ``<output_dir>/<task>/``.
+        nsys: rerun under ``nsys profile`` when nsys is on the PATH.
+        row_limit: rows of the operator table.
+    """
+
+    mode: str = "minimal"
+    samples: str = "first"
+    configurations: list[dict[str, Any]] | None = None
+    output_dir: str = "results/deep_profile"
+    nsys: bool = False
+    row_limit: int = 40
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError("mode", self.mode, f"one of {', '.join(MODES)}")
+        if self.samples not in SAMPLES:
+            raise ConfigError("samples", self.samples, f"one of {', '.join(SAMPLES)}")
+        if self.configurations is not None and not self.configurations:
+            raise ConfigError(
+                "configurations", [], "a non-empty list of knob settings, or null for the design"
+            )
+        if self.row_limit < 1:
+            raise ConfigError("row_limit", self.row_limit, "an integer >= 1")
+
+
+def stage1_overrides(plan_description: Mapping[str, Any]) -> list[str]:
+    """The ``dataset.sampling.*`` overrides that reproduce a plan in a Stage-1 process.
+
+    Seed 000's Stage-2 -> Stage-1 wiring, with the plan already resolved (legacy keys
+    mapped), so the child needs no legacy key and repeats no warning.
+
+    Example:
+        >>> stage1_overrides({"num_samples_per_epoch": 5, "num_epochs": 1, "randomize": False, "seed": 3})
+        ['dataset/sampling@dataset.sampling=default', 'dataset.sampling.num_samples_per_epoch=5', 'dataset.sampling.num_epochs=1', 'dataset.sampling.randomize=false', 'dataset.sampling.seed=3']
+    """
+    n = plan_description.get("num_samples_per_epoch")
+    legacy = plan_description.get("legacy") or {}
+    applied = legacy.get("applied") if isinstance(legacy, Mapping) else None
+    out = [
+        "dataset/sampling@dataset.sampling=default",
+        f"dataset.sampling.num_samples_per_epoch={'null' if n is None else n}",
+        f"dataset.sampling.num_epochs={plan_description.get('num_epochs', 1)}",
+        f"dataset.sampling.randomize={str(bool(plan_description.get('randomize'))).lower()}",
+        f"dataset.sampling.seed={plan_description.get('seed')}",
+    ]
+    if applied and applied.get("last_epoch_samples") is not None:
+        # A cut last epoch has no dataset.sampling key: keep the legacy count for it.
+        out.append(f"repeats={applied['value']}")
+    return out
+
+
+def nsys_command(argv: Sequence[str], out_dir: str | Path) -> list[str] | None:
+    """``nsys profile ... python -m knoblab.cli deep-profile <argv>``, or None without nsys."""
+    nsys = shutil.which("nsys")
+    if nsys is None:
+        return None
+    report = Path(out_dir) / "nsys_report"
+    return [
+        nsys,
+        "profile",
+        "--trace=cuda,nvtx,osrt",
+        "--force-overwrite=true",
+        f"--output={report}",
+        sys.executable,
+        "-m",
+        "knoblab.cli",
+        "deep-profile",
+        *argv,
+    ]
+
+
+def _stages(adapter: ModelAdapter, prepared: Prepared, timer: StageTimer, max_new: int) -> None:
+    from torch.profiler import record_function
+
+    with record_function("vision"), timer.stage("vision"):
+        vision = adapter.encode_vision(prepared)
+    with record_function("prefill"), timer.stage("prefill"):
+        state = adapter.prefill(prepared, vision)
+    with record_function("decode"), timer.stage("decode"):
+        adapter.decode(state, max_new)
+
+
+def _operator_rows(prof: Any) -> list[dict[str, Any]]:
+    rows = []
+    for e in prof.key_averages():
+        rows.append(
+            {
+                "name": e.key,
+                "count": e.count,
+                "self_cpu_time_us": e.self_cpu_time_total,
+                "cpu_time_total_us": e.cpu_time_total,
+                "self_device_time_us": getattr(e, "self_device_time_total", 0.0),
+                "device_time_total_us": getattr(e, "device_time_total", 0.0),
+            }
+        )
+    rows.sort(key=lambda r: -r["self_cpu_time_us"])
+    return rows
+
+
+def deep_profile(
+    cfg: Mapping[str, Any] | Any,
+    *,
+    adapter: ModelAdapter | None = None,
+    dataset: Any | None = None,
+) -> dict[str, Any]:
+    """Profile the chosen configurations; returns the ``deep_profile.json`` index."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from knoblab.data.registry import build_dataset
+    from knoblab.models.registry import build_adapter
+    from knoblab.sampling import resolve_sampling
+
+    data = plain(cfg)
+    deep = to_dataclass(data.get("deep"), DeepConfig, "deep")
+    run_cfg = to_dataclass(data.get("run"), RunConfig, "run")
+    design = to_dataclass(data.get("design"), DesignConfig, "design")
+    apply_hardware(data.get("hardware"))
+    if dataset is None:
+        dataset = build_dataset(data.get("dataset") or {})
+    name = getattr(dataset, "name", None) or "dataset"
+    if len(dataset) == 0:
+        raise DataError(
+            f"dataset.name={name!r} has no samples: allowed is a dataset with >= 1 sample"
+        )
+    plan = resolve_sampling(data, len(dataset))  # run.stage1_repeats -> FutureWarning, mapped
+    if adapter is None:
+        adapter = build_adapter(data.get("model") or {}, data.get("hardware") or {})
+    if deep.configurations is not None:
+        specs = adapter.knobs()
+        from knoblab.models.adapter import check_knob
+
+        configs = []
+        for i, c in enumerate(deep.configurations):
+            for k, v in c.items():
+                try:
+                    check_knob(specs, k, v, adapter.name)
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"deep.configurations[{i}].{k}", v, exc.allowed, exc.hint
+                    ) from None
+            configs.append(dict(c))
+    else:
+        lists = knob_lists(data.get("knobs"), adapter)
+        configs = make_design(
+            design.name, lists, levels=design.levels, num_points=design.num_points, seed=design.seed
+        )
+
+    out_dir = Path(deep.output_dir) / rec.task_name(name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cuda = str(getattr(adapter, "device", "cpu")).startswith("cuda") and torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    full = deep.mode == "full"
+    timer = StageTimer(getattr(adapter, "device", "cpu"))
+    indices = [int(i) for i in plan.indices().tolist()]
+    chosen = indices[:1] if deep.samples == "first" else indices
+    index: dict[str, Any] = {
+        "task": rec.task_name(name),
+        "model": adapter.name,
+        "mode": deep.mode,
+        "samples": deep.samples,
+        "profiled_sample_ids": [],
+        "sampling": plan.describe(),
+        "stage1_overrides": stage1_overrides(plan.describe()),
+        "configurations": [],
+    }
+    sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    for ci, knobs in enumerate(configs):
+        adapter.apply_knobs(knobs)
+        prepared_first = adapter.preprocess(dataset[chosen[0]])
+        for _ in range(max(run_cfg.warmup_runs, 1)):  # warm up outside the profiler
+            _stages(adapter, prepared_first, timer, run_cfg.max_new_tokens)
+        sample_ids = []
+        with profile(
+            activities=activities,
+            record_shapes=full,
+            with_stack=full,
+            profile_memory=full,
+        ) as prof:
+            for idx in chosen:
+                sample = dataset[idx]
+                prepared = prepared_first if idx == chosen[0] else adapter.preprocess(sample)
+                _stages(adapter, prepared, timer, run_cfg.max_new_tokens)
+                sample_ids.append(sample.sample_id)
+        trace = out_dir / f"trace_config_{ci}.json"
+        prof.export_chrome_trace(str(trace))
+        suffix = f"sample_{sample_ids[0]}" if deep.samples == "first" else "all"
+        table_path = out_dir / f"profiler_results_config_{ci}_{suffix}.txt"
+        header = f"# configuration {ci}: {knobs}; mode={deep.mode}; samples={sample_ids[:20]}{'...' if len(sample_ids) > 20 else ''}\n"
+        table_path.write_text(
+            header + prof.key_averages().table(sort_by=sort_by, row_limit=deep.row_limit) + "\n"
+        )
+        rows = _operator_rows(prof)
+        csv_path = out_dir / f"operators_config_{ci}.csv"
+        with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["name"])
+            writer.writeheader()
+            writer.writerows(rows)
+        index["profiled_sample_ids"] = sample_ids
+        index["configurations"].append(
+            {
+                "index": ci,
+                "knobs": knobs,
+                "trace": trace.name,
+                "operator_table": table_path.name,
+                "operators_csv": csv_path.name,
+            }
+        )
+    index["environment"] = rec.environment_info(
+        device=str(getattr(adapter, "device", "cpu")),
+        dtype=str(getattr(adapter, "dtype", "float32")),
+        seed=plan.seed,
+        sampling=plan.describe(),
+    )
+    rec.write_json_atomic(out_dir / "deep_profile.json", index)
+    index["out_dir"] = str(out_dir)
+    return index
+
+
+def maybe_wrap_in_nsys(cfg: Mapping[str, Any] | Any, argv: Sequence[str]) -> int | None:
+    """Rerun the command under nsys when ``deep.nsys`` asks and nsys exists; else None.
+
+    Returns the child's exit code, or None when the caller should profile in-process.
+    """
+    import os
+    import subprocess
+
+    data = plain(cfg)
+    deep = to_dataclass(data.get("deep"), DeepConfig, "deep")
+    if not deep.nsys or os.environ.get(NSYS_ENV):
+        return None
+    cmd = nsys_command(argv, Path(deep.output_dir))
+    if cmd is None:
+        warnings.warn(
+            "deep.nsys=true but nsys is not on the PATH; running torch.profiler only", stacklevel=2
+        )
+        return None
+    Path(deep.output_dir).mkdir(parents=True, exist_ok=True)
+    return subprocess.run(cmd, env={**os.environ, NSYS_ENV: "1"}, check=False).returncode
