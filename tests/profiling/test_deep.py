@@ -9,7 +9,7 @@ import pytest
 
 from knoblab.errors import ConfigError
 from knoblab.profiling import deep as deep_mod
-from knoblab.profiling.deep import deep_profile, nsys_command, stage1_overrides
+from knoblab.profiling.deep import deep_profile, nsys_command
 
 
 def _cfg(tmp_path, **deep):
@@ -70,17 +70,6 @@ def test_legacy_stage1_repeats_maps_with_future_warning(tmp_path, adapter, datas
     assert index["profiled_sample_ids"] == [0, 1, 2, 3]
     assert "dataset.sampling.num_samples_per_epoch=4" in index["stage1_overrides"]
     assert "dataset.sampling.randomize=false" in index["stage1_overrides"]
-
-
-def test_stage1_overrides_keep_a_cut_last_epoch() -> None:
-    desc = {
-        "num_samples_per_epoch": 10,
-        "num_epochs": 2,
-        "randomize": False,
-        "seed": 1,
-        "legacy": {"applied": {"key": "run.stage1_repeats", "value": 13, "last_epoch_samples": 3}},
-    }
-    assert stage1_overrides(desc)[-1] == "repeats=13"
 
 
 def test_nsys_wrapping(tmp_path, monkeypatch) -> None:

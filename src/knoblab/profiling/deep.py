@@ -20,8 +20,9 @@ first sample after warmup; ``all`` profiles every sample of the plan.
 
 Sampling: the workload's samples come from ``dataset.sampling.*`` exactly as in
 Stage 1. The legacy ``run.stage1_repeats`` maps to it with a FutureWarning (seed 000,
-via ``resolve_sampling``); :func:`stage1_overrides` turns the plan in effect into the
-explicit ``dataset.sampling.*`` overrides handed to a Stage-1 process (the nsys wrap).
+via ``resolve_sampling``); ``deep_profile.json`` records, as ``stage1_overrides``, the
+explicit ``dataset.sampling.*`` overrides that rebuild the plan in effect in a Stage-1
+process (``knoblab.sampling.legacy.sampling_overrides``).
 
 nsys: with ``deep.nsys=true`` and ``nsys`` on the PATH, ``knoblab deep-profile`` reruns
 itself under ``nsys profile --trace=cuda,nvtx,osrt`` (:func:`nsys_command`), so the
@@ -93,32 +94,6 @@ class DeepConfig:
             raise ConfigError("row_limit", self.row_limit, "an integer >= 1")
 
 
-def stage1_overrides(plan_description: Mapping[str, Any]) -> list[str]:
-    """The ``dataset.sampling.*`` overrides that reproduce a plan in a Stage-1 process.
-
-    Seed 000's Stage-2 -> Stage-1 wiring, with the plan already resolved (legacy keys
-    mapped), so the child needs no legacy key and repeats no warning.
-
-    Example:
-        >>> stage1_overrides({"num_samples_per_epoch": 5, "num_epochs": 1, "randomize": False, "seed": 3})
-        ['dataset/sampling@dataset.sampling=default', 'dataset.sampling.num_samples_per_epoch=5', 'dataset.sampling.num_epochs=1', 'dataset.sampling.randomize=false', 'dataset.sampling.seed=3']
-    """
-    n = plan_description.get("num_samples_per_epoch")
-    legacy = plan_description.get("legacy") or {}
-    applied = legacy.get("applied") if isinstance(legacy, Mapping) else None
-    out = [
-        "dataset/sampling@dataset.sampling=default",
-        f"dataset.sampling.num_samples_per_epoch={'null' if n is None else n}",
-        f"dataset.sampling.num_epochs={plan_description.get('num_epochs', 1)}",
-        f"dataset.sampling.randomize={str(bool(plan_description.get('randomize'))).lower()}",
-        f"dataset.sampling.seed={plan_description.get('seed')}",
-    ]
-    if applied and applied.get("last_epoch_samples") is not None:
-        # A cut last epoch has no dataset.sampling key: keep the legacy count for it.
-        out.append(f"repeats={applied['value']}")
-    return out
-
-
 def nsys_command(argv: Sequence[str], out_dir: str | Path) -> list[str] | None:
     """``nsys profile ... python -m knoblab.cli deep-profile <argv>``, or None without nsys."""
     nsys = shutil.which("nsys")
@@ -179,6 +154,7 @@ def deep_profile(
     from knoblab.data.registry import build_dataset
     from knoblab.models.registry import build_adapter
     from knoblab.sampling import resolve_sampling
+    from knoblab.sampling.legacy import sampling_overrides
 
     data = plain(cfg)
     deep = to_dataclass(data.get("deep"), DeepConfig, "deep")
@@ -230,7 +206,7 @@ def deep_profile(
         "samples": deep.samples,
         "profiled_sample_ids": [],
         "sampling": plan.describe(),
-        "stage1_overrides": stage1_overrides(plan.describe()),
+        "stage1_overrides": sampling_overrides(plan),
         "configurations": [],
     }
     sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
