@@ -1,0 +1,79 @@
+"""torchrun: two gloo CPU processes shard the samples; rank 0 merges; same predictions as one process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from knoblab.profiling import records as rec
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from knoblab.profiling.runner import run_sweep
+    from knoblab.profiling.synthetic import ListDataset, WaitAdapter
+
+    cfg = {
+        "dataset": {"name": "synthetic", "sampling": {"num_samples_per_epoch": 7, "randomize": True, "seed": 11}},
+        "knobs": {"tier": ["low", "high"], "top_k": [1, 4], "num_active_blocks": [2, 6]},
+        "design": {"name": "stratified"},
+        "run": {"output_dir": sys.argv[1], "warmup_runs": 1, "num_runs_per_sample": 1, "progress": False},
+    }
+    ad = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0, fail_samples=[3])
+    run_sweep(cfg, adapter=ad, dataset=ListDataset.synthetic(12))
+    """
+)
+
+
+def _view(d: Path) -> dict[str, list[tuple]]:
+    return {
+        name: [
+            (s["position"], s["sample_id"], s["pred"], s["accuracy"], s["status"])
+            for s in r["per_sample_results"]
+        ]
+        for name, r in rec.load_records(d).items()
+    }
+
+
+@pytest.mark.multiprocess
+def test_two_gloo_ranks_merge_to_the_one_process_result(tmp_path: Path) -> None:
+    script = tmp_path / "sweep.py"
+    script.write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    one = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            str(script),
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = _view(tmp_path / "one" / "synthetic"), _view(tmp_path / "two" / "synthetic")
+    assert len(a) == 8 and a == b
+    assert [p for p, *_ in next(iter(b.values()))] == list(range(7))
+    rec2 = next(iter(rec.load_records(tmp_path / "two" / "synthetic").values()))
+    assert rec2["environment"]["world_size"] == 2 and rec2["num_failed_samples"] == sum(
+        s == 3 for s in rec2["sampling"]["sample_ids"]
+    )
