@@ -49,6 +49,7 @@ FAMILIES: dict[str, str] = {
 
 #: Hardware-preset keys the HF adapter does not use (accepted, ignored).
 _HARDWARE_ONLY = ("kind", "compile", "memory_savings", "num_threads", "tf32", "cudnn_benchmark")
+# (knoblab.profiling.hardware applies those process-wide before the model loads)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class HFConfig:
             raise ConfigError("path", self.path, "a local checkpoint directory")
         if self.dtype not in DTYPES:
             raise ConfigError("dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+        if not isinstance(self.knob_values, dict):
+            raise ConfigError("knob_values", self.knob_values, "a mapping knob -> list of values")
         if self.family != "auto" and self.family not in FAMILIES:
             raise ConfigError("family", self.family, f"auto or one of {', '.join(FAMILIES)}")
         if self.max_new_tokens < 1:
@@ -142,6 +145,9 @@ def build(cfg: Mapping[str, Any]) -> HFAdapter:
     import torch
 
     data = {k: v for k, v in dict(cfg).items() if k not in _HARDWARE_ONLY}
+    for key in ("dtype", "device"):  # a preset's null leaves the default
+        if data.get(key, "") is None:
+            del data[key]
     c = to_dataclass(data, HFConfig, "model")
     path = Path(c.path).expanduser()
     if not path.is_dir():

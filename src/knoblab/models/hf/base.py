@@ -204,7 +204,7 @@ class HFAdapter:
         self.max_new_tokens = max_new_tokens
         param = next(model.parameters())
         self.device = str(param.device)
-        self.dtype = {v: k for k, v in DTYPES.items()}.get(param.dtype, str(param.dtype))
+        self.dtype = {v: k for k, v in list(DTYPES.items())[:3]}.get(param.dtype, str(param.dtype))
         self._owner, self._all_layers = decoder_layers(model)
         self._routers = moe_routers(self._all_layers)
         self._router_top_k = [r.top_k for r in self._routers]

@@ -1,0 +1,69 @@
+"""Every shipped conf/model/hf_*.yaml names a known family and validates; bad keys are one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from knoblab.config import to_dataclass
+from knoblab.errors import ConfigError
+from knoblab.hydra_utils import compose
+from knoblab.models.hf import FAMILIES, HFConfig, build, family_of
+from knoblab.models.hf.tiny import write_tiny_checkpoint
+
+CONF = Path(__file__).resolve().parents[2] / "src" / "knoblab" / "conf" / "model"
+SHIPPED = sorted(CONF.glob("hf_*.yaml"))
+
+
+def test_one_config_per_family():
+    assert {p.stem.removeprefix("hf_") for p in SHIPPED} == set(FAMILIES)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_config_validates(path, tmp_path):
+    data = yaml.safe_load(path.read_text())
+    assert data["kind"] == "hf"
+    cfg = to_dataclass(
+        {k: v for k, v in data.items() if k != "kind"} | {"path": str(tmp_path)}, HFConfig, "model"
+    )
+    assert family_of(tmp_path, cfg.family).name == data["family"]
+    composed = compose("profile", [f"model={path.stem}", "hardware=h100"])
+    assert composed.model.family == data["family"] and composed.hardware.device == "cuda"
+
+
+def test_bad_model_keys_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"model.path='' is invalid"):
+        build({"kind": "hf"})
+    with pytest.raises(ConfigError, match=r"model.dtype='int8' is invalid: allowed is one of bf16"):
+        build({"path": str(tmp_path), "dtype": "int8"})
+    with pytest.raises(ConfigError, match="did you mean model.max_new_tokens"):
+        build({"path": str(tmp_path), "max_new_token": 3})
+    with pytest.raises(ConfigError, match="a directory with a config.json"):
+        build({"path": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"model.family='gpt2' is invalid"):
+        build({"path": str(tmp_path), "family": "gpt2"})
+
+
+def test_hardware_preset_applies_and_model_keys_win(tmp_path):
+    from knoblab.models.registry import build_adapter
+
+    ckpt = write_tiny_checkpoint("smolvlm", tmp_path / "smol")
+    hw = {"device": "cpu", "num_threads": 1, "tf32": False, "dtype": None, "memory_savings": {}}
+    a = build_adapter(
+        {
+            "kind": "hf",
+            "path": str(ckpt),
+            "dtype": "fp32",
+            "knob_values": {"num_active_blocks": [1]},
+        },
+        hw,
+    )
+    assert (a.device, a.dtype, a.name) == ("cpu", "fp32", "smol")
+    assert a.knobs()["num_active_blocks"].values == (
+        1,
+        2,
+    )  # the checkpoint's own value stays allowed
+    with pytest.raises(ConfigError, match=r"model.knob_values.top_k"):
+        build_adapter({"kind": "hf", "path": str(ckpt), "knob_values": {"top_k": [1]}}, hw)
