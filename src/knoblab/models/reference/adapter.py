@@ -1,0 +1,249 @@
+"""``ReferenceAdapter``: the reference VLM behind ``knoblab.models.adapter.ModelAdapter``.
+
+Knobs (``knobs()``):
+
+* ``tier`` — ``low`` / ``medium`` / ``high``: each image gets the crop count within the
+  tier's range that distorts its aspect ratio least (seed 002);
+* ``vision_tokens`` — target tokens instead of a tier: ``num_crops = target //
+  tokens_per_crop - 1`` (multiples of ``tokens_per_crop``);
+* ``top_k`` — experts per token, 1..num_experts;
+* ``num_active_blocks`` — 1..n_layers; the first n blocks run.
+
+``tier`` and ``vision_tokens`` are two modes of one knob: setting one clears the other
+(setting both in one call is an error).
+
+Example:
+    >>> adapter = build({"kind": "reference"})
+    >>> adapter.apply_knobs({"tier": "high", "top_k": 2, "num_active_blocks": 4})
+    {'tier': 'high', 'tier_range': {'min_crops': 9, 'max_crops': 15}, 'max_crops': 15, ...}
+    >>> prepared = adapter.preprocess(sample)
+    >>> vis = adapter.encode_vision(prepared)
+    >>> gen = adapter.decode(adapter.prefill(prepared, vis), max_new_tokens=4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from knoblab.errors import ConfigError, DataError
+from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
+from knoblab.models.reference.model import DecodeState, ReferenceVLM
+from knoblab.models.reference.preprocess import prepare_image
+from knoblab.models.tiling import plan_tiling
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ReferenceAdapter:
+    """Runs ``ReferenceVLM`` stage by stage for the profiler."""
+
+    def __init__(
+        self,
+        model: ReferenceVLM,
+        *,
+        name: str = "reference-vlm",
+        device: str = "cpu",
+        dtype: str = "float32",
+        max_new_tokens: int = 4,
+    ):
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.tokenizer = model.tokenizer
+        self.name, self.device, self.dtype = name, device, dtype
+        self.max_new_tokens = max_new_tokens
+        self.tier: str | None = "high"
+        self.vision_tokens: int | None = None
+
+    # -- knobs -------------------------------------------------------------------------
+    def knobs(self) -> dict[str, KnobSpec]:
+        c = self.cfg
+        tpc = c.tokens_per_crop
+        return {
+            "tier": KnobSpec(
+                "tier", tuple(c.tiers), "high", "crop-count range per image (1 global crop + tiles)"
+            ),
+            "vision_tokens": KnobSpec(
+                "vision_tokens",
+                tuple(range(2 * tpc, (c.max_tiles + 1) * tpc + 1, tpc)),
+                None,
+                f"target vision tokens; num_crops = target // {tpc} - 1",
+            ),
+            "top_k": KnobSpec(
+                "top_k", tuple(range(1, c.num_experts + 1)), c.top_k, "MoE experts per token"
+            ),
+            "num_active_blocks": KnobSpec(
+                "num_active_blocks",
+                tuple(range(1, c.n_layers + 1)),
+                c.n_layers,
+                "decoder blocks run (the first n)",
+            ),
+        }
+
+    def apply_knobs(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        specs = self.knobs()
+        given = {k: v for k, v in settings.items() if v is not None}
+        for k, v in given.items():
+            check_knob(specs, k, v, self.name)
+        if "tier" in given and "vision_tokens" in given:
+            raise ConfigError(
+                "knobs.vision_tokens",
+                given["vision_tokens"],
+                "null when knobs.tier is set (tier and vision_tokens are exclusive)",
+            )
+        if "tier" in given:
+            self.tier, self.vision_tokens = given["tier"], None
+        elif "vision_tokens" in given:
+            self.tier, self.vision_tokens = None, given["vision_tokens"]
+        self.model.set_knobs(
+            top_k=given.get("top_k"), num_active_blocks=given.get("num_active_blocks")
+        )
+        return self.effective_settings()
+
+    def effective_settings(self) -> dict[str, Any]:
+        """The knob values in effect, in the form the records keep."""
+        out: dict[str, Any] = {"tier": self.tier}
+        if self.tier is not None:
+            lo, hi = self.cfg.tiers[self.tier]
+            out["tier_range"] = {"min_crops": lo, "max_crops": hi}
+            out["max_crops"] = hi
+            out["vision_tokens"] = None
+        else:
+            assert self.vision_tokens is not None
+            out["tier_range"] = None
+            out["max_crops"] = self.vision_tokens // self.cfg.tokens_per_crop - 1
+            out["vision_tokens"] = self.vision_tokens
+        out["tokens_per_crop"] = self.cfg.tokens_per_crop
+        out["top_k"] = self.model.top_k
+        out["num_experts"] = self.cfg.num_experts
+        out["num_active_blocks"] = len(self.model.active_block_indices)
+        out["num_total_blocks"] = self.model.num_total_blocks
+        out["active_block_indices"] = list(self.model.active_block_indices)
+        return out
+
+    # -- stages ------------------------------------------------------------------------
+    def _open_image(self, sample: Any) -> Image.Image:
+        img = sample.image
+        where = f"sample {getattr(sample, 'sample_id', '?')} (image_id={getattr(sample, 'image_id', '')!r})"
+        if img is None:
+            raise DataError(
+                f"image=None in {where}: allowed is a PIL image or a path to an image file"
+            )
+        if isinstance(img, (str, Path)):
+            try:
+                with Image.open(img) as f:
+                    f.load()
+                    img = f.convert("RGB")
+            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                raise DataError(
+                    f"image={str(img)!r} in {where} cannot be read: allowed is a readable image file ({exc})"
+                ) from None
+        elif not isinstance(img, Image.Image):
+            raise DataError(
+                f"image of type {type(img).__name__} in {where}: allowed is a PIL image or a path"
+            )
+        if img.width < 1 or img.height < 1:
+            raise DataError(f"image size {img.size} in {where}: allowed is at least 1x1 pixels")
+        return img
+
+    def preprocess(self, sample: Any) -> Prepared:
+        question = getattr(sample, "question", "")
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(
+                f"question={question!r} in sample {getattr(sample, 'sample_id', '?')}: allowed is a non-empty string"
+            )
+        img = self._open_image(sample)
+        c = self.cfg
+        plan = plan_tiling(
+            img.height,
+            img.width,
+            tokens_per_crop=c.tokens_per_crop,
+            patch_size=c.patch_size,
+            crop_size=c.crop_size,
+            tier=self.tier,
+            vision_tokens=self.vision_tokens,
+            tiers=c.tiers,
+        )
+        vi = prepare_image(img, plan, c)
+        prompt = self.tokenizer.encode(question) + [self.tokenizer.sep_id]
+        target = plan.target_tokens if plan.target_tokens is not None else plan.theoretical_tokens
+        return Prepared(
+            inputs={"vision": vi, "prompt_ids": prompt},
+            input_text_tokens=len(prompt) + 1,  # + <bos>
+            actual_vision_tokens=vi.num_valid,
+            theoretical_vision_tokens=plan.theoretical_tokens,
+            target_vision_tokens=target,
+            num_crops=plan.num_crops,
+            tiling=plan.tiling,
+            image_size=plan.image_size,
+            extra={
+                "target_crops": plan.target_crops
+                if self.vision_tokens is not None
+                else plan.num_crops,
+                "actual_num_crops": plan.num_crops,
+                "actual_tiling": list(plan.tiling),
+                "actual_image_size": list(plan.content_size),
+                "original_image_size": [img.height, img.width],
+                "tier": plan.tier,
+                "tier_range": list(plan.tier_range) if plan.tier_range else None,
+            },
+        )
+
+    @torch.inference_mode()
+    def encode_vision(self, prepared: Prepared) -> torch.Tensor:
+        return self.model.encode_vision(prepared.inputs["vision"])
+
+    @torch.inference_mode()
+    def prefill(self, prepared: Prepared, vision: torch.Tensor) -> DecodeState:
+        return self.model.prefill(vision, prepared.inputs["prompt_ids"])
+
+    @torch.inference_mode()
+    def decode(self, state: DecodeState, max_new_tokens: int | None = None) -> Generation:
+        n = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        ids = self.model.greedy_decode(state, max(1, n))
+        return Generation(token_ids=ids, text=self.tokenizer.decode(ids))
+
+    def generate(self, sample: Any, max_new_tokens: int | None = None) -> Generation:
+        """All stages for one sample (convenience; the profiler times them one by one)."""
+        p = self.preprocess(sample)
+        return self.decode(self.prefill(p, self.encode_vision(p)), max_new_tokens)
+
+
+_BUILD_KEYS = {"kind", "name", "weights", "device", "dtype", "max_new_tokens", "num_threads"}
+
+
+def build(cfg: Mapping[str, Any]) -> ReferenceAdapter:
+    """A ``ReferenceAdapter`` from a ``model`` config section (kind ``reference``).
+
+    Keys: ``weights`` (null = the shipped weights), ``device``, ``dtype`` (float32,
+    bfloat16, float16), ``max_new_tokens``, ``num_threads`` (null = torch's default),
+    ``name``. Other keys (hardware settings merged in by the registry) are ignored.
+    """
+    from knoblab.models.reference.weights import load_reference
+
+    dtype = cfg.get("dtype") or "float32"
+    if dtype not in _DTYPES:
+        raise ConfigError("model.dtype", dtype, f"one of {', '.join(_DTYPES)}")
+    device = str(cfg.get("device") or "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("model.device", device, "cpu (no CUDA device is available here)")
+    max_new = cfg.get("max_new_tokens", 4)
+    if not isinstance(max_new, int) or isinstance(max_new, bool) or max_new < 1:
+        raise ConfigError("model.max_new_tokens", max_new, "an integer >= 1")
+    threads = cfg.get("num_threads")
+    if threads is not None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ConfigError("model.num_threads", threads, "an integer >= 1 or null")
+        torch.set_num_threads(threads)
+    model = load_reference(cfg.get("weights"), device=device, dtype=_DTYPES[dtype])
+    return ReferenceAdapter(
+        model,
+        name=str(cfg.get("name") or "reference-vlm"),
+        device=device,
+        dtype=dtype,
+        max_new_tokens=max_new,
+    )

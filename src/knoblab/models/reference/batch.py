@@ -1,0 +1,149 @@
+"""Training batches for the reference VLM: ``collate(samples, ...)`` -> ``Batch``.
+
+``collate`` tiles every image under the given tier (or target vision tokens), cuts the
+crops, and tokenises ``question`` and the answer (the most frequent of ``answers``).
+Use it as a ``DataLoader`` ``collate_fn`` (``functools.partial`` keeps it picklable
+for worker processes) and feed the result to ``ReferenceVLM.loss``.
+
+NOTE: with a list of tiers, each sample gets one of them chosen by a hash of its
+``sample_id``: the same sample always gets the same tier, and tiers are mixed inside a
+batch.
+
+Example:
+    >>> from functools import partial
+    >>> loader = DataLoader(ds, batch_size=32, collate_fn=partial(collate, tier=["low", "high"]))
+    >>> loss = model.loss(next(iter(loader)), top_k=2, num_active_blocks=4)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from knoblab.models.reference.config import ReferenceConfig
+from knoblab.models.reference.preprocess import prepare_image
+from knoblab.models.reference.tokenizer import WordTokenizer
+from knoblab.models.tiling import plan_tiling
+
+
+@dataclass
+class Batch:
+    """A collated batch (crops of all samples concatenated, text as id lists).
+
+    Attributes:
+        pixels: ``(sum of crops, 3, crop, crop)``, each sample's global crop first.
+        positions: ``(sum of crops, tokens_per_crop, 2)`` patch centres in their image.
+        is_tile: ``(sum of crops,)`` 0 for a global crop, 1 for a tile.
+        valid: ``(sum of crops * tokens_per_crop,)`` True for patches that reach the LM.
+        crop_counts: crops per sample, global crop included.
+        prompt_ids: per sample, the question's ids followed by ``<sep>``.
+        answer_ids: per sample, the answer's ids followed by ``<eos>``.
+        sample_ids: per sample, ``Sample.sample_id``.
+    """
+
+    pixels: torch.Tensor
+    positions: torch.Tensor
+    is_tile: torch.Tensor
+    valid: torch.Tensor
+    crop_counts: list[int]
+    prompt_ids: list[list[int]]
+    answer_ids: list[list[int]]
+    sample_ids: list[int]
+
+    def __len__(self) -> int:
+        return len(self.crop_counts)
+
+    def to(self, device: Any) -> Batch:
+        return Batch(
+            self.pixels.to(device),
+            self.positions.to(device),
+            self.is_tile.to(device),
+            self.valid.to(device),
+            self.crop_counts,
+            self.prompt_ids,
+            self.answer_ids,
+            self.sample_ids,
+        )
+
+
+def _pick(tier: str | Sequence[str], sample_id: int) -> str:
+    if isinstance(tier, str):
+        return tier
+    from knoblab.sampling.permutation import mix_key
+
+    return list(tier)[mix_key(sample_id, 0x71E2) % len(tier)]
+
+
+def collate(
+    samples: Sequence[Any],
+    *,
+    tier: str | Sequence[str] | None = "high",
+    vision_tokens: int | None = None,
+    cfg: ReferenceConfig | None = None,
+    tokenizer: WordTokenizer | None = None,
+) -> Batch:
+    """Collate ``knoblab.data.Sample`` objects (PIL images) into a ``Batch``.
+
+    Exactly one of ``tier`` (a name, or a list to mix) and ``vision_tokens`` is used;
+    ``vision_tokens`` wins when given.
+    """
+    cfg = cfg or ReferenceConfig()
+    tokenizer = tokenizer or _default_tokenizer()
+    pixels, positions, is_tile, valid, counts, prompts, answers, ids = (
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
+    for s in samples:
+        img = s.image
+        t = None if vision_tokens is not None else _pick(tier or "high", int(s.sample_id))
+        plan = plan_tiling(
+            img.height,
+            img.width,
+            tokens_per_crop=cfg.tokens_per_crop,
+            patch_size=cfg.patch_size,
+            crop_size=cfg.crop_size,
+            tier=t,
+            vision_tokens=vision_tokens,
+            tiers=cfg.tiers,
+        )
+        vi = prepare_image(img, plan, cfg)
+        n = vi.pixels.shape[0]
+        pixels.append(vi.pixels)
+        positions.append(vi.positions)
+        is_tile.append(torch.tensor([0] + [1] * (n - 1)))
+        valid.append(vi.patch_index >= 0)
+        counts.append(n)
+        prompts.append(tokenizer.encode(s.question) + [tokenizer.sep_id])
+        answer = Counter(s.answers).most_common(1)[0][0] if s.answers else ""
+        answers.append(tokenizer.encode(answer) + [tokenizer.eos_id])
+        ids.append(int(s.sample_id))
+    return Batch(
+        torch.cat(pixels),
+        torch.cat(positions),
+        torch.cat(is_tile),
+        torch.cat(valid),
+        counts,
+        prompts,
+        answers,
+        ids,
+    )
+
+
+_TOKENIZER: WordTokenizer | None = None
+
+
+def _default_tokenizer() -> WordTokenizer:
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        _TOKENIZER = WordTokenizer.load()
+    return _TOKENIZER

@@ -1,0 +1,273 @@
+"""``ReferenceVLM``: patch encoder + projector + MoE decoder, with knobs and callable phases.
+
+The three phases a profiler times are separate methods:
+
+* ``encode_vision(vision_input)`` -> the valid vision tokens as LM embeddings ``(V, d)``;
+* ``prefill(vision, prompt_ids)`` -> the first output token's logits and the KV cache
+  over ``<bos> + vision + question + <sep>``;
+* ``decode_step(token, state)`` -> the next logits, extending the cache by one token.
+
+``generate`` chains them greedily. Knobs are attributes set by ``set_knobs`` (or passed
+to ``loss``): ``top_k`` experts per token and ``num_active_blocks`` (the first n blocks
+run; ``active_block_indices`` lists them). The vision tier is a property of the
+*input* (how the image is tiled), chosen in preprocessing.
+
+Training: ``loss(batch)`` is the next-token cross-entropy on the answer tokens (answer
+words and ``<eos>``) plus ``aux_loss_coef`` times the MoE load-balancing loss.
+
+Example:
+    >>> model = ReferenceVLM(ReferenceConfig()).eval()
+    >>> model.set_knobs(top_k=1, num_active_blocks=2)
+    >>> ids = model.generate(vision_input, prompt_ids, max_new_tokens=4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from knoblab.errors import ConfigError
+from knoblab.models.reference.batch import Batch
+from knoblab.models.reference.config import ReferenceConfig
+from knoblab.models.reference.encoder import PatchEncoder
+from knoblab.models.reference.lm import DecoderLM, KVCache
+from knoblab.models.reference.preprocess import VisionInput
+from knoblab.models.reference.projector import Projector
+from knoblab.models.reference.tokenizer import WordTokenizer
+
+
+@dataclass
+class DecodeState:
+    """What decoding needs between steps: the cache, the next position, tokens so far."""
+
+    cache: KVCache
+    next_pos: int
+    token_ids: list[int] = field(default_factory=list)
+    logits: torch.Tensor | None = None
+
+
+class ReferenceVLM(nn.Module):
+    """The built-in reference vision-language model."""
+
+    def __init__(self, cfg: ReferenceConfig | None = None, tokenizer: WordTokenizer | None = None):
+        super().__init__()
+        self.cfg = cfg or ReferenceConfig()
+        self.tokenizer = tokenizer or WordTokenizer.load()
+        if len(self.tokenizer) != self.cfg.vocab_size:
+            raise ConfigError(
+                "vocab_size",
+                self.cfg.vocab_size,
+                f"{len(self.tokenizer)} (the tokenizer's vocabulary)",
+            )
+        self.encoder = PatchEncoder(self.cfg)
+        self.projector = Projector(self.cfg)
+        self.lm = DecoderLM(self.cfg)
+        self.top_k = self.cfg.top_k
+        self.active_block_indices: list[int] = list(range(self.cfg.n_layers))
+
+    # -- knobs -------------------------------------------------------------------------
+    @property
+    def num_total_blocks(self) -> int:
+        return self.cfg.n_layers
+
+    def block_indices(self, num_active_blocks: int) -> list[int]:
+        """The blocks that run when ``num_active_blocks`` are active: the first n."""
+        if (
+            isinstance(num_active_blocks, bool)
+            or not isinstance(num_active_blocks, int)
+            or not (1 <= num_active_blocks <= self.cfg.n_layers)
+        ):
+            raise ConfigError(
+                "knobs.num_active_blocks",
+                num_active_blocks,
+                f"an integer in 1..{self.cfg.n_layers}",
+            )
+        return list(range(num_active_blocks))
+
+    def check_top_k(self, top_k: int) -> int:
+        if (
+            isinstance(top_k, bool)
+            or not isinstance(top_k, int)
+            or not 1 <= top_k <= self.cfg.num_experts
+        ):
+            raise ConfigError(
+                "knobs.top_k", top_k, f"an integer in 1..{self.cfg.num_experts} (num_experts)"
+            )
+        return top_k
+
+    def set_knobs(self, *, top_k: int | None = None, num_active_blocks: int | None = None) -> None:
+        """Set ``top_k`` and/or ``num_active_blocks`` in place (no reload)."""
+        if top_k is not None:
+            self.top_k = self.check_top_k(top_k)
+        if num_active_blocks is not None:
+            self.active_block_indices = self.block_indices(num_active_blocks)
+
+    # -- phases ------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return self.lm.embed.weight.device
+
+    def _dtype(self) -> torch.dtype:
+        return self.lm.embed.weight.dtype
+
+    def _vision_features(
+        self,
+        pixels: torch.Tensor,
+        positions: torch.Tensor,
+        is_tile: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        feats = self.encoder(pixels.to(self._dtype()), positions.to(self._dtype()), is_tile)
+        feats = feats.reshape(-1, feats.shape[-1])[valid]
+        return self.projector(feats)
+
+    def encode_vision(self, vi: VisionInput) -> torch.Tensor:
+        """Vision encoder + projector: ``(V, d_model)`` embeddings of the valid patches."""
+        dev = self._device()
+        n = vi.pixels.shape[0]
+        is_tile = torch.ones(n, dtype=torch.long, device=dev)
+        is_tile[0] = 0
+        return self._vision_features(
+            vi.pixels.to(dev), vi.positions.to(dev), is_tile, (vi.patch_index >= 0).to(dev)
+        )
+
+    def _prompt_embeds(self, vision: torch.Tensor, prompt_ids: Sequence[int]) -> torch.Tensor:
+        dev = self._device()
+        bos = self.lm.embed(torch.tensor([self.tokenizer.bos_id], device=dev))
+        text = self.lm.embed(torch.tensor(list(prompt_ids), dtype=torch.long, device=dev))
+        return torch.cat([bos, vision.to(bos.dtype), text], dim=0)
+
+    def prefill(self, vision: torch.Tensor, prompt_ids: Sequence[int]) -> DecodeState:
+        """Run ``<bos> + vision + prompt`` through the LM; the state holds token 1's logits.
+
+        ``prompt_ids`` are the question's ids followed by ``<sep>``.
+        """
+        x = self._prompt_embeds(vision, prompt_ids)[None]
+        h, cache = self.lm(
+            x,
+            start_pos=0,
+            active_blocks=self.active_block_indices,
+            top_k=self.top_k,
+            use_cache=True,
+        )
+        assert cache is not None
+        return DecodeState(cache=cache, next_pos=x.shape[1], logits=self.lm.head(h[:, -1])[0])
+
+    def decode_step(self, token_id: int, state: DecodeState) -> DecodeState:
+        """Feed one token; the state's cache grows by one and holds the next logits."""
+        emb = self.lm.embed(torch.tensor([[token_id]], device=self._device()))
+        h, cache = self.lm(
+            emb,
+            start_pos=state.next_pos,
+            active_blocks=self.active_block_indices,
+            top_k=self.top_k,
+            cache=state.cache,
+            use_cache=True,
+        )
+        assert cache is not None
+        return DecodeState(
+            cache=cache,
+            next_pos=state.next_pos + 1,
+            token_ids=state.token_ids,
+            logits=self.lm.head(h[:, -1])[0],
+        )
+
+    def greedy_decode(self, state: DecodeState, max_new_tokens: int) -> list[int]:
+        """Greedy tokens from a prefilled state until ``<eos>`` (kept) or ``max_new_tokens`` in all."""
+        out: list[int] = []
+        while True:
+            assert state.logits is not None
+            tok = int(state.logits.argmax())
+            out.append(tok)
+            if tok == self.tokenizer.eos_id or len(out) >= max_new_tokens:
+                return out
+            if state.next_pos >= self.cfg.max_seq_len:
+                return out
+            state = self.decode_step(tok, state)
+
+    @torch.inference_mode()
+    def generate(
+        self, vi: VisionInput, prompt_ids: Sequence[int], max_new_tokens: int = 4
+    ) -> list[int]:
+        """Greedy answer ids (``<eos>`` included when produced) for one image and prompt."""
+        return self.greedy_decode(self.prefill(self.encode_vision(vi), prompt_ids), max_new_tokens)
+
+    @torch.inference_mode()
+    def full_logits(self, vi: VisionInput, ids: Sequence[int]) -> torch.Tensor:
+        """Logits at every position of ``<bos> + vision + ids``, without a cache (for tests)."""
+        x = self._prompt_embeds(self.encode_vision(vi), ids)[None]
+        h, _ = self.lm(x, start_pos=0, active_blocks=self.active_block_indices, top_k=self.top_k)
+        return self.lm.head(h)[0]
+
+    # -- training ----------------------------------------------------------------------
+    def loss(
+        self,
+        batch: Batch,
+        *,
+        top_k: int | None = None,
+        num_active_blocks: int | None = None,
+        aux_loss_coef: float = 0.01,
+    ) -> torch.Tensor:
+        """Next-token cross-entropy on the answer tokens (+ MoE balancing loss).
+
+        ``top_k`` / ``num_active_blocks`` override the model's knob settings for this
+        call only (train with random values to keep every setting useful).
+        """
+        dev = self._device()
+        k = self.top_k if top_k is None else self.check_top_k(top_k)
+        blocks = (
+            self.active_block_indices
+            if num_active_blocks is None
+            else self.block_indices(num_active_blocks)
+        )
+        b = batch.to(dev)
+        vis = self._vision_features(b.pixels, b.positions, b.is_tile, b.valid)
+        tpc = self.cfg.tokens_per_crop
+        per_sample_valid = b.valid.reshape(-1, tpc).sum(1).split(b.crop_counts)
+        vis_split = vis.split([int(v.sum()) for v in per_sample_valid])
+        seqs, labels = [], []
+        for v, p, a in zip(vis_split, b.prompt_ids, b.answer_ids, strict=True):
+            emb = self._prompt_embeds(v, list(p) + list(a))
+            lab = torch.full((emb.shape[0],), -100, dtype=torch.long, device=dev)
+            # The token at position j predicts position j+1: the answer starts after <sep>.
+            start = emb.shape[0] - len(a) - 1
+            lab[start : start + len(a)] = torch.tensor(a, device=dev)
+            seqs.append(emb)
+            labels.append(lab)
+        x = nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+        y = nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=-100)
+        # Right padding is safe under a causal mask: real tokens never see the padding.
+        h, _ = self.lm(x, start_pos=0, active_blocks=blocks, top_k=k)
+        # Only positions with a label go through the head: most of the sequence is vision.
+        sel = y != -100
+        logits = self.lm.head(h[sel])
+        loss = F.cross_entropy(logits.float(), y[sel])
+        if aux_loss_coef and self.training:
+            aux = [self.lm.blocks[i].moe.last_aux_loss for i in blocks]
+            aux = [a for a in aux if a is not None]
+            if aux:
+                loss = loss + aux_loss_coef * torch.stack(aux).mean()
+        return loss
+
+    def forward(self, batch: Batch, **kwargs: int | float | None) -> torch.Tensor:  # type: ignore[override]
+        """Same as ``loss`` (so ``model(batch)`` works in training loops)."""
+        return self.loss(batch, **kwargs)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, *, max_new_tokens: int = 4) -> list[str]:
+        """Greedy answers for a collated batch, one sample at a time (evaluation helper)."""
+        tpc = self.cfg.tokens_per_crop
+        dev = self._device()
+        b = batch.to(dev)
+        vis = self._vision_features(b.pixels, b.positions, b.is_tile, b.valid)
+        per_sample_valid = b.valid.reshape(-1, tpc).sum(1).split(b.crop_counts)
+        out = []
+        for v, p in zip(
+            vis.split([int(s.sum()) for s in per_sample_valid]), b.prompt_ids, strict=True
+        ):
+            ids = self.greedy_decode(self.prefill(v, p), max_new_tokens)
+            out.append(self.tokenizer.decode(ids))
+        return out

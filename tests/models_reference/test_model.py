@@ -1,0 +1,215 @@
+"""The reference VLM: every knob changes the computation, KV cache == recomputation, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from knoblab.data.shapes import ShapesVQA
+from knoblab.errors import ConfigError
+from knoblab.models.reference import (
+    ReferenceConfig,
+    WordTokenizer,
+    collate,
+    prepare_image,
+    random_reference,
+)
+from knoblab.models.tiling import plan_tiling
+
+CFG = ReferenceConfig()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_reference(seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return ShapesVQA(8, seed=3)[1]
+
+
+def vision_input(sample, tier="high", cfg=CFG):
+    img = sample.image
+    plan = plan_tiling(
+        img.height,
+        img.width,
+        tokens_per_crop=cfg.tokens_per_crop,
+        patch_size=cfg.patch_size,
+        crop_size=cfg.crop_size,
+        tier=tier,
+    )
+    return prepare_image(img, plan, cfg), plan
+
+
+def prompt(model, sample):
+    return model.tokenizer.encode(sample.question) + [model.tokenizer.sep_id]
+
+
+def test_tokens_per_crop_is_a_model_property() -> None:
+    assert CFG.tokens_per_crop == (CFG.crop_size // CFG.patch_size) ** 2
+    assert ReferenceConfig(crop_size=32, patch_size=8, max_seq_len=400).tokens_per_crop == 16
+
+
+def test_tier_changes_token_count(model, sample) -> None:
+    counts = {}
+    for tier in ("low", "medium", "high"):
+        vi, plan = vision_input(sample, tier)
+        emb = model.encode_vision(vi)
+        assert emb.shape == (plan.actual_tokens, CFG.d_model)
+        assert vi.pixels.shape[0] == plan.num_crops + 1
+        counts[tier] = emb.shape[0]
+    assert counts["low"] < counts["medium"] < counts["high"]
+
+
+def test_invalid_patches_never_reach_the_lm() -> None:
+    # 4x4 patches per crop, and a 1:3 image in one tile: the tile's top and bottom rows are padding.
+    cfg = ReferenceConfig(crop_size=32, patch_size=8, max_seq_len=400)
+    model = random_reference(cfg).eval()
+    img = Image.new("RGB", (300, 100), (200, 30, 30))
+    plan = plan_tiling(100, 300, tokens_per_crop=16, patch_size=8, crop_size=32, max_crops=1)
+    vi = prepare_image(img, plan, cfg)
+    assert int((vi.patch_index == -100).sum()) == 8
+    assert vi.patch_index[vi.patch_index >= 0].tolist() == list(range(plan.actual_tokens))
+    assert (
+        model.encode_vision(vi).shape[0] == plan.actual_tokens == 24 < plan.theoretical_tokens == 32
+    )
+
+
+def test_top_k_changes_experts_used_and_outputs(model, sample) -> None:
+    vi, _ = vision_input(sample)
+    ids = prompt(model, sample)
+    outs, used = {}, {}
+    for k in (1, 2, 4):
+        model.set_knobs(top_k=k, num_active_blocks=CFG.n_layers)
+        outs[k] = model.full_logits(vi, ids)
+        moe = model.lm.blocks[0].moe
+        used[k] = int(moe.last_tokens_per_expert.sum())
+    model.set_knobs(top_k=CFG.top_k)
+    n_tokens = outs[1].shape[0]
+    assert used == {1: n_tokens, 2: 2 * n_tokens, 4: 4 * n_tokens}  # token-expert pairs
+    assert not torch.allclose(outs[1], outs[2])
+    assert not torch.allclose(outs[2], outs[4])
+
+
+def test_fewer_blocks_run_fewer_blocks_and_change_outputs(model, sample) -> None:
+    vi, _ = vision_input(sample)
+    ids = prompt(model, sample)
+    calls: list[int] = []
+    hooks = [
+        b.register_forward_hook(lambda m, i, o, n=n: calls.append(n))
+        for n, b in enumerate(model.lm.blocks)
+    ]
+    try:
+        model.set_knobs(num_active_blocks=2)
+        assert model.active_block_indices == [0, 1]
+        half = model.full_logits(vi, ids)
+        assert calls == [0, 1]
+        calls.clear()
+        model.set_knobs(num_active_blocks=CFG.n_layers)
+        full = model.full_logits(vi, ids)
+        assert calls == list(range(CFG.n_layers))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert not torch.allclose(half, full)
+
+
+@pytest.mark.parametrize("top_k, blocks", [(2, 4), (1, 2), (4, 3)])
+def test_kv_cache_decoding_equals_full_recomputation(
+    model, sample, top_k: int, blocks: int
+) -> None:
+    model.set_knobs(top_k=top_k, num_active_blocks=blocks)
+    vi, _ = vision_input(sample)
+    ids = prompt(model, sample)
+    extra = [5, 17, 30]  # arbitrary continuation tokens
+    with torch.inference_mode():
+        state = model.prefill(model.encode_vision(vi), ids)
+        cached = [state.logits]
+        for tok in extra:
+            state = model.decode_step(tok, state)
+            cached.append(state.logits)
+    full = model.full_logits(vi, ids + extra)[-(len(extra) + 1) :]
+    model.set_knobs(top_k=CFG.top_k, num_active_blocks=CFG.n_layers)
+    torch.testing.assert_close(torch.stack(cached), full, atol=1e-4, rtol=1e-4)
+
+
+def test_generate_is_deterministic(sample) -> None:
+    a, b = random_reference(seed=0).eval(), random_reference(seed=0).eval()
+    vi, _ = vision_input(sample)
+    ids = prompt(a, sample)
+    assert a.generate(vi, ids, 4) == b.generate(vi, ids, 4) == a.generate(vi, ids, 4)
+    c = random_reference(seed=1).eval()
+    assert not torch.allclose(a.full_logits(vi, ids), c.full_logits(vi, ids))
+
+
+def test_generate_stops_at_eos_or_max(model, sample) -> None:
+    vi, _ = vision_input(sample)
+    out = model.generate(vi, prompt(model, sample), 3)
+    assert 1 <= len(out) <= 3
+    assert model.tokenizer.eos_id not in out[:-1]
+
+
+def test_dense_and_sparse_moe_agree(model) -> None:
+    moe = model.lm.blocks[1].moe
+    x = torch.randn(2, 7, CFG.d_model)
+    try:
+        moe.dense = True
+        d = moe(x, 2)
+        moe.dense = False
+        s = moe(x, 2)
+    finally:
+        moe.dense = None
+    torch.testing.assert_close(d, s, atol=1e-5, rtol=1e-5)
+
+
+def test_knob_errors_name_value_and_range(model) -> None:
+    with pytest.raises(ConfigError, match=r"knobs.top_k=5 .*1..4"):
+        model.set_knobs(top_k=5)
+    with pytest.raises(ConfigError, match=r"knobs.num_active_blocks=0 .*1..4"):
+        model.set_knobs(num_active_blocks=0)
+    with pytest.raises(ConfigError, match="knobs.num_active_blocks=5"):
+        model.set_knobs(num_active_blocks=5)
+
+
+def test_loss_trains_on_answer_tokens_only() -> None:
+    torch.manual_seed(0)
+    model = random_reference(seed=0).train()
+    ds = ShapesVQA(4, seed=5)
+    batch = collate([ds[i] for i in range(4)], tier=["low", "medium"])
+    assert len(batch) == 4 and sum(batch.crop_counts) == batch.pixels.shape[0]
+    loss = model.loss(batch, top_k=2, num_active_blocks=3, aux_loss_coef=0.0)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    # Initial loss is about log(vocab) (uniform over the answer and <eos> targets).
+    assert abs(loss.item() - torch.log(torch.tensor(float(CFG.vocab_size))).item()) < 1.0
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = loss.item()
+    for _ in range(10):
+        opt.zero_grad()
+        loss = model.loss(batch, top_k=2, num_active_blocks=3)
+        loss.backward()
+        opt.step()
+    assert loss.item() < first * 0.5  # it can fit a batch: gradients reach the answer
+
+
+def test_loss_ignores_blocks_it_does_not_run() -> None:
+    model = random_reference(seed=0).train()
+    ds = ShapesVQA(4, seed=5)
+    batch = collate([ds[i] for i in range(4)], tier="low")
+    model.loss(batch, num_active_blocks=2).backward()
+    assert model.lm.blocks[3].attn.qkv.weight.grad is None
+    assert model.lm.blocks[1].attn.qkv.weight.grad is not None
+
+
+def test_tokenizer_round_trip() -> None:
+    tok = WordTokenizer.load()
+    assert len(tok) == CFG.vocab_size
+    assert tok.decode(tok.encode("Is the red circle left of the blue square?")) == (
+        "is the red circle left of the blue square ?"
+    )
+    assert tok.encode("zebra") == [tok.unk_id]
+    ds = ShapesVQA(200, variant="hard")
+    for i in range(200):  # every shapes-vqa question and answer is in the vocabulary
+        s = ds[i]
+        assert tok.unk_id not in tok.encode(s.question + " " + s.answers[0])
