@@ -1,0 +1,138 @@
+"""Export any dataset as a JSONL manifest plus image files, so a user can look at it.
+
+Layout (documented in ``docs/formats.md``, section "JSONL manifest"; read back with
+``dataset=jsonl dataset.path=<out_dir>/manifest.jsonl``)::
+
+    out_dir/
+      manifest.jsonl          one JSON object per line
+      images/<image_id>.png   one file per distinct image
+
+Each line: ``{"sample_id": int, "image": "images/<image_id>.png", "image_id": str,
+"question": str, "answers": [str, ...], "metadata": {...}}``; ``image`` is relative to
+the manifest's folder.
+
+NOTE: the manifest is written to ``manifest.jsonl.tmp`` and renamed at the end, so an
+interrupted export never leaves a truncated manifest (the images written so far stay).
+An existing manifest is never overwritten unless ``overwrite=True``. Samples sharing
+an ``image_id`` (several questions about one image) share one image file.
+
+Example:
+    >>> from knoblab.data.shapes import ShapesVQA
+    >>> export_dataset(ShapesVQA(1000, variant="hard"), "exports/hard", num_samples=50)
+    PosixPath('exports/hard/manifest.jsonl')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from knoblab.data.sample import VQADataset
+from knoblab.errors import ConfigError, DataError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_image_name(image_id: str, sample_id: int) -> str:
+    """A file-name-safe stem for ``image_id`` (the sample id when there is none)."""
+    stem = _UNSAFE.sub("_", str(image_id)).strip("._") or f"sample-{sample_id}"
+    return stem[:200]
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def _save_image(image: Any, path: Path, where: str) -> None:
+    try:
+        if isinstance(image, (str, os.PathLike)):
+            with Image.open(image) as f:
+                f.load()
+                img = f
+                img.convert("RGB" if img.mode not in ("RGB", "RGBA", "L") else img.mode).save(
+                    path, format="PNG"
+                )
+            return
+        if not isinstance(image, Image.Image):
+            raise DataError(
+                f"image of type {type(image).__name__} in {where}: allowed is a PIL image or a path"
+            )
+        image.save(path, format="PNG")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"image in {where} cannot be exported: {exc}") from None
+
+
+def export_dataset(
+    dataset: VQADataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    num_samples: int | None = None,
+    indices: Iterable[int] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write samples of ``dataset`` to ``out_dir``; returns the manifest's path.
+
+    Args:
+        dataset: any ``VQADataset``.
+        out_dir: the folder to write (created).
+        num_samples: how many samples (the first of ``indices``); None: all of them.
+        indices: dataset indices to export, in order (default ``0..len-1``).
+        overwrite: replace an existing manifest.
+        progress: show a rich progress bar.
+    """
+    out = Path(out_dir)
+    manifest = out / "manifest.jsonl"
+    if manifest.exists() and not overwrite:
+        raise ConfigError(
+            "out_dir", str(out), "a folder without manifest.jsonl (or overwrite=true)"
+        )
+    if num_samples is not None and (
+        isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
+    ):
+        raise ConfigError("num_samples", num_samples, "an integer >= 1 or null (all)")
+    order: Iterable[int] = range(len(dataset)) if indices is None else indices
+    total = len(dataset) if indices is None else None
+    if num_samples is not None:
+        total = num_samples if total is None else min(total, num_samples)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    tmp = manifest.with_name(manifest.name + ".tmp")
+    written: set[str] = set()
+    count = 0
+    from rich.progress import Progress
+
+    with (
+        open(tmp, "w", encoding="utf-8") as fh,
+        Progress(disable=not progress, transient=True) as bar,
+    ):
+        task = bar.add_task(f"export {getattr(dataset, 'name', 'dataset')}", total=total)
+        for index in order:
+            if num_samples is not None and count >= num_samples:
+                break
+            s = dataset[int(index)]
+            stem = safe_image_name(s.image_id, s.sample_id)
+            rel = f"images/{stem}.png"
+            if stem not in written:
+                _save_image(s.image, out / rel, f"sample {s.sample_id} (image_id={s.image_id!r})")
+                written.add(stem)
+            record = {
+                "sample_id": int(s.sample_id),
+                "image": rel,
+                "image_id": str(s.image_id or stem),
+                "question": s.question,
+                "answers": list(s.answers),
+                "metadata": s.metadata,
+            }
+            fh.write(json.dumps(record, default=_json_default, ensure_ascii=False) + "\n")
+            count += 1
+            bar.advance(task)
+    os.replace(tmp, manifest)
+    return manifest
