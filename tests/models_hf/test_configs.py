@@ -44,6 +44,10 @@ def test_bad_model_keys_are_one_line_errors(tmp_path):
         build({"path": str(tmp_path)})
     with pytest.raises(ConfigError, match=r"model.family='gpt2' is invalid"):
         build({"path": str(tmp_path), "family": "gpt2"})
+    (tmp_path / "config.json").write_text('{"model_type": "smolvlm"}')  # no weights
+    with pytest.raises(ConfigError, match=r"model.path=.* a loadable smolvlm checkpoint") as err:
+        build({"path": str(tmp_path)})
+    assert "\n" not in str(err.value)
 
 
 def test_hardware_preset_applies_and_model_keys_win(tmp_path):

@@ -13,9 +13,9 @@ NOTE: images are kept as paths and opened by the adapter at measurement time, so
 file that exists but is corrupt fails only its own sample (``DataError`` there).
 
 Example:
-    >>> ds = build_jsonl({"path": "export/manifest.jsonl"})
+    >>> ds = build_jsonl({"path": "export/shapes-vqa/manifest.jsonl"})
     >>> ds.name, ds.metric, len(ds), ds[0].question
-    ('manifest', 'vqa', 200, 'What color is the circle?')
+    ('shapes-vqa', 'vqa', 200, 'What color is the circle?')
 """
 
 from __future__ import annotations

@@ -158,9 +158,18 @@ def build(cfg: Mapping[str, Any]) -> HFAdapter:
         kwargs["device_map"] = c.device_map
     if c.attn_implementation:
         kwargs["attn_implementation"] = c.attn_implementation
-    model = transformers_class(family.model_class).from_pretrained(path, **kwargs)
-    if not c.device_map:
-        model = model.to(torch.device(c.device))
+    try:
+        model = transformers_class(family.model_class).from_pretrained(path, **kwargs)
+        if not c.device_map:
+            model = model.to(torch.device(c.device))
+    except (OSError, ValueError, ImportError, RuntimeError, KeyError) as exc:
+        # transformers' messages span lines; keep the first (the cause) on one line
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            "model.path",
+            c.path,
+            f"a loadable {family.name} checkpoint for these settings ({reason})",
+        ) from None
     processor = load_processor(family, path)
     return HFAdapter(
         model,
