@@ -34,6 +34,7 @@ def test_two_values_of_each_knob_match_generate_and_add_up(adapter, checks):
         {"top_k"} if adapter.family.name in MOE else set()
     )
     default = checks.greedy_and_stages(adapter, {})  # every knob at its default
+    check_layout(adapter, default["prepared"])
     for name, spec in specs.items():
         assert default["eff"][name] == spec.default
         low = checks.greedy_and_stages(adapter, {name: spec.values[0]})
@@ -73,3 +74,22 @@ def test_value_outside_the_knob_is_a_one_line_error(adapter):
         adapter.apply_knobs({"num_active_blocks": 9})
     with pytest.raises(ConfigError, match="did you mean vision_tokens"):
         adapter.apply_knobs({"vision_token": 4})
+
+
+def check_layout(adapter, p):
+    """The processed image's size / crops / tiling land in the records."""
+    assert p.extra["original_image_size"] == [224, 168]
+    w, h = p.image_size
+    assert w > 0 and h > 0
+    if adapter.family.name in ("smolvlm", "idefics3", "llava_onevision"):
+        assert p.num_crops >= 1
+    if adapter.family.name == "llava_onevision":
+        assert p.tiling[0] * p.tiling[1] == p.num_crops
+    if adapter.family.name.startswith("qwen"):  # the resized image: a multiple of the patch grid
+        unit = (
+            adapter.processor.image_processor.patch_size
+            * adapter.processor.image_processor.merge_size
+        )
+        assert (
+            w % unit == 0 and h % unit == 0 and (w // unit) * (h // unit) == p.actual_vision_tokens
+        )

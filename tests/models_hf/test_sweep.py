@@ -38,7 +38,7 @@ def test_sweep_two_values_of_each_knob(tmp_path):
     cfg = {
         "dataset": {
             **dataset_cfg,
-            "sampling": {"num_samples_per_epoch": 2, "num_epochs": 1, "seed": 1},
+            "sampling": {"num_samples_per_epoch": 1, "num_epochs": 1, "seed": 1},
         },
         "knobs": knobs,
         "design": {"name": "full"},
@@ -53,7 +53,7 @@ def test_sweep_two_values_of_each_knob(tmp_path):
     assert len(res.ran) == 8
     seen = set()
     for r in res.records.values():
-        assert r["status"] == "ok" and r["num_samples"] == 2
+        assert r["status"] == "ok" and r["num_samples"] == 1
         seen.add((r["knobs"]["vision_tokens"], r["top_k"], r["num_active_blocks"]))
         assert r["num_total_blocks"] == 2
         assert r["active_block_indices"] == list(range(r["num_active_blocks"]))

@@ -87,6 +87,8 @@ class Family:
         fallback_prompt: the prompt for a checkpoint without a chat template.
         vision: the ``vision_tokens`` knob, or None when the family has none.
         tokens_per_image: actual vision tokens of one prepared sample.
+        layout: the processed image's ``num_crops``, ``tiling`` (rows, cols) and
+            ``image_size`` (width, height) for the records; any may be missing.
     """
 
     name: str
@@ -97,6 +99,7 @@ class Family:
     fallback_prompt: Callable[[str], str]
     vision: VisionKnob | None
     tokens_per_image: Callable[[Any, Mapping[str, Any]], int]
+    layout: Callable[[Any, Mapping[str, Any], Any], dict[str, Any]] = lambda adapter, enc, image: {}
 
 
 def transformers_class(name: str) -> Any:
@@ -314,14 +317,18 @@ class HFAdapter:
         vision_tokens = self.family.tokens_per_image(self, enc)
         text_tokens = int(ids.shape[1]) - vision_tokens
         target = self._effective.get("vision_tokens")
+        layout = self.family.layout(self, enc, image)
+        tiling = layout.get("tiling")
         return Prepared(
             inputs=enc,
             input_text_tokens=text_tokens,
             actual_vision_tokens=vision_tokens,
             theoretical_vision_tokens=vision_tokens,
             target_vision_tokens=target,
-            image_size=(image.width, image.height),
-            extra={"prompt": text},
+            num_crops=layout.get("num_crops"),
+            tiling=tuple(tiling) if tiling is not None else None,
+            image_size=layout.get("image_size", (image.width, image.height)),
+            extra={"prompt": text, "original_image_size": [image.width, image.height]},
         )
 
     @torch.inference_mode()

@@ -88,6 +88,18 @@ def _count_image_tokens(adapter: Any, enc: Mapping[str, Any]) -> int:
     return int((enc["input_ids"] == adapter.model.config.image_token_index).sum())
 
 
+def _layout(adapter: Any, enc: Mapping[str, Any], image: Any) -> dict[str, Any]:
+    from transformers.image_processing_utils import select_best_resolution
+
+    # the grid the processor picked for this image, as the model recomputes it
+    side = int(adapter.model.config.vision_config.image_size)
+    height, width = select_best_resolution(
+        (image.height, image.width), adapter.model.config.image_grid_pinpoints
+    )
+    rows, cols = height // side, width // side
+    return {"num_crops": rows * cols, "tiling": (rows, cols), "image_size": (width, height)}
+
+
 def _prompt(question: str) -> str:
     # LLaVA-OneVision's Qwen2 chat format, used when the checkpoint ships no chat template.
     return f"<|im_start|>user\n<image>\n{question}<|im_end|>\n<|im_start|>assistant\n"
@@ -102,4 +114,5 @@ LLAVA_ONEVISION = Family(
     fallback_prompt=_prompt,
     vision=PinpointGrids(),
     tokens_per_image=_count_image_tokens,
+    layout=_layout,
 )

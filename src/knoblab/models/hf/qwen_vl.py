@@ -76,6 +76,13 @@ def _count_image_tokens(adapter: Any, enc: Mapping[str, Any]) -> int:
     return int((enc["input_ids"] == image_token_id).sum())
 
 
+def _layout(adapter: Any, enc: Mapping[str, Any], image: Any) -> dict[str, Any]:
+    # image_grid_thw = (frames, rows, cols) of patches: the resized image's size
+    _, rows, cols = (int(v) for v in enc["image_grid_thw"][0])
+    patch = int(adapter.processor.image_processor.patch_size)
+    return {"image_size": (cols * patch, rows * patch)}
+
+
 def _prompt(question: str) -> str:
     # Qwen's chat format, used when the checkpoint ships no chat template.
     return (
@@ -93,6 +100,7 @@ QWEN2_5_VL = Family(
     fallback_prompt=_prompt,
     vision=PixelBudget(),
     tokens_per_image=_count_image_tokens,
+    layout=_layout,
 )
 
 QWEN3_VL = Family(
@@ -104,6 +112,7 @@ QWEN3_VL = Family(
     fallback_prompt=_prompt,
     vision=PixelBudget(),
     tokens_per_image=_count_image_tokens,
+    layout=_layout,
 )
 
 QWEN3_VL_MOE = Family(
@@ -115,4 +124,5 @@ QWEN3_VL_MOE = Family(
     fallback_prompt=_prompt,
     vision=PixelBudget(),
     tokens_per_image=_count_image_tokens,
+    layout=_layout,
 )

@@ -89,6 +89,12 @@ def _count_image_tokens(adapter: Any, enc: Mapping[str, Any]) -> int:
     return int((enc["input_ids"] == adapter.model.config.image_token_id).sum())
 
 
+def _layout(adapter: Any, enc: Mapping[str, Any], image: Any) -> dict[str, Any]:
+    # pixel_values: (batch, views, 3, P, P); several views = crops + the global image
+    views = int(enc["pixel_values"].shape[1])
+    return {"num_crops": views - 1 if views > 1 else 0}
+
+
 def _prompt(question: str) -> str:
     # Idefics3 / SmolVLM chat format, used when the checkpoint ships no chat template.
     return f"<|im_start|>User:<image>{question}<end_of_utterance>\nAssistant:"
@@ -103,6 +109,7 @@ SMOLVLM = Family(
     fallback_prompt=_prompt,
     vision=CropGrid(),
     tokens_per_image=_count_image_tokens,
+    layout=_layout,
 )
 
 IDEFICS3 = Family(
@@ -114,4 +121,5 @@ IDEFICS3 = Family(
     fallback_prompt=_prompt,
     vision=CropGrid(),
     tokens_per_image=_count_image_tokens,
+    layout=_layout,
 )
