@@ -1,0 +1,73 @@
+"""``knoblab train [overrides ...]``: Lightning training from ``conf/train.yaml``.
+
+The default preset (``train=reference``) is the recipe that trains the shipped
+reference weights; ``train=smoke`` is a tiny run for tests, ``train=toy`` the toy
+classifier. Every key under ``train.trainer`` is passed to ``lightning.pytorch.Trainer``
+unchanged (add one that the YAML does not list with ``+train.trainer.<arg>=...``).
+
+Examples::
+
+    knoblab train                                        # the reference recipe
+    knoblab train train=smoke train.output_dir=/tmp/run
+    knoblab train train.trainer.gradient_clip_val=0.5 train.trainer.accumulate_grad_batches=4
+    knoblab train train.resume=last                      # continue output_dir/checkpoints/last.ckpt
+    knoblab train train.train_chunk_size=200 train.val_chunk_size=20 train.mixing=sequential
+    torchrun --nproc-per-node=2 -m knoblab.cli train train.trainer.strategy=ddp train.trainer.devices=2
+    knoblab train -m train.optim.lr=1e-3,3e-3            # a Hydra sweep (basic or submitit launcher)
+
+Logs go to ``<output_dir>/logs`` (CSV; ``train.logger=tensorboard|wandb`` when
+installed); checkpoints to ``<output_dir>/checkpoints`` (``last.ckpt`` always).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from knoblab.hydra_utils import compose, run_multirun, split_multirun
+
+
+def _setup_logging() -> None:
+    """INFO lines of knoblab (heartbeats, curriculum, chunks) on stderr, once."""
+    logger = logging.getLogger("knoblab")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _run(cfg: Any) -> int:
+    from knoblab.training.runner import run_training
+
+    _setup_logging()
+    result = run_training(cfg)
+    if result.trainer.is_global_zero:
+        m = result.metrics
+        losses = "  ".join(f"{k}={m[k]:.4f}" for k in ("train/loss_epoch", "val/loss") if k in m)
+        print(f"knoblab train: done  {losses}")
+        print(f"  last checkpoint: {result.last_checkpoint}")
+        if result.best_checkpoint and result.best_checkpoint != result.last_checkpoint:
+            print(f"  best checkpoint: {result.best_checkpoint}")
+        if result.export:
+            print(f"  weights: {result.export} (+ {result.export.with_suffix('.json').name})")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    multirun, rest = split_multirun(argv)
+    flags = [a for a in rest if a.startswith("--")]
+    if flags:
+        from knoblab.errors import ConfigError
+
+        raise ConfigError(
+            "option", flags[0], "Hydra overrides key=value (see knoblab train --help)"
+        )
+    if multirun:
+        return run_multirun("train", _run, rest, "knoblab train")
+    # under torchrun every rank runs this and composes the same config
+    return _run(compose("train", rest))

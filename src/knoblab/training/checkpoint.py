@@ -1,0 +1,326 @@
+"""Read, write and upgrade knoblab checkpoints and weight exports, safely.
+
+Two files carry a model:
+
+* a **training checkpoint** (``*.ckpt``, written by Lightning through
+  ``AtomicCheckpointIO``): the full training state plus a ``knoblab`` block with the
+  format version and the model description ``{kind, config}``;
+* a **weights export** (``*.safetensors`` + a ``*.json`` sidecar with the same
+  description), what the package ships (``reference-v1.safetensors``).
+
+``load_model_from_checkpoint(path)`` reads either, in the current format or an older
+one (upgraded in memory by ``knoblab.training.migrations`` with one ``FutureWarning``
+naming ``knoblab upgrade-checkpoint``), and rebuilds the model. A newer or unknown
+format, a missing file, or a checkpoint of another model is a one-line
+``CheckpointError``.
+
+NOTE: nothing here unpickles arbitrary objects: ``.ckpt`` files load with
+``torch.load(weights_only=True)`` (tensors and plain containers only) and weights
+exports are safetensors. Every write goes to a temporary file in the same folder,
+is fsynced, then renamed over the target, so an interrupted run never leaves a
+half-written checkpoint where the last good one was.
+
+Example:
+    >>> model = load_model_from_checkpoint("runs/ref/checkpoints/last.ckpt")  # doctest: +SKIP
+    >>> upgrade_checkpoint("old.ckpt")  # writes old.ckpt.bak, then upgrades old.ckpt  # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
+
+from knoblab.errors import CheckpointError
+from knoblab.training.migrations import CURRENT_FORMAT, format_version, migrate
+
+WEIGHTS_SUFFIX = ".safetensors"
+
+
+# --- atomic writes --------------------------------------------------------------------------
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows when on the same filesystem
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` that never leaves a partial file at ``path``."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(buf.getvalue(), path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO: atomic writes, ``weights_only=True`` reads.
+
+    Pass it as ``Trainer(plugins=[AtomicCheckpointIO()])``; ``knoblab train`` does.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = True
+    ) -> dict[str, Any]:
+        return _torch_load(Path(path), map_location or "cpu")
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _check_exists(path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint={str(path)!r} is invalid: allowed is an existing .ckpt or .safetensors file (not found)"
+        )
+
+
+def _torch_load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    _check_exists(path)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"checkpoint={str(path)!r} holds objects other than tensors and plain containers; "
+            f"refusing to unpickle it ({first[:160]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint={str(path)!r} cannot be read: {str(exc).splitlines()[0][:160]}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(
+            f"checkpoint={str(path)!r} is invalid: allowed is a checkpoint dict, got {type(obj).__name__}"
+        )
+    return obj
+
+
+def _warn_upgraded(path: Path, old: int) -> None:
+    warnings.warn(
+        f"{path}: checkpoint format {old} is deprecated and was upgraded in memory to format "
+        f"{CURRENT_FORMAT}; run `knoblab upgrade-checkpoint {path}` to upgrade the file",
+        FutureWarning,
+        stacklevel=3,
+    )
+
+
+def read_checkpoint(
+    path: str | os.PathLike[str], map_location: Any = "cpu", warn: bool = True
+) -> dict[str, Any]:
+    """A training checkpoint as a dict in the current format (older formats upgraded in memory)."""
+    p = Path(path)
+    ckpt = _torch_load(p, map_location)
+    ckpt, old = migrate(ckpt, source=str(p))
+    if old < CURRENT_FORMAT and warn:
+        _warn_upgraded(p, old)
+    return ckpt
+
+
+def model_description(
+    ckpt: Mapping[str, Any], source: str = "checkpoint"
+) -> tuple[str, dict[str, Any]]:
+    """``(kind, config)`` of the model in a current-format checkpoint dict."""
+    desc = (ckpt.get("knoblab") or {}).get("model") or {}
+    kind = desc.get("kind")
+    if not isinstance(kind, str):
+        raise CheckpointError(
+            f"{source}: knoblab.model.kind={kind!r} is invalid: allowed is a model family name"
+        )
+    return kind, dict(desc.get("config") or {})
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _check_kind(kind: str, expected_kind: str | None, source: str) -> None:
+    if expected_kind is not None and kind != expected_kind:
+        raise CheckpointError(
+            f"{source} is a checkpoint of another model: model.kind={kind!r}, allowed is {expected_kind!r}"
+        )
+
+
+def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(state)`` with a one-line ``CheckpointError`` on any mismatch."""
+    from safetensors.torch import _find_shared_tensors
+
+    own = model.state_dict()
+    state = dict(state)
+    # a weights export stores tied tensors once: give every name of a tied group the stored one
+    for group in _find_shared_tensors(own):
+        present = [n for n in sorted(group) if n in state]
+        for n in group:
+            if present and n not in state:
+                state[n] = state[present[0]]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shape:
+            k = shape[0]
+            parts.append(
+                f"{len(shape)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})"
+            )
+        raise CheckpointError(
+            f"{source} is a checkpoint of another model: weights {'; '.join(parts)}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def load_model_from_checkpoint(
+    path: str | os.PathLike[str], expected_kind: str | None = None, map_location: Any = "cpu"
+) -> nn.Module:
+    """Rebuild the model stored in a training checkpoint or a weights export, weights loaded.
+
+    Args:
+        path: a ``.ckpt`` from ``knoblab train`` (any format version up to the current one)
+            or a ``.safetensors`` export with its ``.json`` sidecar.
+        expected_kind: when given, a checkpoint of another model family is an error.
+        map_location: where tensors go (``"cpu"`` by default).
+
+    Raises:
+        CheckpointError: missing file, newer/unknown format, another model, unsafe pickle.
+    """
+    from knoblab.training.tasks import build_task
+
+    p = Path(path)
+    if p.suffix == WEIGHTS_SUFFIX:
+        kind, config, state = read_weights(p)
+    else:
+        ckpt = read_checkpoint(p, map_location)
+        kind, config = model_description(ckpt, str(p))
+        sd = ckpt.get("state_dict") or {}
+        state = {k[len("model.") :]: v for k, v in sd.items() if k.startswith("model.")}
+    _check_kind(kind, expected_kind, str(p))
+    model = build_task(kind, config).model
+    load_state_into(model, state, str(p))
+    return model.eval()
+
+
+# --- weights export (safetensors + JSON) ------------------------------------------------------
+
+
+def save_weights(
+    model: nn.Module,
+    kind: str,
+    config: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``path`` (``.safetensors``) and its ``.json`` sidecar, both atomically.
+
+    The JSON holds ``format_version``, ``model = {kind, config}`` and ``extra``
+    (provenance: recipe, seed, metrics). Tied weights are stored once.
+    """
+    from safetensors.torch import _remove_duplicate_names, save
+
+    p = Path(path)
+    if p.suffix != WEIGHTS_SUFFIX:
+        raise CheckpointError(
+            f"weights path={str(p)!r} is invalid: allowed is a file name ending in {WEIGHTS_SUFFIX}"
+        )
+    sd = model.state_dict()
+    # safetensors refuses tensors that share memory (tied embeddings); keep one name per storage.
+    dropped = {n for names in _remove_duplicate_names(sd).values() for n in names}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in dropped}
+    meta = {"format_version": str(CURRENT_FORMAT), "model_kind": kind}
+    atomic_write_bytes(save(tensors, metadata=meta), p)
+    desc = {
+        "format_version": CURRENT_FORMAT,
+        "model": {"kind": kind, "config": dict(config)},
+        **dict(extra or {}),
+    }
+    atomic_write_bytes((json.dumps(desc, indent=2, sort_keys=True) + "\n").encode(), _sidecar(p))
+    return p, _sidecar(p)
+
+
+def read_weights(
+    path: str | os.PathLike[str],
+) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    """``(kind, config, state_dict)`` of a safetensors export (tied weights restored by the model)."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    _check_exists(p)
+    side = _sidecar(p)
+    if not side.is_file():
+        raise CheckpointError(
+            f"weights={str(p)!r} has no sidecar {side.name}: allowed is a .safetensors + .json pair"
+        )
+    try:
+        desc = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{side}: invalid JSON ({exc})") from None
+    try:
+        state = load_file(str(p))
+        with safe_open(str(p), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"weights={str(p)!r} cannot be read: {exc}") from None
+    if "format_version" not in desc and meta.get("format") == "knoblab-reference":
+        # the reference model's own export (save_reference): the JSON is its architecture
+        return "reference", {"arch": desc}, state
+    v = desc.get("format_version")
+    if not isinstance(v, int) or v > CURRENT_FORMAT or v < 2:
+        raise CheckpointError(
+            f"{side}: format_version={v!r} is invalid: allowed is 2..{CURRENT_FORMAT}"
+        )
+    kind, config = model_description({"knoblab": desc}, str(side))
+    return kind, config, state
+
+
+# --- in-place upgrade -----------------------------------------------------------------------
+
+
+def upgrade_checkpoint(path: str | os.PathLike[str]) -> int:
+    """Upgrade a ``.ckpt`` file in place to the current format; returns the version it had.
+
+    Writes ``<path>.bak`` (a byte copy of the original) first, then the upgraded file
+    atomically. A checkpoint already in the current format is left untouched (no ``.bak``).
+    """
+    p = Path(path)
+    ckpt = _torch_load(p)
+    old = format_version(ckpt, str(p))
+    if old == CURRENT_FORMAT:
+        return old
+    ckpt, old = migrate(ckpt, str(p))
+    bak = p.with_name(p.name + ".bak")
+    tmp = bak.with_name(bak.name + ".tmp")
+    shutil.copy2(p, tmp)
+    os.replace(tmp, bak)
+    atomic_torch_save(ckpt, p)
+    return old

@@ -1,0 +1,191 @@
+"""The reference recipe: train, evaluate and install the reference VLM's shipped weights.
+
+``python -m knoblab.training.recipe --install`` runs ``knoblab train train=reference``
+(shapes-vqa easy + hard, mixed by a curriculum; seeded; about 30 minutes on a 2-core
+CPU), evaluates the result on the profiling dataset (``conf/dataset/shapes_vqa.yaml``:
+easy variant, generation seed 0, which no training sample comes from) at the knob
+settings the trade-off claims are about, and, when every claim holds, copies
+``reference-v1.safetensors`` + ``reference-v1.json`` into the package
+(``knoblab/models/reference/weights/``). ``reference-v1.recipe.json`` beside them
+records the seed, the config, the final losses and the evaluation.
+
+The claims (issue 6): high-tier accuracy beats low by at least 15 points; all blocks
+beat half by at least 10; more experts per token never lose accuracy (within one
+standard error); high tier, all blocks, full top-k answers at least 80% correctly.
+
+Example:
+    $ python -m knoblab.training.recipe --install                 # retrain the shipped weights
+    $ python -m knoblab.training.recipe --evaluate runs/reference/reference-v1.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+EVAL_DATASET = {"size": 1000, "seed": 0, "variant": "easy"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One knob setting to evaluate."""
+
+    tier: str
+    top_k: int
+    num_active_blocks: int
+
+    @property
+    def name(self) -> str:
+        return f"tier={self.tier} top_k={self.top_k} blocks={self.num_active_blocks}"
+
+
+def settings_for(model: nn.Module) -> list[Setting]:
+    """Tiers x top_k x (half, all blocks): the grid ``bench_tradeoff`` sweeps."""
+    cfg = model.cfg  # type: ignore[attr-defined]
+    n, e = cfg.n_layers, cfg.num_experts
+    out = [Setting(t, e, n) for t in cfg.tiers]
+    out += [Setting("high", k, n) for k in range(1, e)]
+    out += [Setting("high", e, max(1, n // 2))]
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    settings: Sequence[Setting] | None = None,
+    num_samples: int = 300,
+    batch_size: int = 50,
+) -> dict[str, float]:
+    """VQA accuracy (in %) of ``model`` on the first ``num_samples`` of the eval dataset per setting."""
+    from knoblab.data.scoring import vqa_accuracy
+    from knoblab.data.shapes import ShapesVQA
+    from knoblab.models.reference.batch import collate
+
+    ds = ShapesVQA(EVAL_DATASET["size"], seed=EVAL_DATASET["seed"], variant=EVAL_DATASET["variant"])
+    samples = [ds[i] for i in range(min(num_samples, len(ds)))]
+    model.eval()
+    out: dict[str, float] = {}
+    for st in settings or settings_for(model):
+        model.set_knobs(top_k=st.top_k, num_active_blocks=st.num_active_blocks)  # type: ignore[operator]
+        acc = 0.0
+        for i in range(0, len(samples), batch_size):
+            chunk = samples[i : i + batch_size]
+            preds = model.predict(collate(chunk, tier=st.tier, cfg=model.cfg))  # type: ignore[operator]
+            acc += sum(vqa_accuracy(p, s.answers) for p, s in zip(preds, chunk, strict=True))
+        out[st.name] = 100.0 * acc / len(samples)
+    cfg = model.cfg  # type: ignore[attr-defined]
+    model.set_knobs(top_k=cfg.top_k, num_active_blocks=cfg.n_layers)  # type: ignore[operator]
+    return out
+
+
+def check_claims(
+    acc: dict[str, float], model: nn.Module, num_samples: int
+) -> list[tuple[str, float, bool]]:
+    """The trade-off claims as ``(claim, measured value, holds)``."""
+    cfg = model.cfg  # type: ignore[attr-defined]
+    n, e = cfg.n_layers, cfg.num_experts
+    best = acc[Setting("high", e, n).name]
+    se = 100.0 * math.sqrt(0.25 / num_samples)  # worst-case standard error of one accuracy
+    ks = [acc[Setting("high", k, n).name] for k in range(1, e + 1)]
+    worst_drop = max((a - b for a, b in zip(ks, ks[1:], strict=False)), default=0.0)
+    half = acc[Setting("high", e, max(1, n // 2)).name]
+    low = acc[Setting("low", e, n).name]
+    return [
+        ("high tier - low tier >= 15 points", best - low, best - low >= 15),
+        ("all blocks - half blocks >= 10 points", best - half, best - half >= 10),
+        ("largest accuracy drop from top_k to top_k+1 <= one SE", worst_drop, worst_drop <= se),
+        ("high tier, all blocks, full top_k >= 80%", best, best >= 80),
+    ]
+
+
+def report(acc: dict[str, float], claims: list[tuple[str, float, bool]]) -> str:
+    """A plain-text table of accuracies and claims."""
+    lines = [f"{'setting':<40} accuracy %"] + [f"{k:<40} {v:6.1f}" for k, v in acc.items()]
+    lines += [""] + [f"[{'ok' if ok else 'FAIL'}] {c}: {v:.1f}" for c, v, ok in claims]
+    return "\n".join(lines)
+
+
+def install(weights: Path) -> Path:
+    """Copy ``weights`` (+ its ``.json`` and ``.recipe.json``) into the package weights dir, atomically."""
+    from knoblab.models.reference.weights import shipped_weights_path
+
+    target = shipped_weights_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for src, dst in (
+        (weights, target),
+        (weights.with_suffix(".json"), target.with_suffix(".json")),
+        (weights.with_suffix(".recipe.json"), target.with_suffix(".recipe.json")),
+    ):
+        if src.is_file():
+            tmp = dst.with_name(dst.name + ".tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m knoblab.training.recipe", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--out", default="runs/reference", help="output dir of the training run")
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="copy the weights into the package when the claims hold",
+    )
+    parser.add_argument("--force", action="store_true", help="install even when a claim fails")
+    parser.add_argument(
+        "--evaluate", metavar="WEIGHTS", help="only evaluate these weights (.safetensors)"
+    )
+    parser.add_argument("--samples", type=int, default=300, help="evaluation samples per setting")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for knoblab train")
+    args = parser.parse_args(argv)
+
+    from knoblab.models.reference.weights import load_reference
+
+    if args.evaluate:
+        weights = Path(args.evaluate)
+    else:
+        from knoblab.commands.train import _setup_logging
+        from knoblab.hydra_utils import compose
+        from knoblab.training.runner import run_training
+
+        _setup_logging()
+        out = Path(args.out)
+        weights = out / "reference-v1.safetensors"
+        overrides = [
+            "train=reference",
+            f"train.output_dir={out}",
+            f"train.export={weights}",
+            *args.overrides,
+        ]
+        run_training(compose("train", overrides))
+    torch.set_num_threads(1)
+    model = load_reference(weights)
+    acc = evaluate(model, num_samples=args.samples)
+    claims = check_claims(acc, model, args.samples)
+    print(report(acc, claims))
+    side = weights.with_suffix(".recipe.json")
+    recipe = json.loads(side.read_text()) if side.is_file() else {}
+    recipe["evaluation"] = {"dataset": EVAL_DATASET, "samples": args.samples, "accuracy": acc}
+    recipe["claims"] = [{"claim": c, "value": v, "holds": ok} for c, v, ok in claims]
+    side.write_text(json.dumps(recipe, indent=2, sort_keys=True, default=str) + "\n")
+    holds = all(ok for _, _, ok in claims)
+    if args.install and (holds or args.force):
+        print(f"installed: {install(weights)}")
+    elif args.install:
+        print("not installed: a claim fails (use --force to install anyway)")
+    return 0 if holds else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
