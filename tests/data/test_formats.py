@@ -225,3 +225,19 @@ def test_omnidocbench_json_and_jsonl(tmp_path):
     _check_scored(simple, 1)
     assert simple[0].answers == ["hello world"]
     assert simple.skipped[0].where == f"{tmp_path / 'pages.jsonl'}:2"
+
+
+def test_jsonl_round_trip_of_export(tmp_path):
+    """What ``knoblab export-data`` writes, the jsonl format reads back unchanged."""
+    from knoblab.data.export import export_dataset
+    from knoblab.data.shapes import ShapesVQA
+
+    source = ShapesVQA(size=5, seed=3)
+    manifest = export_dataset(source, tmp_path / "shapes", progress=False)
+    ds = build_dataset({"format": "jsonl", "path": str(manifest)})
+    assert len(ds) == 5 and not ds.skipped and ds.name == "shapes"
+    for i in range(5):
+        a, b = source[i], ds[i]
+        assert (b.sample_id, b.question, b.answers) == (a.sample_id, a.question, a.answers)
+        assert b.metadata["question_type"] == a.metadata["question_type"]
+        assert Image.open(b.image).convert("RGB").tobytes() == a.image.convert("RGB").tobytes()
