@@ -371,3 +371,12 @@ def test_workers_and_persistent_workers_keep_the_order():
     dl = ChunkedDataLoader(ds, 4, 3, shuffle=True, seed=6, num_workers=2, persistent_workers=True)
     for _ in range(4):
         assert ids(dl) == ids(ref)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("bs", [1, 3, 5000])
+def test_batches_cut_the_chunk_like_batch_sampler(bs, drop_last):
+    s = ChunkedSampler(20_000, 9_999, shuffle=True, seed=2, rank=1, world_size=2)
+    s.set_chunk(3, skip=7)
+    ref = list(torch.utils.data.BatchSampler(list(s), bs, drop_last))
+    assert list(s.batches(bs, drop_last)) == ref

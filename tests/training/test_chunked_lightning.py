@@ -229,3 +229,12 @@ def test_ddp_two_processes_resume_exactly(tmp_path):
         assert len(a) == len(b) == 4
     both = flat(runs[0]["straight_train"][:6]) + flat(runs[1]["straight_train"][:6])
     assert len(set(both)) == 48 and max(both) < 60
+
+
+def test_forced_chunked_mode_chunks_validation_whole_and_ignores_limits():
+    # a data module that serves training itself but was given train.train_chunk_size
+    dm = datamodule(train_chunk_size=None, val_chunk_size=None, chunked=True, shuffle=False)
+    model = Recorder()
+    trainer(max_epochs=2, limit_val_batches=1, num_sanity_val_steps=0).fit(model, datamodule=dm)
+    assert model.val_ids == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]] * 2
+    assert len(model.train_ids) == 2 * 10

@@ -102,6 +102,10 @@ class ChunkedLoaders:
         shuffle: shuffle training data (a new keyed permutation per pass when chunked).
         val_shuffle: shuffle validation data (default False).
         seed: key of the training permutations (validation uses ``seed + 1``).
+        chunked: force chunked mode (True) or leave it to the chunk sizes (None). A data
+            module that serves training itself but got ``train.train_chunk_size`` passes
+            ``train_chunk_size=None, chunked=True``: validation is then chunked (whole
+            partition unless ``val_chunk_size``) and ``limit_*`` are ignored, as the seed says.
         **dataloader_kwargs: for every ``DataLoader`` (``num_workers``, ``collate_fn``, ...).
 
     Example:
@@ -122,6 +126,7 @@ class ChunkedLoaders:
         *,
         val_shuffle: bool = False,
         val_batch_size: int | None = None,
+        chunked: bool | None = None,
         **dataloader_kwargs: Any,
     ):
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
@@ -130,6 +135,7 @@ class ChunkedLoaders:
         self.train_chunk_size, self.val_chunk_size = train_chunk_size, val_chunk_size
         self.shuffle, self.val_shuffle, self.seed = shuffle, val_shuffle, seed
         self.dataloader_kwargs = dataloader_kwargs
+        self._force = chunked
         self._train: ChunkedDataLoader | None = None
         self._val: ChunkedDataLoader | None = None
         self._pending: dict[str, Any] = {}
@@ -138,7 +144,9 @@ class ChunkedLoaders:
 
     @property
     def chunked(self) -> bool:
-        """True when either chunk size is given."""
+        """True when either chunk size is given (or ``chunked`` says so)."""
+        if self._force is not None:
+            return self._force
         return self.train_chunk_size is not None or self.val_chunk_size is not None
 
     def _resolve(self, trainer: Any) -> ChunkSizes:
@@ -153,14 +161,15 @@ class ChunkedLoaders:
         limits: tuple[Any, Any] = (None, None)
         if trainer is not None:
             limits = (_limit(trainer.limit_train_batches), _limit(trainer.limit_val_batches))
+        train_batches = batches(self.train_dataset, self.batch_size)
+        val_batches = (
+            batches(self.val_dataset, self.val_batch_size) if self.val_dataset is not None else None
+        )
+        train_size = self.train_chunk_size
+        if self.chunked and train_size is None and self.val_chunk_size is None:
+            train_size = train_batches  # forced chunked mode: both partitions whole
         self.sizes = resolve_chunk_sizes(
-            self.train_chunk_size,
-            self.val_chunk_size,
-            batches(self.train_dataset, self.batch_size),
-            batches(self.val_dataset, self.val_batch_size)
-            if self.val_dataset is not None
-            else None,
-            *limits,
+            train_size, self.val_chunk_size, train_batches, val_batches, *limits
         )
         if self.sizes.chunked and trainer is not None:
             # Seed 001: chunk sizes take precedence; limit_* are ignored (INFO logged above).
