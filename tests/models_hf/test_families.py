@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from knoblab.errors import ConfigError
+from knoblab.data import Sample
+from knoblab.errors import ConfigError, DataError
 from knoblab.models.hf import build
 from knoblab.models.hf.base import decoder_layers, moe_routers
 from knoblab.models.hf.tiny import write_tiny_checkpoint
@@ -93,3 +94,16 @@ def check_layout(adapter, p):
         assert (
             w % unit == 0 and h % unit == 0 and (w // unit) * (h // unit) == p.actual_vision_tokens
         )
+
+
+def test_vision_settings_restored_and_bad_image_is_a_data_error(adapter, tmp_path):
+    vis = adapter.family.vision
+    before = vis.snapshot(adapter.processor, adapter.model)
+    adapter.apply_knobs({"vision_tokens": adapter.knobs()["vision_tokens"].values[0]})
+    assert vis.snapshot(adapter.processor, adapter.model) != before
+    adapter.restore()
+    assert vis.snapshot(adapter.processor, adapter.model) == before
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"sample 5: image .*broken.png.* cannot be read"):
+        adapter.preprocess(Sample(5, "what ?", ["x"], bad))
