@@ -130,6 +130,9 @@ class MultiDatasetDataModule(L.LightningDataModule):
             shuffle,
             self.seed,
             val_batch_size=self.val_batch_size,
+            # weighted + train_chunk_size alone: validation is still chunked (whole partition
+            # per chunk) and limit_* are ignored, as when the chunked loaders serve training
+            chunked=None if seq else (train_chunk_size is not None or val_chunk_size is not None),
             collate_fn=collate_fn,
             **self.loader_kwargs,
         )
