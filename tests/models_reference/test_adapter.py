@@ -12,8 +12,12 @@ from knoblab.data.shapes import ShapesVQA
 from knoblab.errors import ConfigError, DataError, KnobLabError
 from knoblab.models.adapter import Generation, ModelAdapter
 from knoblab.models.reference.adapter import ReferenceAdapter, build
+from knoblab.models.reference.config import ReferenceConfig
 from knoblab.models.reference.weights import random_reference
 from knoblab.models.registry import build_adapter
+
+TPC = ReferenceConfig().tokens_per_crop
+CROP = ReferenceConfig().crop_size
 
 
 @pytest.fixture()
@@ -34,19 +38,19 @@ def test_implements_the_protocol(adapter: ReferenceAdapter) -> None:
     assert specs["tier"].values == ("low", "medium", "high")
     assert specs["top_k"].values == (1, 2, 3, 4)
     assert specs["num_active_blocks"].values == (1, 2, 3, 4)
-    assert all(v % 4 == 0 for v in specs["vision_tokens"].values)
+    assert all(v % TPC == 0 for v in specs["vision_tokens"].values)
 
 
 def test_stages_run_and_record_counts(adapter: ReferenceAdapter, samples: list[Sample]) -> None:
     adapter.apply_knobs({"tier": "medium", "top_k": 2, "num_active_blocks": 4})
     p = adapter.preprocess(samples[0])
     assert 4 <= p.num_crops <= 8
-    assert p.theoretical_vision_tokens == (p.num_crops + 1) * 4
+    assert p.theoretical_vision_tokens == (p.num_crops + 1) * TPC
     assert p.actual_vision_tokens <= p.theoretical_vision_tokens
     assert (
         p.target_vision_tokens == p.theoretical_vision_tokens
     )  # tier mode: target = selected crops
-    assert p.image_size == (p.tiling[0] * 24, p.tiling[1] * 24)
+    assert p.image_size == (p.tiling[0] * CROP, p.tiling[1] * CROP)
     assert p.input_text_tokens == len(samples[0].question.replace("?", " ?").split()) + 2
     vis = adapter.encode_vision(p)
     assert vis.shape[0] == p.actual_vision_tokens
@@ -68,10 +72,10 @@ def test_apply_knobs_returns_effective_settings(adapter: ReferenceAdapter) -> No
 
 
 def test_target_tokens_mode(adapter: ReferenceAdapter, samples: list[Sample]) -> None:
-    eff = adapter.apply_knobs({"vision_tokens": 24})
-    assert eff["tier"] is None and eff["vision_tokens"] == 24 and eff["max_crops"] == 5
+    eff = adapter.apply_knobs({"vision_tokens": 6 * TPC})
+    assert eff["tier"] is None and eff["vision_tokens"] == 6 * TPC and eff["max_crops"] == 5
     p = adapter.preprocess(samples[1])
-    assert p.target_vision_tokens == 24
+    assert p.target_vision_tokens == 6 * TPC
     assert p.num_crops <= 5 and p.extra["target_crops"] == 5
     eff = adapter.apply_knobs({"tier": "low"})  # switching back clears the target
     assert eff["vision_tokens"] is None
@@ -94,8 +98,8 @@ def test_tier_changes_tokens(adapter: ReferenceAdapter, samples: list[Sample]) -
         ({"top_k": 0}, "knobs.top_k", "[1, 2, 3, 4]"),
         ({"num_active_blocks": 0}, "knobs.num_active_blocks", "[1, 2, 3, 4]"),
         ({"num_active_blocks": 9}, "knobs.num_active_blocks", "[1, 2, 3, 4]"),
-        ({"vision_tokens": 10}, "knobs.vision_tokens", "8"),
-        ({"tier": "low", "vision_tokens": 8}, "knobs.vision_tokens", "exclusive"),
+        ({"vision_tokens": TPC + 1}, "knobs.vision_tokens", str(2 * TPC)),
+        ({"tier": "low", "vision_tokens": 2 * TPC}, "knobs.vision_tokens", "exclusive"),
         ({"topk": 2}, "knobs.topk", "top_k"),
     ],
 )

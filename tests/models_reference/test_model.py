@@ -130,7 +130,7 @@ def test_kv_cache_decoding_equals_full_recomputation(
         for tok in extra:
             state = model.decode_step(tok, state)
             cached.append(state.logits)
-    full = model.full_logits(vi, ids + extra)[-(len(extra) + 1) :]
+    full = model.full_logits(vi, ids, extra)[-(len(extra) + 1) :]
     model.set_knobs(top_k=CFG.top_k, num_active_blocks=CFG.n_layers)
     torch.testing.assert_close(torch.stack(cached), full, atol=1e-4, rtol=1e-4)
 

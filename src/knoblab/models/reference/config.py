@@ -6,7 +6,7 @@ model trains on shapes-vqa in about 20 minutes there (see ``docs``/README).
 Example:
     >>> cfg = ReferenceConfig()
     >>> cfg.tokens_per_crop
-    4
+    9
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ class ReferenceConfig:
     Attributes:
         vocab_size: word-level vocabulary size (the shipped ``vocab.json``).
         crop_size: side of one crop in pixels (global crop and tiles alike).
-        patch_size: side of one patch; ``(crop_size // patch_size) ** 2`` tokens per crop.
+        patch_size: side of one patch; ``(crop_size // patch_size) ** 2`` tokens per crop
+            (a multiple of 4, the convolutional stem's stride).
+        stem_channels: output channels of the two stride-2 convolutions of the stem.
         vision_dim: width of the patch encoder.
         vision_layers: transformer layers of the patch encoder (attention within a crop).
         vision_heads: attention heads of the patch encoder.
@@ -49,17 +51,18 @@ class ReferenceConfig:
 
     vocab_size: int = 68
     crop_size: int = 24
-    patch_size: int = 12
+    patch_size: int = 8
+    stem_channels: tuple[int, int] = (32, 48)
     vision_dim: int = 96
     vision_layers: int = 1
     vision_heads: int = 4
-    d_model: int = 128
+    d_model: int = 96
     n_heads: int = 4
     n_layers: int = 4
     num_experts: int = 4
     expert_hidden: int = 128
     top_k: int = 2
-    max_seq_len: int = 128
+    max_seq_len: int = 192
     max_tiles: int = 15
     pos_frequencies: int = 6
     tiers: dict[str, tuple[int, int]] = field(default_factory=_default_tiers)
@@ -78,6 +81,7 @@ class ReferenceConfig:
         if not 1 <= self.top_k <= self.num_experts:
             raise ConfigError("top_k", self.top_k, f"1..num_experts={self.num_experts}")
         self.tiers = {k: (int(v[0]), int(v[1])) for k, v in self.tiers.items()}
+        self.stem_channels = (int(self.stem_channels[0]), int(self.stem_channels[1]))
         need = (self.max_tiles + 1) * self.tokens_per_crop + 32
         if self.max_seq_len < need:
             raise ConfigError(
@@ -96,6 +100,7 @@ class ReferenceConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["tiers"] = {k: list(v) for k, v in self.tiers.items()}
+        d["stem_channels"] = list(self.stem_channels)
         return d
 
     @classmethod

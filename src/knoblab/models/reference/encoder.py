@@ -1,14 +1,21 @@
 """The patch encoder: crops -> one feature per patch (``tokens_per_crop`` per crop).
 
-Each crop is cut into ``patch_size`` patches, embedded linearly (as a ViT), given a
-learned within-crop position, a global/tile flag and a Fourier encoding of where the
-patch lies in the whole image, then mixed by a few transformer layers that attend
-*within* a crop (like a ViT run once per crop, as in Molmo).
+Each crop goes through a small convolutional stem (two stride-2 3x3 convolutions, so
+the feature map is ``crop_size / 4`` on a side); the stem's cells are grouped into
+``patch_size`` patches and embedded linearly, given a learned within-crop position, a
+global/tile flag and a Fourier encoding of where the patch lies in the whole image,
+then mixed by transformer layers that attend *within* a crop (a ViT run once per
+crop, as in Molmo).
+
+Why a convolutional stem rather than ViT's linear patch embedding: it makes the small
+shapes' colour and form detectable wherever they fall in a patch, and a model trained
+from scratch on a CPU budget learns to see several times sooner ("Early convolutions
+help transformers see better", Xiao et al. 2021).
 
 Example:
     >>> enc = PatchEncoder(ReferenceConfig())
-    >>> enc(pixels, positions).shape     # (crops, tokens_per_crop, vision_dim)
-    torch.Size([13, 16, 96])
+    >>> enc(pixels, positions, is_tile).shape     # (crops, tokens_per_crop, vision_dim)
+    torch.Size([13, 9, 96])
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from knoblab.models.reference.config import ReferenceConfig
@@ -31,13 +39,26 @@ def fourier_features(positions: torch.Tensor, num_freq: int) -> torch.Tensor:
 
 
 class PatchEncoder(nn.Module):
-    """Patch embedding + per-crop transformer layers."""
+    """Convolutional stem + patch embedding + per-crop transformer layers."""
+
+    STRIDE = 4  # the stem's total downsampling
 
     def __init__(self, cfg: ReferenceConfig):
         super().__init__()
         self.cfg = cfg
-        p = cfg.patch_size
-        self.patch_embed = nn.Linear(3 * p * p, cfg.vision_dim)
+        if cfg.patch_size % self.STRIDE:
+            from knoblab.errors import ConfigError
+
+            raise ConfigError(
+                "patch_size",
+                cfg.patch_size,
+                f"a multiple of {self.STRIDE} (the conv stem's stride)",
+            )
+        c1, c2 = cfg.stem_channels
+        self.conv1 = nn.Conv2d(3, c1, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        cells = cfg.patch_size // self.STRIDE
+        self.patch_embed = nn.Linear(c2 * cells * cells, cfg.vision_dim)
         self.crop_pos = nn.Parameter(torch.zeros(cfg.tokens_per_crop, cfg.vision_dim))
         self.kind = nn.Embedding(2, cfg.vision_dim)  # 0 = global crop, 1 = tile
         self.image_pos = nn.Linear(4 * cfg.pos_frequencies, cfg.vision_dim)
@@ -54,13 +75,13 @@ class PatchEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.vision_dim)
         nn.init.normal_(self.crop_pos, std=0.02)
 
-    def patchify(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, c, c)`` -> ``(N, tokens_per_crop, 3 * p * p)``, patches row-major."""
-        n, ch, c, _ = pixels.shape
-        p = self.cfg.patch_size
-        s = c // p
-        x = pixels.reshape(n, ch, s, p, s, p).permute(0, 2, 4, 1, 3, 5)
-        return x.reshape(n, s * s, ch * p * p)
+    def patchify(self, fmap: torch.Tensor) -> torch.Tensor:
+        """``(N, C, s, s)`` stem features -> ``(N, tokens_per_crop, C * cells^2)``, row-major."""
+        n, ch, s, _ = fmap.shape
+        k = self.cfg.patch_size // self.STRIDE
+        g = s // k
+        x = fmap.reshape(n, ch, g, k, g, k).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(n, g * g, ch * k * k)
 
     def forward(
         self, pixels: torch.Tensor, positions: torch.Tensor, is_tile: torch.Tensor
@@ -72,7 +93,8 @@ class PatchEncoder(nn.Module):
             positions: ``(N, tokens_per_crop, 2)`` patch centres in image coordinates.
             is_tile: ``(N,)`` long, 0 for a global crop, 1 for a tile.
         """
-        x = self.patch_embed(self.patchify(pixels))
+        fmap = F.gelu(self.conv2(F.gelu(self.conv1(pixels))))
+        x = self.patch_embed(self.patchify(fmap))
         x = x + self.crop_pos + self.kind(is_tile)[:, None, :]
         x = x + self.image_pos(fourier_features(positions, self.cfg.pos_frequencies))
         return self.norm(self.layers(x))

@@ -4,7 +4,7 @@ The three phases a profiler times are separate methods:
 
 * ``encode_vision(vision_input)`` -> the valid vision tokens as LM embeddings ``(V, d)``;
 * ``prefill(vision, prompt_ids)`` -> the first output token's logits and the KV cache
-  over ``<bos> + vision + question + <sep>``;
+  over ``<bos> question vision <sep>`` (the question first: see ``_embeds``);
 * ``decode_step(token, state)`` -> the next logits, extending the cache by one token.
 
 ``generate`` chains them greedily. Knobs are attributes set by ``set_knobs`` (or passed
@@ -134,18 +134,32 @@ class ReferenceVLM(nn.Module):
             vi.pixels.to(dev), vi.positions.to(dev), is_tile, (vi.patch_index >= 0).to(dev)
         )
 
-    def _prompt_embeds(self, vision: torch.Tensor, prompt_ids: Sequence[int]) -> torch.Tensor:
+    def _embeds(
+        self, vision: torch.Tensor, prompt_ids: Sequence[int], extra_ids: Sequence[int] = ()
+    ) -> torch.Tensor:
+        """Input embeddings of ``<bos> question vision <sep> extra``.
+
+        ``prompt_ids`` is the question followed by ``<sep>``. The question comes *before*
+        the image: under the causal mask the vision tokens can then attend to it and
+        pick out what it asks about (as instruction-aware Q-Formers do), which a small
+        model learns far sooner than looking everything up from the answer position.
+        """
         dev = self._device()
-        bos = self.lm.embed(torch.tensor([self.tokenizer.bos_id], device=dev))
-        text = self.lm.embed(torch.tensor(list(prompt_ids), dtype=torch.long, device=dev))
-        return torch.cat([bos, vision.to(bos.dtype), text], dim=0)
+        ids = list(prompt_ids)
+        if not ids or ids[-1] != self.tokenizer.sep_id:
+            ids = ids + [self.tokenizer.sep_id]
+        head = self.lm.embed(
+            torch.tensor([self.tokenizer.bos_id, *ids[:-1]], dtype=torch.long, device=dev)
+        )
+        tail = self.lm.embed(torch.tensor([ids[-1], *extra_ids], dtype=torch.long, device=dev))
+        return torch.cat([head, vision.to(head.dtype), tail], dim=0)
 
     def prefill(self, vision: torch.Tensor, prompt_ids: Sequence[int]) -> DecodeState:
-        """Run ``<bos> + vision + prompt`` through the LM; the state holds token 1's logits.
+        """Run ``<bos> question vision <sep>`` through the LM; the state holds token 1's logits.
 
         ``prompt_ids`` are the question's ids followed by ``<sep>``.
         """
-        x = self._prompt_embeds(vision, prompt_ids)[None]
+        x = self._embeds(vision, prompt_ids)[None]
         h, cache = self.lm(
             x,
             start_pos=0,
@@ -196,9 +210,11 @@ class ReferenceVLM(nn.Module):
         return self.greedy_decode(self.prefill(self.encode_vision(vi), prompt_ids), max_new_tokens)
 
     @torch.inference_mode()
-    def full_logits(self, vi: VisionInput, ids: Sequence[int]) -> torch.Tensor:
-        """Logits at every position of ``<bos> + vision + ids``, without a cache (for tests)."""
-        x = self._prompt_embeds(self.encode_vision(vi), ids)[None]
+    def full_logits(
+        self, vi: VisionInput, prompt_ids: Sequence[int], extra_ids: Sequence[int] = ()
+    ) -> torch.Tensor:
+        """Logits at every position of the prompt plus ``extra_ids``, without a cache (for tests)."""
+        x = self._embeds(self.encode_vision(vi), prompt_ids, extra_ids)[None]
         h, _ = self.lm(x, start_pos=0, active_blocks=self.active_block_indices, top_k=self.top_k)
         return self.lm.head(h)[0]
 
@@ -230,7 +246,7 @@ class ReferenceVLM(nn.Module):
         vis_split = vis.split([int(v.sum()) for v in per_sample_valid])
         seqs, labels = [], []
         for v, p, a in zip(vis_split, b.prompt_ids, b.answer_ids, strict=True):
-            emb = self._prompt_embeds(v, list(p) + list(a))
+            emb = self._embeds(v, p, a)
             lab = torch.full((emb.shape[0],), -100, dtype=torch.long, device=dev)
             # The token at position j predicts position j+1: the answer starts after <sep>.
             start = emb.shape[0] - len(a) - 1
