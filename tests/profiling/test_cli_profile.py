@@ -11,6 +11,7 @@ import pytest
 from knoblab import cli
 from knoblab.profiling import records as rec
 
+KNOB_PRESETS = Path(__file__).resolve().parents[2] / "src" / "knoblab" / "conf" / "knobs"
 SMALL = [
     "dataset.size=40",
     "dataset.sampling.num_samples_per_epoch=4",
@@ -83,8 +84,8 @@ def test_profile_runs_writes_and_refuses_another_sweep(tmp_path: Path, capsys) -
         ),
         ("dataset.size=0", "dataset.size=0 is invalid"),
         (
-            "knobs.vision_tokens=[8]",
-            "knobs.vision_tokens=[8] is invalid: allowed is null when knobs.tier is set",
+            "knobs=reference_tokens knobs.tier=[low]",
+            "is invalid: allowed is null when knobs.tier is set",
         ),
         (
             "run.num_runs_per_sample=0",
@@ -93,7 +94,7 @@ def test_profile_runs_writes_and_refuses_another_sweep(tmp_path: Path, capsys) -
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, override: str, message: str) -> None:
-    code, _, err = _run(capsys, "profile", *SMALL, f"run.output_dir={tmp_path}", override)
+    code, _, err = _run(capsys, "profile", *SMALL, f"run.output_dir={tmp_path}", *override.split())
     assert code == 2, err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "shapes-vqa").exists()
@@ -177,3 +178,18 @@ def test_deep_profile_cli_with_legacy_stage1_repeats(tmp_path: Path, capsys) -> 
     assert (tmp_path / "shapes-vqa" / "trace_config_0.json").exists()
     assert (tmp_path / "shapes-vqa" / "profiler_results_config_0_all.txt").exists()
     assert "1 configuration(s) profiled" in stdout
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in KNOB_PRESETS.glob("reference*.yaml")))
+def test_shipped_knob_presets_are_valid_for_the_reference_model(preset: str) -> None:
+    import yaml
+
+    from knoblab.models.registry import build_adapter
+    from knoblab.profiling.design import make_design
+    from knoblab.profiling.runner import knob_lists
+
+    lists = knob_lists(
+        yaml.safe_load((KNOB_PRESETS / f"{preset}.yaml").read_text()),
+        build_adapter({"kind": "reference"}),
+    )
+    assert 8 <= len(make_design("balanced", lists)) <= 12  # the default design's size

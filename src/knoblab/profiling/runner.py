@@ -117,6 +117,10 @@ class SweepResult:
         skipped: file names of configurations found finished and not rerun.
         rows: the summary table's rows (``report.summary_rows``).
         plan: ``plan.describe()`` of the sampling plan.
+        seconds: wall time of ``setup`` (checks, plan, directory), ``measure`` (the
+            configurations: knobs, warmup, timed runs, scoring, record writes) and
+            ``finish`` (parquet, report, table); ``measure_cpu``: this process's CPU
+            time during ``measure`` (all its threads).
     """
 
     out_dir: Path
@@ -125,6 +129,7 @@ class SweepResult:
     skipped: list[str] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 # -- distributed helpers ----------------------------------------------------------------
@@ -572,6 +577,7 @@ def run_sweep(
     from knoblab.data.registry import build_dataset
     from knoblab.sampling import resolve_sampling
 
+    t_setup = time.perf_counter()
     data = plain(cfg)
     run_cfg = to_dataclass(data.get("run"), RunConfig, "run")
     design = to_dataclass(data.get("design"), DesignConfig, "design")
@@ -673,8 +679,10 @@ def run_sweep(
         console.print(f"[dim]{len(skipped)} configuration(s) already in {out_dir}: skipped[/dim]")
 
     ran: list[str] = []
+    t_measure, c_measure = time.perf_counter(), time.process_time()
     with _progress(run_cfg.progress and not quiet and bool(todo), console) as progress:
         bar = progress.add_task(f"{task}", total=len(todo) * len(stream))
+        ticker = _Ticker(progress, bar)
         for i, knobs in enumerate(todo):
             progress.update(bar, description=f"{task} [{i + 1}/{len(todo)}] {_label(knobs)}")
             status, error = "ok", None
@@ -690,7 +698,7 @@ def run_sweep(
                     effective,
                     run_cfg,
                     timer,
-                    lambda: progress.advance(bar),
+                    ticker,
                 )
             except _OOM as exc:
                 status, error = "oom", str(exc)
@@ -706,6 +714,7 @@ def run_sweep(
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             if empty_cache and torch.cuda.is_available():
                 torch.cuda.empty_cache()
+            ticker.flush()
             gathered = _gather((status, error, effective, rows), rank, world)
             if rank == 0:
                 statuses = [g[0] for g in gathered]
@@ -739,9 +748,16 @@ def run_sweep(
                 if status != "ok":
                     console.print(f"[red]{_label(knobs)}: {status}[/red] ({error})")
 
+    t_finish, c_finish = time.perf_counter(), time.process_time()
     result = SweepResult(out_dir=out_dir, records={}, ran=ran, skipped=skipped, plan=plan_desc)
     if rank == 0:
         finish(result, environment, console=console)
+    result.seconds = {
+        "setup": t_measure - t_setup,
+        "measure": t_finish - t_measure,
+        "finish": time.perf_counter() - t_finish,
+        "measure_cpu": c_finish - c_measure,
+    }
     return result
 
 
@@ -751,6 +767,31 @@ def _console() -> Any:
 
     console = Console()
     return console if console.is_terminal else Console(width=120)
+
+
+class _Ticker:
+    """Advances the progress bar at most 4 times a second.
+
+    NOTE: rich's ``advance`` takes a lock and wakes the render thread; called per sample
+    it cost ~0.3 ms, 1 % of a 30 ms inference (benchmarks/bench_overhead.py).
+    """
+
+    def __init__(self, progress: Any, bar: Any):
+        self.progress, self.bar = progress, bar
+        self.pending = 0
+        self.last = time.perf_counter()
+
+    def __call__(self) -> None:
+        self.pending += 1
+        now = time.perf_counter()
+        if now - self.last >= 0.25:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        if self.pending:
+            self.progress.advance(self.bar, self.pending)
+            self.pending = 0
+        self.last = time.perf_counter() if now is None else now
 
 
 def _label(knobs: Mapping[str, Any]) -> str:
