@@ -365,12 +365,24 @@ def test_logs_one_line_per_chunk(caplog):
     ]
 
 
-def test_workers_and_persistent_workers_keep_the_order():
+@pytest.mark.parametrize("persistent", [True, False])
+def test_workers_keep_the_order(persistent):
     ds = torch.arange(50)
     ref = ChunkedDataLoader(ds, 4, 3, shuffle=True, seed=6)
-    dl = ChunkedDataLoader(ds, 4, 3, shuffle=True, seed=6, num_workers=2, persistent_workers=True)
-    for _ in range(4):
+    dl = ChunkedDataLoader(
+        ds, 4, 3, shuffle=True, seed=6, num_workers=2, persistent_workers=persistent
+    )
+    it = iter(dl)
+    assert ids(it) == ids(ref)
+    live = dl._live
+    # persistent workers: one inner iteration runs on across chunks (no drain per chunk)
+    assert (live is not None) == persistent
+    for _ in range(3):
         assert ids(dl) == ids(ref)
+    assert dl._live is live
+    next(iter(dl))  # abandon chunk 4 after one batch: chunk 5 comes next, from a new iteration
+    next(iter(ref))
+    assert ids(dl) == ids(ref)
 
 
 @pytest.mark.parametrize("drop_last", [False, True])

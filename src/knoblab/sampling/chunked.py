@@ -424,18 +424,26 @@ class ChunkedSampler(Sampler[int]):
         self.set_chunk(int(state["chunk"]), skip if skip <= self.per_rank else 0)
 
 
-class _BatchView(Sampler[list[int]]):
-    """``ChunkedSampler.batches`` as a batch sampler for ``DataLoader(batch_sampler=...)``."""
+class _BatchStream(Sampler[list[int]]):
+    """Batch sampler for ``DataLoader(batch_sampler=...)``: chunk ``start`` from sample
+    ``skip`` on, then (``endless``) chunk after chunk, so that worker prefetching runs on
+    into the next chunk instead of draining at every chunk boundary."""
 
-    def __init__(self, sampler: ChunkedSampler, batch_size: int, drop_last: bool):
+    def __init__(self, sampler: ChunkedSampler, batch_size: int, drop_last: bool, endless: bool):
         self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
+        self.endless = endless
+        self.start, self.skip = 0, 0
 
     def __iter__(self) -> Iterator[list[int]]:
-        return self.sampler.batches(self.batch_size, self.drop_last)
+        return self._gen(self.start, self.skip)  # position captured now
 
-    def __len__(self) -> int:
-        n = len(self.sampler)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+    def _gen(self, start: int, skip: int) -> Iterator[list[int]]:
+        bs, drop = self.batch_size, self.drop_last
+        yield from self.sampler._batches(start, skip, bs, drop)
+        chunk = start + 1
+        while self.endless:
+            yield from self.sampler._batches(chunk, 0, bs, drop)
+            chunk += 1
 
 
 class ChunkedDataLoader:
@@ -537,6 +545,8 @@ class ChunkedDataLoader:
         self._kwargs = dataloader_kwargs
         self._sampler: ChunkedSampler | None = None
         self._loader: DataLoader | None = None
+        self._live: Iterator[Any] | None = None  # the inner iteration that runs across chunks
+        self._live_pos: tuple[int, int] = (-1, 0)  # (chunk, batch) it yields next
         self.current_chunk = 0
         self._active: list[int] | None = None  # [chunk, batches served] of the chunk in progress
         self._resume: tuple[int, int] | None = None
@@ -576,15 +586,17 @@ class ChunkedDataLoader:
     def sampler(self) -> ChunkedSampler:
         """The sampler of this rank (built on first use, when the process group is known)."""
         rank, world = self._rank_world()
-        if self._sampler is None:
+        s = self._sampler
+        if s is None or (s.rank, s.world_size) != (rank, world):
+            # (Re)built when the process group appears after a first use: the chunk in
+            # samples depends on the world size. The position lives here, not in the sampler.
             n = len(self.dataset)
             samples = min(self.chunk_size * self.batch_size * world, n)
-            self._sampler = ChunkedSampler(
+            s = self._sampler = ChunkedSampler(
                 n, samples, self.shuffle, self.seed, rank, world, key=self.name
             )
-        elif (self._sampler.rank, self._sampler.world_size) != (rank, world):
-            self._sampler.set_rank(rank, world)
-        return self._sampler
+            self._loader, self._live = None, None
+        return s
 
     def __len__(self) -> int:
         """Batches per chunk on this rank."""
@@ -595,12 +607,20 @@ class ChunkedDataLoader:
         return self.sampler().chunk_info(chunk)
 
     # -- iteration ------------------------------------------------------------------------
+    def _inner_kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self._kwargs.items() if k != "drop_last"}
+
     def _inner(self) -> DataLoader:
         if self._loader is None:
-            kwargs = {k: v for k, v in self._kwargs.items() if k != "drop_last"}
-            batches = _BatchView(self.sampler(), self.batch_size, self.drop_last)
-            self._loader = DataLoader(self.dataset, batch_sampler=batches, **kwargs)
+            stream = _BatchStream(self.sampler(), self.batch_size, self.drop_last, self._endless)
+            self._loader = DataLoader(self.dataset, batch_sampler=stream, **self._inner_kwargs())
         return self._loader
+
+    @property
+    def _endless(self) -> bool:
+        # One inner iteration runs on across chunks (no pipeline drain, no worker restart)
+        # unless the user asked for workers that end with each iteration.
+        return not self._kwargs.get("num_workers") or bool(self._kwargs.get("persistent_workers"))
 
     def __iter__(self) -> Iterator[Any]:
         return self._serve(None)
@@ -612,26 +632,42 @@ class ChunkedDataLoader:
     def _serve(self, fixed: int | None) -> Iterator[Any]:
         # A generator: nothing is claimed until the first batch is asked for.
         sampler = self.sampler()
+        if fixed is not None:  # a peek: its own short-lived loader, the stream is untouched
+            stream = _BatchStream(sampler, self.batch_size, self.drop_last, endless=False)
+            stream.start = fixed
+            kwargs = {**self._inner_kwargs(), "persistent_workers": False}
+            yield from DataLoader(self.dataset, batch_sampler=stream, **kwargs)
+            return
         skip = 0
-        if fixed is not None:
-            chunk = fixed
-        elif self._resume is not None:
+        if self._resume is not None:
             chunk, skip = self._resume
             self._resume = None
-            self.current_chunk = chunk + 1
         else:
             chunk = self.current_chunk
-            self.current_chunk += 1
-        sampler.set_chunk(chunk, skip * self.batch_size)
-        if fixed is None:
-            self._active = [chunk, skip]
-            if sampler.rank == 0:
-                log.info("%s %s", self.label, sampler.chunk_info(chunk))
-        for batch in self._inner():
-            if fixed is None and self._active is not None and self._active[0] == chunk:
-                self._active[1] += 1
+        self.current_chunk = chunk + 1
+        self._active = [chunk, skip]
+        if sampler.rank == 0:
+            log.info("%s %s", self.label, sampler.chunk_info(chunk))
+        if self._live is not None and self._live_pos == (chunk, skip):
+            it = self._live  # the running iteration is exactly here already
+        else:
+            inner = self._inner()
+            inner.batch_sampler.start, inner.batch_sampler.skip = chunk, skip * self.batch_size
+            it = iter(inner)
+            self._live = it if self._endless else None
+        active = self._active
+        for served in range(skip + 1, len(self) + 1):
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            active[1] = served
+            if self._live is it:
+                self._live_pos = (chunk, served)
             yield batch
-        if fixed is None and self._active is not None and self._active[0] == chunk:
+        if self._live is it:
+            self._live_pos = (chunk + 1, 0)
+        if self._active is active:
             self._active = None
 
     # -- resume ---------------------------------------------------------------------------
@@ -666,7 +702,7 @@ class ChunkedDataLoader:
                     f"has {name}={mine!r}: resuming would change the sample order; use the same value"
                 )
         self.current_chunk = int(state["current_chunk"])
-        self._active = None
+        self._active, self._live = None, None
         self._resume = None
         if state.get("active_chunk") is not None and int(state["active_batches"]) < len(self):
             self._resume = (int(state["active_chunk"]), int(state["active_batches"]))
