@@ -14,6 +14,9 @@ from knoblab.models.adapter import Generation
 from knoblab.models.hf.base import HFAdapter, moe_routers
 from knoblab.profiling.timer import StageTimer
 
+#: Test image size per family (DeepSeek-OCR-2 tiles only pages larger than 768 px).
+SIZES = {"deepseek_ocr2": (1000, 500)}  # 2:1 -> a 2 x 1 tile grid: 3 views
+
 
 def sample(size: tuple[int, int] = (224, 168)) -> Sample:
     """One question about a small red rectangle."""
@@ -29,7 +32,7 @@ def run_protocol(
 ) -> dict[str, Any]:
     """Call the adapter exactly as the sweep runner does; return tokens, stage times and counts."""
     eff = adapter.apply_knobs(knobs)
-    prepared = adapter.preprocess(sample())
+    prepared = adapter.preprocess(sample(SIZES.get(adapter.family.name, (224, 168))))
     timer = StageTimer("cpu")
     with timer.stage("total"):
         with timer.stage("vision"):
@@ -99,6 +102,7 @@ def checks() -> SimpleNamespace:
     """The helpers above, for the family tests (conftest modules cannot be imported)."""
     return SimpleNamespace(
         sample=sample,
+        sizes=SIZES,
         run=run_protocol,
         greedy_and_stages=check_greedy_and_stages,
         layer_calls=count_layer_calls,

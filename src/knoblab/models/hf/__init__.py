@@ -45,6 +45,7 @@ FAMILIES: dict[str, str] = {
     "smolvlm": "knoblab.models.hf.smolvlm:SMOLVLM",
     "idefics3": "knoblab.models.hf.smolvlm:IDEFICS3",
     "llava_onevision": "knoblab.models.hf.llava_onevision:LLAVA_ONEVISION",
+    "deepseek_ocr2": "knoblab.models.hf.deepseek_ocr:DEEPSEEK_OCR2",
 }
 
 #: Hardware-preset keys the HF adapter does not use (accepted, ignored).

@@ -237,6 +237,59 @@ def _llava_onevision() -> tuple[Any, Any]:
     return transformers_class("LlavaOnevisionForConditionalGeneration")(config), processor
 
 
+def _deepseek_ocr2() -> tuple[Any, Any]:
+    special = ["<|endoftext|>", "<|end|>", "<image>"]
+    tok = tiny_tokenizer(special, eos="<|end|>")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
+    # The vision model's learned queries fix the geometry: 768-px views -> 12 x 12 = 144
+    # tokens each. One windowed SAM layer keeps a view cheap (~0.1 s on a CPU core).
+    ip = transformers_class("DeepseekOcr2ImageProcessorPil")(
+        size={"height": 768, "width": 768}, tile_size=768
+    )
+    processor = transformers_class("DeepseekOcr2Processor")(image_processor=ip, tokenizer=tok)
+    sam = dict(
+        hidden_size=16,
+        output_channels=16,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        image_size=768,
+        patch_size=16,
+        window_size=8,
+        global_attn_indexes=[],
+        downsample_channels=[16, 32],
+    )
+    encoder = dict(
+        vocab_size=8,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_shared_experts=1,
+        moe_intermediate_size=16,
+        mlp_layer_types=["dense", "sparse"],  # as the release: first block dense
+        eos_token_id=ids["<|end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=None,
+    )
+    config = transformers_class("DeepseekOcr2Config")(
+        vision_config=dict(sam_config=sam, encoder_config=encoder),
+        text_config=text,
+        image_token_id=ids["<image>"],
+    )
+    return transformers_class("DeepseekOcr2ForConditionalGeneration")(config), processor
+
+
 BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen2_5_vl": lambda: _qwen("qwen2_5_vl"),
     "qwen3_vl": lambda: _qwen("qwen3_vl"),
@@ -244,6 +297,7 @@ BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "smolvlm": lambda: _idefics3("smolvlm"),
     "idefics3": lambda: _idefics3("idefics3"),
     "llava_onevision": _llava_onevision,
+    "deepseek_ocr2": _deepseek_ocr2,
 }
 
 
