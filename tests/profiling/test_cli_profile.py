@@ -193,3 +193,9 @@ def test_shipped_knob_presets_are_valid_for_the_reference_model(preset: str) -> 
         build_adapter({"kind": "reference"}),
     )
     assert 8 <= len(make_design("balanced", lists)) <= 12  # the default design's size
+
+
+@pytest.mark.parametrize("command", ["profile", "deep-profile"])
+def test_help_prints_the_config(capsys, command: str) -> None:
+    code, out, _ = _run(capsys, command, "--help", "knobs.top_k=[1]")
+    assert code == 0 and "top_k:\n  - 1" in out and "num_runs_per_sample" in out

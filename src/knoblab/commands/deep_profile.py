@@ -16,6 +16,17 @@ def main(argv: list[str]) -> int:
     from knoblab.hydra_utils import compose
     from knoblab.profiling.deep import deep_profile, maybe_wrap_in_nsys
 
+    if "-h" in argv or "--help" in argv:
+        from omegaconf import OmegaConf
+
+        print(__doc__)
+        print("Config (with your overrides), every key overridable as key=value:\n")
+        print(
+            OmegaConf.to_yaml(
+                compose("deep_profile", [a for a in argv if a not in ("-h", "--help")])
+            )
+        )
+        return 0
     cfg = compose("deep_profile", argv)
     code = maybe_wrap_in_nsys(cfg, argv)
     if code is not None:
