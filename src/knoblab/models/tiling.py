@@ -24,8 +24,10 @@ gets 2x2, not 2x3. The records keep both the target and the selected counts.
 Example:
     >>> select_tiling(100, 300, 9)
     (1, 3)
-    >>> plan_tiling(100, 300, tokens_per_crop=16, patch_size=8, crop_size=32, tier="medium")
-    TilingPlan(num_crops=6, tiling=(1, 6), image_size=(32, 192), ...)
+    >>> plan_tiling(100, 300, tokens_per_crop=9, patch_size=8, crop_size=24, tier="medium")
+    TilingPlan(num_crops=4, tiling=(1, 4), image_size=(24, 96), content_size=(24, 72),
+               theoretical_tokens=45, actual_tokens=39, target_tokens=None, target_crops=8,
+               tier='medium', tier_range=(4, 8))
 """
 
 from __future__ import annotations

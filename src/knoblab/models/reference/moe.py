@@ -50,8 +50,16 @@ class MoEFeedForward(nn.Module):
         self, flat: torch.Tensor, top_idx: torch.Tensor, weights: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each expert runs on its own tokens only: cost grows with ``top_k``."""
-        out = torch.zeros_like(flat)
         counts = torch.zeros(self.num_experts, dtype=torch.long)
+        if flat.shape[0] == 1:
+            # One token (a decode step): run its k experts directly, no index bookkeeping.
+            y = torch.zeros_like(flat)
+            for j, e in enumerate(top_idx[0].tolist()):
+                h = F.gelu(flat @ self.w_in[e] + self.b_in[e])
+                y = y + (h @ self.w_out[e] + self.b_out[e]) * weights[0, j]
+                counts[e] += 1
+            return y, counts
+        out = torch.zeros_like(flat)
         for e in range(self.num_experts):
             tok, slot = (top_idx == e).nonzero(as_tuple=True)
             counts[e] = tok.numel()

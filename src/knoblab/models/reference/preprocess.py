@@ -12,7 +12,7 @@ position questions span tiles.
 Example:
     >>> vi = prepare_image(img, plan, cfg)
     >>> vi.pixels.shape          # (1 + num_crops, 3, crop, crop)
-    torch.Size([13, 3, 32, 32])
+    torch.Size([13, 3, 24, 24])
 """
 
 from __future__ import annotations
