@@ -71,7 +71,7 @@ def main() -> None:
     table = Table(
         title=f"split loop vs model.generate ({args.tokens} tokens, median of {args.rounds})"
     )
-    for col in ("family", "generate ms", "split ms", "ratio", "stages/total", "same tokens"):
+    for col in ("family", "generate ms", "split ms", "ratio", "stages/total", "same ids"):
         table.add_column(col, justify="right", no_wrap=True)
     with tempfile.TemporaryDirectory() as tmp:
         for family in args.families:
