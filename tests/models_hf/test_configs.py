@@ -69,5 +69,9 @@ def test_hardware_preset_applies_and_model_keys_win(tmp_path):
         1,
         2,
     )  # the checkpoint's own value stays allowed
+    with pytest.raises(ConfigError, match=r"model.knob_values.num_active_blocks=3 .* 1..2"):
+        build_adapter(
+            {"kind": "hf", "path": str(ckpt), "knob_values": {"num_active_blocks": [1, 3]}}, hw
+        )
     with pytest.raises(ConfigError, match=r"model.knob_values.top_k"):
         build_adapter({"kind": "hf", "path": str(ckpt), "knob_values": {"top_k": [1]}}, hw)

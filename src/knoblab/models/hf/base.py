@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -218,6 +219,7 @@ class HFAdapter:
     # ----------------------------------------------------------------- knobs
     def _build_specs(self, overrides: dict[str, Sequence[Any]]) -> dict[str, KnobSpec]:
         n = len(self._all_layers)
+        n_experts = 0
         specs: dict[str, KnobSpec] = {}
         if self.family.vision is not None:
             spec = self.family.vision.spec(
@@ -239,6 +241,10 @@ class HFAdapter:
                 self._router_top_k[0],
                 "experts per token of every MoE block",
             )
+        for name, top in (("num_active_blocks", n), ("top_k", specs.get("top_k") and n_experts)):
+            bad = [v for v in (specs[name].values if name in specs else ()) if not 1 <= v <= top]
+            if bad:
+                raise ConfigError(f"model.knob_values.{name}", bad[0], f"an integer in 1..{top}")
         if overrides:
             key = next(iter(overrides))
             raise ConfigError(
@@ -383,7 +389,7 @@ class HFAdapter:
         limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         eos = self._eos_ids()
         optimize = getattr(model, "_optimize_model_for_decode", None)
-        ctx = optimize() if optimize is not None else _nullcontext()
+        ctx = optimize() if optimize is not None else contextlib.nullcontext()
         kwargs, ids = state.model_kwargs, state.input_ids
         with ctx:
             while not state.finished and len(state.token_ids) < limit:
@@ -444,14 +450,6 @@ def _num_experts(model: nn.Module, router: nn.Module) -> int:
 
 def _accepts(model: nn.Module, name: str) -> bool:
     return name in inspect.signature(model.forward).parameters
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _open_image(image: Any, sample: Any) -> Any:
