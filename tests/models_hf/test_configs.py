@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from knoblab.config import to_dataclass
@@ -65,6 +66,11 @@ def test_hardware_preset_applies_and_model_keys_win(tmp_path):
         hw,
     )
     assert (a.device, a.dtype, a.name) == ("cpu", "fp32", "smol")
+    eager = build_adapter(
+        {"kind": "hf", "path": str(ckpt), "attn_implementation": "eager", "dtype": "bf16"}, hw
+    )
+    assert eager.model.config.get_text_config()._attn_implementation == "eager"
+    assert eager.dtype == "bf16" and next(eager.model.parameters()).dtype == torch.bfloat16
     assert a.knobs()["num_active_blocks"].values == (
         1,
         2,
