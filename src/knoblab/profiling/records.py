@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -333,8 +334,12 @@ def write_samples_parquet(
     return path
 
 
+@functools.lru_cache(maxsize=8)
 def git_revision(path: str | os.PathLike[str] | None = None) -> str | None:
-    """``<sha>`` (``+dirty`` when modified) of the git checkout holding ``path``, or None."""
+    """``<sha>`` (``+dirty`` when modified) of the git checkout holding ``path``, or None.
+
+    NOTE: cached per process (asked once per sweep, of a checkout that does not change).
+    """
     where = str(path or Path(__file__).resolve().parent)
     try:
         sha = subprocess.run(

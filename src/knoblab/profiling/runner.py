@@ -634,6 +634,7 @@ def run_sweep(
 
     # Rank 0 checks the directory and decides what is left; the others follow.
     decision: dict[str, Any] | Exception
+    previous: dict[str, str] = {}  # config key -> file name of every record already there
     if rank == 0:
         try:
             old = _check_out_dir(out_dir, identity)
@@ -641,9 +642,11 @@ def run_sweep(
             existing = rec.load_records(out_dir)
             done: dict[str, str] = {}
             for fname, r in existing.items():
+                key = rec.config_key(r.get("knobs") or {})
+                previous[key] = fname
                 if run_cfg.retry_failed and r.get("status") != "ok":
                     continue
-                done[rec.config_key(r.get("knobs") or {})] = fname
+                done[key] = fname
             asked = list((old or {}).get("configurations") or [])
             for c in configs:
                 if c not in asked:
@@ -740,7 +743,7 @@ def run_sweep(
                     environment=environment,
                     sampling=sampling_info,
                 )
-                fname = _write_record(out_dir, task, record)
+                fname = _write_record(out_dir, task, record, previous)
                 ran.append(fname)
                 for w in record["warnings"]:
                     if not w.startswith(("p50 ", "p95 ", "p99 ")):  # those: once, at the end
@@ -798,15 +801,19 @@ def _label(knobs: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in knobs.items())
 
 
-def _write_record(out_dir: Path, task: str, record: dict[str, Any]) -> str:
+def _write_record(
+    out_dir: Path, task: str, record: dict[str, Any], previous: dict[str, str]
+) -> str:
     fname = rec.record_filename(task, record["knobs"], record["selected_crops_mean"])
-    # The same knobs must map to one file: drop an older record of them (retry_failed).
-    for other, r in rec.load_records(out_dir).items():
-        if other != fname and rec.config_key(r.get("knobs") or {}) == rec.config_key(
-            record["knobs"]
-        ):
-            (out_dir / other).unlink(missing_ok=True)
+    # The same knobs map to one file. A retried (oom/failed) configuration's old record
+    # goes first: a crash right after loses only that verdict, which a rerun measures
+    # again, whereas removing it after the new write could leave two records of one key.
+    key = rec.config_key(record["knobs"])
+    old = previous.get(key)
+    if old is not None and old != fname:
+        (out_dir / old).unlink(missing_ok=True)
     rec.write_json_atomic(out_dir / fname, record)
+    previous[key] = fname
     return fname
 
 
