@@ -56,6 +56,8 @@ def _manifest(tmp_path: Path) -> Path:
     lines.append(
         json.dumps({"sample_id": 8, "image": "images/0.png", "answers": ["a"]})
     )  # no question
+    dup = {"sample_id": 1, "image": "images/0.png", "question": "q", "answers": ["a"]}
+    lines.append(json.dumps(dup))
     path = tmp_path / "manifest.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -63,7 +65,7 @@ def _manifest(tmp_path: Path) -> Path:
 
 def test_jsonl_loads_scores_and_skips_with_file_and_line(tmp_path, caplog):
     path = _manifest(tmp_path)
-    with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="skipped 3"):
+    with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="skipped 4"):
         ds = build_dataset({"format": "jsonl", "path": str(path), "sampling": {}})
     _check_scored(ds, 3)
     assert ds.name == tmp_path.name and ds.metric == "vqa"
@@ -71,9 +73,10 @@ def test_jsonl_loads_scores_and_skips_with_file_and_line(tmp_path, caplog):
     assert ds[1].answers[0] == "blue" and ds[1].image_id == "img1"
     assert ds[0].metadata == {"question_type": "color"}
     where = [s.where for s in ds.skipped]
-    assert where == [f"{path}:2", f"{path}:5", f"{path}:6"]
+    assert where == [f"{path}:2", f"{path}:5", f"{path}:6", f"{path}:7"]
     assert "invalid JSON" in str(ds.skipped[0]) and "not found" in str(ds.skipped[1])
     assert "missing field 'question'" in str(ds.skipped[2])
+    assert "duplicate sample_id 1 (first on line 3)" in str(ds.skipped[3])
     assert f"{path}:2" in caplog.text
 
 
@@ -141,13 +144,14 @@ def test_coco_vqa(tmp_path):
 def test_hf_disk_save_to_disk_and_parquet(tmp_path):
     datasets = pytest.importorskip("datasets")
     imgs = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
-    # typed so that the image column is a datasets.Image feature; row 2 has no question, row 3 no image
+    # typed so that the image column is a datasets.Image feature; row 2 has no question,
+    # row 3 no image, row 4 repeats row 0's id
     ds = datasets.Dataset.from_dict(
         {
-            "img": imgs + [None],
-            "query": ["color?", "color?", None, "color?"],
-            "label": [["red"], ["blue"], ["green"], ["x"]],
-            "qid": [10, 11, 12, 13],
+            "img": imgs + [None, imgs[0]],
+            "query": ["color?", "color?", None, "color?", "again?"],
+            "label": [["red"], ["blue"], ["green"], ["x"], ["red"]],
+            "qid": [10, 11, 12, 13, 10],
         },
         features=datasets.Features(
             {
@@ -166,14 +170,16 @@ def test_hf_disk_save_to_disk_and_parquet(tmp_path):
         "sample_id": "qid",
         "image_id": "",
     }
-    with pytest.warns(UserWarning, match="skipped 2"):
+    with pytest.warns(UserWarning, match="skipped 3"):
         loaded = build_dataset(
             {"format": "hf_disk", "path": str(tmp_path / "saved"), "columns": columns}
         )
     _check_scored(loaded, 2)
     assert [loaded[i].sample_id for i in range(2)] == [10, 11]
     assert loaded[1].image.getpixel((0, 0)) == (0, 0, 255)
-    assert [s.where for s in loaded.skipped] == [f"{tmp_path / 'saved'}[row {i}]" for i in (2, 3)]
+    assert [s.where for s in loaded.skipped] == [
+        f"{tmp_path / 'saved'}[row {i}]" for i in (2, 3, 4)
+    ]
 
     ds.select([0, 1]).to_parquet(str(tmp_path / "part.parquet"))
     pq = build_hf_disk(

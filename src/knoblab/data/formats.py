@@ -186,6 +186,7 @@ def build_jsonl(cfg: Mapping[str, Any]) -> RecordDataset:
     manifest = _existing(c.path, "dataset.path")
     root, report, exists = manifest.parent, _Report(), _ImageCheck(c.check_images)
     samples: list[Sample] = []
+    first_line: dict[int, int] = {}  # sample_id -> its line: ids must be unique
     for lineno, obj in _read_jsonl(manifest, report):
         where = f"{manifest}:{lineno}"
         try:
@@ -203,10 +204,16 @@ def build_jsonl(cfg: Mapping[str, Any]) -> RecordDataset:
         except (ValueError, TypeError) as exc:
             report.skip(where, str(exc))
             continue
+        if sample_id in first_line:
+            report.skip(
+                where, f"duplicate sample_id {sample_id} (first on line {first_line[sample_id]})"
+            )
+            continue
         path = root / image
         if not exists(path):
             report.skip(where, f"image {image!r} not found under {root}")
             continue
+        first_line[sample_id] = lineno
         samples.append(
             Sample(
                 sample_id=sample_id,
@@ -397,7 +404,7 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
     text_cols = [v for k, v in cols.items() if k != "image" and v in ds.column_names]
     table = ds.select_columns(text_cols).to_dict() if text_cols else {}
     images_null = ds.data.column(cols["image"]).is_null().to_pylist()  # arrow: no image decoding
-    report, rows = _Report(), []
+    report, rows, first_row = _Report(), [], {}
     root = path if path.is_dir() else path.parent
     for i in range(len(ds)):
         where = f"{path}[row {i}]"
@@ -414,6 +421,12 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
         if images_null[i]:
             report.skip(where, f"no image in column {cols['image']!r}")
             continue
+        if sample_id in first_row:
+            report.skip(
+                where, f"duplicate sample_id {sample_id} (first in row {first_row[sample_id]})"
+            )
+            continue
+        first_row[sample_id] = i
         rows.append((i, sample_id, question, answers, image_id))
 
     def make(_index: int, row: tuple[int, int, str, list[str], str]) -> Sample:
