@@ -21,3 +21,17 @@ def noisy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_results(
         tmp_path_factory.mktemp("noisy"), num_samples=30, noise=0.03, seed=1
     )
+
+
+@pytest.fixture(scope="session")
+def small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small noisy sweep (2 tiers x 2 top_k x 2 blocks, 12 samples) for report rendering."""
+    return write_synthetic_results(
+        tmp_path_factory.mktemp("small"),
+        tiers=("low", "high"),
+        top_ks=(2, 4),
+        blocks=(4, 8),
+        num_samples=12,
+        noise=0.03,
+        seed=2,
+    )

@@ -230,6 +230,13 @@ class LatencyEstimator:
         for key, val in (("top_k", top_k), ("num_active_blocks", num_active_blocks)):
             if not isinstance(val, (int, float)) or isinstance(val, bool) or val < 1:
                 raise ConfigError(key, val, "an integer >= 1")
+        total_blocks = self.meta.get("num_total_blocks")
+        if total_blocks and num_active_blocks > total_blocks:
+            raise ConfigError(
+                "num_active_blocks",
+                num_active_blocks,
+                f"an integer in 1..{total_blocks} (the model's blocks)",
+            )
         v = self.tokens_for(tier, vision_tokens)
         t = float(
             self.defaults.get("input_text_tokens", 0.0)
@@ -463,6 +470,13 @@ def _fit_only(res: SweepResults, vision_tokens: str) -> LatencyEstimator:
         "num_configs": len(c),
         "num_samples": len(s),
     }
+    total = (
+        pd.to_numeric(c["num_total_blocks"], errors="coerce").dropna()
+        if "num_total_blocks" in c
+        else []
+    )
+    if len(total):
+        est.meta["num_total_blocks"] = int(total.max())
     return est
 
 

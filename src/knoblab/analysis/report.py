@@ -1,0 +1,418 @@
+"""Write the analysis as one self-contained HTML file, a Markdown summary, JSON and PNGs.
+
+``report.html`` opens offline: every plot is embedded as a base64 PNG, the styles are
+inline, nothing is fetched. A small inline script marks the page ``data-status="ok"``
+on the element ``#knoblab-status`` once every image has loaded and no script or
+resource error fired (``window.onerror`` and error events), so a headless browser can
+check the page. ``analysis.md`` holds the same tables and links the PNGs;
+``analysis.json`` the numbers for scripts; ``estimator.json`` the fitted estimator.
+
+NOTE: files are written to a temporary name and renamed, so a report is never half
+written; an existing report in ``out_dir`` is replaced.
+
+Example:
+    >>> from knoblab.analysis.synthetic import write_synthetic_results
+    >>> from knoblab.analysis.analyze import analyze
+    >>> import tempfile
+    >>> a = analyze(write_synthetic_results(tempfile.mkdtemp(), num_samples=8), tempfile.mkdtemp())
+    >>> sorted(a.files)[:3]
+    ['analysis.json', 'analysis.md', 'coupling_shapes-vqa.png']
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from knoblab.analysis import plots
+from knoblab.analysis.estimator import FEATURES, _jsonable
+
+if TYPE_CHECKING:
+    from knoblab.analysis.analyze import Analysis
+
+STATUS_SCRIPT = """
+window.__knoblabErrors = [];
+window.onerror = function (msg) { window.__knoblabErrors.push(String(msg)); };
+window.addEventListener("error", function (e) {
+  var t = e.target || {};
+  window.__knoblabErrors.push(t.id ? "failed to load " + t.id : String(e.message || "error"));
+}, true);
+window.addEventListener("load", function () {
+  var imgs = document.images, bad = [];
+  for (var i = 0; i < imgs.length; i++) {
+    if (!imgs[i].complete || imgs[i].naturalWidth === 0) { bad.push(imgs[i].id); }
+  }
+  var errs = bad.concat(window.__knoblabErrors), el = document.getElementById("knoblab-status");
+  el.setAttribute("data-images", String(imgs.length));
+  el.setAttribute("data-status", errs.length === 0 ? "ok" : "error");
+  el.textContent = errs.length === 0 ? "all " + imgs.length + " plots loaded" : "problem: " + errs.join("; ");
+});
+"""
+
+CSS = """
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto; max-width: 1200px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .6em 0; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+tr.front td { background: #fdecea; font-weight: 600; }
+img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
+.answer { background: #eef6ee; border-left: 4px solid #55A868; padding: .6em 1em; }
+.note { color: #666; font-size: .9em; } code { background: #f4f4f4; padding: 0 3px; }
+#knoblab-status { color: #888; font-size: .8em; }
+"""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "" if math.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def _md_table(df: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub Markdown table (hand-written: pandas needs ``tabulate`` for this)."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(_fmt(v, digits).replace("|", "\\|") for v in r) + " |")
+    return "\n".join(lines)
+
+
+def _html_table(df: pd.DataFrame, digits: int = 3, highlight: pd.Series | None = None) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for i, (_, r) in enumerate(df.iterrows()):
+        cls = ' class="front"' if highlight is not None and bool(highlight.iloc[i]) else ""
+        cells = "".join(f"<td>{html.escape(_fmt(v, digits))}</td>" for v in r)
+        rows.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _tables(a: Analysis) -> dict[str, Any]:
+    """The report's tables, shared by HTML, Markdown and JSON."""
+    p = a.percentile
+    shares = a.shares[["label", "T_total_mean"]].copy()
+    for n in ("vision", "prefill", "decode", "other"):
+        shares[f"{n} %"] = a.shares[f"share_{n}"] * 100
+    shares["dominant"] = a.shares["dominant"]
+    fits = a.fits[["stage", "x", "group", "slope", "intercept", "r2", "n"]].rename(
+        columns={"slope": "slope (ms/token)", "intercept": "intercept (ms)", "r2": "R²"}
+    )
+    fronts, coup = {}, {}
+    for task, f in a.fronts.items():
+        cols = [
+            "label",
+            "accuracy",
+            "latency",
+            "T_total_p50",
+            "T_total_mean",
+            "num_valid_samples",
+            "on_front",
+        ]
+        t = f[cols].rename(columns={"latency": f"T_total {p} (ms)", "num_valid_samples": "samples"})
+        fronts[task] = t
+        c = a.coupling[task].copy()
+        coup[task] = c[
+            [
+                "knob",
+                "value",
+                "n_configs",
+                "n_front",
+                "n_on_free_front",
+                "hypervolume",
+                "hv_ratio",
+                "acc_max",
+                "latency_min",
+            ]
+        ]
+    metrics = a.evaluation.metrics if a.evaluation is not None else pd.DataFrame()
+    return {"shares": shares, "fits": fits, "fronts": fronts, "coupling": coup, "metrics": metrics}
+
+
+def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
+    """Write report.html, analysis.md, analysis.json, estimator.json and PNGs; returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    p = a.percentile
+    figs: dict[str, Any] = {}
+    for task, front in a.fronts.items():
+        title = f"{task}: accuracy vs T_total {p}"
+        figs[f"pareto_{_slug(task)}"] = (
+            plots.pareto_figure(front, p, title),
+            f"Pareto front — {task}",
+        )
+        figs[f"coupling_{_slug(task)}"] = (
+            plots.coupling_figure(front, a.results.knobs, p),
+            f"Knob coupling — {task}",
+        )
+    figs["stages"] = (plots.stage_bars_figure(a.shares), "Stage decomposition")
+    from knoblab.analysis.analyze import scaling_points
+
+    figs["scaling"] = (plots.scaling_figure(scaling_points(a), a.fits), "Scaling with tokens")
+    if a.evaluation is not None:
+        ev = a.evaluation
+        figs["parity"] = (
+            plots.parity_figure(ev.per_sample, ev.per_config, ev.method),
+            "Estimator parity",
+        )
+    files: dict[str, Path] = {}
+    pngs: dict[str, bytes] = {}
+    for name, (fig, _) in figs.items():
+        pngs[name] = plots.png_bytes(fig)
+        path = out / f"{name}.png"
+        _write_bytes(path, pngs[name])
+        files[path.name] = path
+    tables = _tables(a)
+    if a.estimator is not None:
+        files["estimator.json"] = a.estimator.save(out / "estimator.json")
+    md = _markdown(a, tables, figs)
+    _write_bytes(out / "analysis.md", md.encode())
+    files["analysis.md"] = out / "analysis.md"
+    page = _html(a, tables, figs, pngs)
+    _write_bytes(out / "report.html", page.encode())
+    files["report.html"] = out / "report.html"
+    data = {
+        "results_dir": str(a.results.root),
+        "percentile": p,
+        "skipped": [{"name": s.name, "reason": s.reason} for s in a.results.skipped],
+        "notes": a.notes,
+        "stage_shares": a.shares.to_dict(orient="records"),
+        "scaling_fits": a.fits.to_dict(orient="records"),
+        "fronts": {
+            t: f.drop(columns=["knobs"]).to_dict(orient="records") for t, f in a.fronts.items()
+        },
+        "coupling": {t: c.to_dict(orient="records") for t, c in a.coupling.items()},
+        "hypervolume_reference": {
+            t: {"accuracy": r[0], "latency_ms": r[1]} for t, r in a.reference.items()
+        },
+        "estimator_evaluation": a.estimator.evaluation if a.estimator is not None else None,
+        "budget": _budget_dict(a),
+    }
+    _write_bytes(out / "analysis.json", json.dumps(_jsonable(data), indent=1, default=str).encode())
+    files["analysis.json"] = out / "analysis.json"
+    return dict(sorted(files.items()))
+
+
+def _budget_dict(a: Analysis) -> dict[str, Any] | None:
+    b = a.budget
+    if b is None:
+        return None
+    d = {
+        k: getattr(b, k)
+        for k in (
+            "budget_ms",
+            "percentile",
+            "label",
+            "knobs",
+            "accuracy",
+            "latency_ms",
+            "source",
+            "latency_band",
+            "note",
+        )
+    }
+    d["message"] = b.message()
+    return d
+
+
+def _env_line(a: Analysis) -> str:
+    env = a.results.environment
+    keys = ("device", "dtype", "seed", "git_revision", "torch", "knoblab")
+    parts = [f"{k}={env[k]}" for k in keys if k in env and not isinstance(env[k], (dict, list))]
+    return ", ".join(parts) if parts else "environment.json not found"
+
+
+def _intro(a: Analysis) -> list[tuple[str, str]]:
+    """(label, text) lines shared by both formats."""
+    r = a.results
+    c = r.configs
+    return [
+        ("results", str(r.root)),
+        (
+            "configurations",
+            f"{len(c)} analysed, {len(r.skipped)} left out; {len(r.samples)} per-sample rows",
+        ),
+        (
+            "models / tasks",
+            f"{', '.join(sorted(set(map(str, c['model']))))} / {', '.join(a.fronts)}",
+        ),
+        ("knobs", ", ".join(r.knobs)),
+        (
+            "latency metric",
+            f"T_total {a.percentile} (numpy linear-interpolation percentile, per configuration)",
+        ),
+        ("environment", _env_line(a)),
+    ]
+
+
+def _features_text() -> list[str]:
+    return [f"{s}: {', '.join(n for n, _, _ in feats)}" for s, feats in FEATURES.items()]
+
+
+def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
+    p = a.percentile
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    L = [f"# knoblab analysis\n\nGenerated {now}.\n"]
+    L += [f"- **{k}**: {v}" for k, v in _intro(a)]
+    if a.budget is not None:
+        L += [
+            "",
+            f"## Budget: T_total {p} <= {a.budget.budget_ms:g} ms",
+            "",
+            f"**{a.budget.message()}**",
+        ]
+    if a.results.skipped:
+        L += ["", "## Records left out", ""]
+        L += [f"- `{s.name}`: {s.reason}" for s in a.results.skipped]
+    if a.notes:
+        L += ["", "## Notes", ""] + [f"- {n}" for n in a.notes]
+    L += [
+        "",
+        "## E1 — stage decomposition",
+        "",
+        "Mean latency per stage and its share of mean T_total.",
+        "",
+    ]
+    L += [_md_table(t["shares"], 2), "", "![stages](stages.png)", ""]
+    L += [
+        "Scaling fits (least squares within each (top_k, blocks) group; `all` pools every sample):",
+        "",
+    ]
+    L += [_md_table(t["fits"], 5), "", "![scaling](scaling.png)"]
+    L += ["", f"## E2 — Pareto fronts (T_total {p})"]
+    for task in a.fronts:
+        ref = a.reference[task]
+        L += [
+            "",
+            f"### {task}",
+            "",
+            _md_table(t["fronts"][task]),
+            "",
+            f"![pareto](pareto_{_slug(task)}.png)",
+            "",
+        ]
+        L += [
+            f"Knob coupling: the front with each knob held at each value. Hypervolume reference point: "
+            f"accuracy {ref[0]:g}, latency {ref[1]:.3f} ms (1.1 x the slowest configuration).",
+            "",
+            _md_table(t["coupling"][task], 4),
+            "",
+            f"![coupling](coupling_{_slug(task)}.png)",
+        ]
+    if a.evaluation is not None and a.estimator is not None:
+        L += [
+            "",
+            "## E3 — latency estimator",
+            "",
+            f"Evaluation: {a.evaluation.method}. Metrics in percent.",
+            "",
+        ]
+        L += [
+            _md_table(t["metrics"], 2),
+            "",
+            "![parity](parity.png)",
+            "",
+            "Features per stage:",
+            "",
+        ]
+        L += [f"- {line}" for line in _features_text()]
+        L += ["", f"Uncertainty band: {a.estimator.band_source}. Saved as `estimator.json`."]
+    return "\n".join(L) + "\n"
+
+
+def _img(name: str, png: bytes, alt: str) -> str:
+    b64 = base64.b64encode(png).decode()
+    return f'<img id="plot-{html.escape(name)}" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _html(a: Analysis, t: dict[str, Any], figs: dict[str, Any], pngs: dict[str, bytes]) -> str:
+    p = a.percentile
+    esc = html.escape
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    B = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>knoblab analysis</title>",
+        f"<style>{CSS}</style>",
+        f"<script>{STATUS_SCRIPT}</script>",
+        "</head><body>",
+        "<h1>knoblab analysis</h1>",
+        f'<p id="knoblab-status" data-status="pending">generated {esc(now)}</p>',
+        "<ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in _intro(a)) + "</ul>",
+    ]
+    if a.budget is not None:
+        B += [
+            f'<h2>Budget: T_total {esc(p)} &le; {a.budget.budget_ms:g} ms</h2><p class="answer">{esc(a.budget.message())}</p>'
+        ]
+    if a.results.skipped:
+        B += ["<h2>Records left out</h2><ul>"]
+        B += [f"<li><code>{esc(s.name)}</code>: {esc(s.reason)}</li>" for s in a.results.skipped]
+        B += ["</ul>"]
+    if a.notes:
+        B += ["<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in a.notes) + "</ul>"]
+    B += [
+        "<h2>E1 — stage decomposition</h2>",
+        "<p>Mean latency per stage and its share of mean T_total.</p>",
+    ]
+    B += [_img("stages", pngs["stages"], "stacked stage bars"), _html_table(t["shares"], 2)]
+    B += ["<h3>Scaling</h3>", _img("scaling", pngs["scaling"], "scaling curves with fits")]
+    B += [
+        '<p class="note">Least squares within each (top_k, blocks) group; <code>all</code> pools every sample.</p>'
+    ]
+    B += [_html_table(t["fits"], 5)]
+    B += [f"<h2>E2 — Pareto fronts (T_total {esc(p)})</h2>"]
+    for task in a.fronts:
+        s = _slug(task)
+        front = t["fronts"][task]
+        ref = a.reference[task]
+        B += [
+            f"<h3>{esc(task)}</h3>",
+            _img(f"pareto_{s}", pngs[f"pareto_{s}"], f"Pareto front {task}"),
+        ]
+        B += [_html_table(front, 3, highlight=front["on_front"])]
+        B += [
+            f"<h3>Knob coupling — {esc(task)}</h3>",
+            _img(f"coupling_{s}", pngs[f"coupling_{s}"], "coupling"),
+        ]
+        B += [
+            f'<p class="note">Hypervolume reference point: accuracy {ref[0]:g}, latency {ref[1]:.3f} ms '
+            "(1.1 x the slowest configuration). hv_ratio = restricted / free front hypervolume.</p>",
+            _html_table(t["coupling"][task], 4),
+        ]
+    if a.evaluation is not None and a.estimator is not None:
+        B += [
+            "<h2>E3 — latency estimator</h2>",
+            f"<p>Evaluation: {esc(a.evaluation.method)}. Metrics in percent.</p>",
+        ]
+        B += [_img("parity", pngs["parity"], "estimator parity"), _html_table(t["metrics"], 2)]
+        B += [
+            "<p>Features per stage:</p><ul>"
+            + "".join(f"<li><code>{esc(x)}</code></li>" for x in _features_text())
+            + "</ul>"
+        ]
+        B += [
+            f'<p class="note">Uncertainty band: {esc(a.estimator.band_source)}. Saved as estimator.json.</p>'
+        ]
+    B += ["</body></html>"]
+    return "\n".join(B) + "\n"

@@ -1,0 +1,162 @@
+"""``knoblab analyze``: E1 stage decomposition, E2 Pareto fronts, E3 estimator and the report.
+
+    knoblab analyze RESULTS_DIR [--out DIR] [--budget-ms 40] [--percentile p95]
+                    [--vision-tokens actual|target] [key=value ...] [--debug]
+
+``key=value`` overrides ``conf/analyze.yaml`` (results_dir, out, percentile, budget_ms,
+vision_tokens); flags win over keys. Prints the front, the estimator's held-out
+figures, the budget answer and the records left out; writes ``report.html``,
+``analysis.md``, ``analysis.json``, ``estimator.json`` and PNGs to ``--out``
+(default ``RESULTS_DIR/analysis``). The work is ``knoblab.analysis.analyze.analyze``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from knoblab.errors import ConfigError
+
+CONFIG_NAME = "analyze"
+FLAGS = {
+    "--out": "out",
+    "--budget-ms": "budget_ms",
+    "--percentile": "percentile",
+    "--vision-tokens": "vision_tokens",
+}
+USAGE = __doc__.split("\n\n")[1].strip() if __doc__ else ""
+
+
+def parse_argv(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """(settings from flags and the positional RESULTS_DIR, Hydra overrides)."""
+    flags: dict[str, Any] = {}
+    overrides: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        name, eq, val = a.partition("=")
+        if name in FLAGS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ConfigError(a, None, f"a value after {a}")
+                val = argv[i + 1]
+                i += 1
+            flags[FLAGS[name]] = val
+        elif a.startswith("--"):
+            from knoblab.errors import closest
+
+            close = closest(name, [*FLAGS, "--debug", "--help"])
+            hint = f"did you mean {close}?" if close else None
+            raise ConfigError("flag", a, ", ".join([*FLAGS, "--debug"]), hint)
+        elif eq:
+            overrides.append(a)
+        elif "results_dir" not in flags:
+            flags["results_dir"] = a
+        else:
+            raise ConfigError(
+                "RESULTS_DIR",
+                a,
+                "a single results directory",
+                f"already given {flags['results_dir']}",
+            )
+        i += 1
+    if "budget_ms" in flags:
+        try:
+            flags["budget_ms"] = float(flags["budget_ms"])
+        except ValueError:
+            raise ConfigError(
+                "--budget-ms", flags["budget_ms"], "a positive number of milliseconds"
+            ) from None
+    return flags, overrides
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    from knoblab.config import plain
+    from knoblab.hydra_utils import compose
+
+    flags, overrides = parse_argv(argv)
+    cfg = plain(compose(CONFIG_NAME, overrides))
+    cfg.update(flags)
+    if not cfg.get("results_dir"):
+        raise ConfigError(
+            "results_dir",
+            None,
+            "a results directory of knoblab profile (knoblab analyze RESULTS_DIR)",
+        )
+    budget = cfg.get("budget_ms")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))):
+        raise ConfigError("budget_ms", budget, "a positive number of milliseconds")
+
+    from knoblab.analysis.analyze import analyze
+
+    a = analyze(
+        str(cfg["results_dir"]),
+        cfg.get("out"),
+        percentile=str(cfg["percentile"]),
+        budget_ms=budget,
+        vision_tokens=str(cfg["vision_tokens"]),
+    )
+    print_summary(a)
+    return 0
+
+
+def print_summary(a: Any) -> None:
+    """Front, estimator figures, budget answer, left-out records and written files (rich)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = Console()
+    p = a.percentile
+    for task, front in a.fronts.items():
+        t = Table(
+            title=f"{task}: configurations by T_total {p} (* = Pareto-optimal)",
+            title_justify="left",
+        )
+        for col in ("", "configuration", "accuracy", f"T_total {p} ms", "dominant stage"):
+            t.add_column(
+                col, justify="left" if col in ("", "configuration", "dominant stage") else "right"
+            )
+        dom = dict(zip(a.shares["label"], a.shares["dominant"], strict=True))
+        for _, r in front.iterrows():
+            t.add_row(
+                "*" if r["on_front"] else "",
+                r["label"],
+                f"{r['accuracy']:.3f}",
+                f"{r['latency']:.2f}",
+                dom.get(r["label"], ""),
+            )
+        con.print(t)
+    if a.evaluation is not None:
+        t = Table(title=f"Latency estimator, {a.evaluation.method}", title_justify="left")
+        for col in ("level", "target", "MAPE %", "RMSPE %", "within ±5 %", "within ±10 %", "n"):
+            t.add_column(col, justify="left" if col in ("level", "target") else "right")
+        for _, r in a.evaluation.metrics.iterrows():
+            t.add_row(
+                r["level"],
+                r["target"],
+                f"{r['MAPE']:.2f}",
+                f"{r['RMSPE']:.2f}",
+                f"{r['within_5']:.1f}",
+                f"{r['within_10']:.1f}",
+                str(int(r["n"])),
+            )
+        con.print(t)
+    if a.budget is not None:
+        con.print(
+            f"[bold]Budget T_total {p} <= {a.budget.budget_ms:g} ms:[/bold] {escape(a.budget.message())}",
+            highlight=False,
+        )
+    for s in a.results.skipped:
+        con.print(
+            f"[yellow]left out[/yellow] {escape(s.name)}: {escape(s.reason)}", highlight=False
+        )
+    for n in a.notes:
+        con.print(f"[dim]note: {escape(n)}[/dim]", highlight=False)
+    if a.files:
+        con.print(
+            f"report: {escape(str(a.files['report.html']))}  (also analysis.md, analysis.json, estimator.json, PNGs)",
+            highlight=False,
+        )

@@ -1,0 +1,131 @@
+"""``knoblab estimate``: predict the latency of a configuration, measured or not, with a band.
+
+    knoblab estimate tier=high top_k=4 num_active_blocks=12 [input_text_tokens=20] [output_tokens=4]
+                     [vision_tokens=1008] [--estimator PATH | --results DIR] [--json]
+
+The estimator is an ``estimator.json`` written by ``knoblab analyze`` (``--estimator``),
+or fitted on the spot from a results directory (``--results``). A tier becomes the
+mean vision tokens that the sweep's records show for it; tokens not given take the
+sweep's means. The work is ``LatencyEstimator.predict``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from knoblab.errors import ConfigError, UnknownKeyError
+
+KEYS = ("tier", "vision_tokens", "top_k", "num_active_blocks", "input_text_tokens", "output_tokens")
+FLAGS = ("--estimator", "--results", "--json")
+USAGE = __doc__.split("\n\n")[1].strip() if __doc__ else ""
+
+
+def _number(key: str, text: str, integer: bool) -> float | int:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v == v or v < (1 if integer else 0) or (integer and v != int(v)):
+        raise ConfigError(key, text, "an integer >= 1" if integer else "a number >= 0")
+    return int(v) if integer else v
+
+
+def parse_argv(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(knob settings, flags)."""
+    knobs: dict[str, Any] = {}
+    flags: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        name, eq, val = a.partition("=")
+        if name in FLAGS:
+            if name == "--json":
+                flags["json"] = True
+            else:
+                if not eq:
+                    if i + 1 >= len(argv):
+                        raise ConfigError(name, None, f"a path after {name}")
+                    val = argv[i + 1]
+                    i += 1
+                flags[name[2:]] = val
+        elif a.startswith("-"):
+            raise UnknownKeyError("flag", a, FLAGS)
+        elif not eq:
+            raise ConfigError("argument", a, f"key=value with key one of {', '.join(KEYS)}")
+        elif name not in KEYS:
+            raise UnknownKeyError(name, val, KEYS)
+        elif name == "tier":
+            knobs["tier"] = val
+        else:
+            knobs[name] = _number(name, val, integer=name in ("top_k", "num_active_blocks"))
+        i += 1
+    for k in ("top_k", "num_active_blocks"):
+        if k not in knobs:
+            raise ConfigError(k, None, "an integer >= 1 (required)")
+    if "tier" in knobs and "vision_tokens" in knobs:
+        raise ConfigError(
+            "vision_tokens", knobs["vision_tokens"], "unset when tier is given (one of the two)"
+        )
+    if "estimator" in flags and "results" in flags:
+        raise ConfigError(
+            "--results", flags["results"], "unset when --estimator is given (one of the two)"
+        )
+    return knobs, flags
+
+
+def load_estimator(flags: dict[str, Any]) -> Any:
+    from knoblab.analysis.estimator import LatencyEstimator, fit_estimator
+    from knoblab.analysis.load import load_results
+
+    if "estimator" in flags:
+        return LatencyEstimator.load(flags["estimator"])
+    if "results" in flags:
+        return fit_estimator(load_results(flags["results"]))
+    raise ConfigError(
+        "--estimator",
+        None,
+        "an estimator.json written by knoblab analyze, or --results RESULTS_DIR",
+    )
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    knobs, flags = parse_argv(argv)
+    est = load_estimator(flags)
+    if "tier" not in knobs and "vision_tokens" not in knobs:
+        raise ConfigError(
+            "tier",
+            None,
+            f"tier=<{'|'.join(est.tier_tokens) or 'name'}> or vision_tokens=<target tokens>",
+        )
+    pred = est.predict(**knobs)
+    if flags.get("json"):
+        out = {"value": pred.value, "low": pred.low, "high": pred.high, "inputs": pred.inputs}
+        out |= {"band_source": pred.band_source, "extrapolated": pred.extrapolated, "knobs": knobs}
+        print(json.dumps(out, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = Console()
+    setting = " ".join(f"{k}={v}" for k, v in knobs.items())
+    t = Table(title=f"Predicted latency (ms): {setting}", title_justify="left")
+    for col in ("stage", "predicted", "band low", "band high"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    for k, v in pred.value.items():
+        t.add_row(k, f"{v:.3f}", f"{pred.low[k]:.3f}", f"{pred.high[k]:.3f}")
+    con.print(t)
+    i = pred.inputs
+    con.print(
+        f"inputs: vision tokens {i['vision_tokens']:.1f} ({est.vision_tokens}), text tokens "
+        f"{i['input_text_tokens']:.1f}, output tokens {i['output_tokens']:.1f}",
+        highlight=False,
+    )
+    con.print(f"[dim]band: {escape(pred.band_source)}[/dim]", highlight=False)
+    for w in pred.extrapolated:
+        con.print(f"[yellow]extrapolating:[/yellow] {escape(w)}", highlight=False)
+    return 0
