@@ -51,7 +51,7 @@ def test_bad_model_keys_are_one_line_errors(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_hardware_preset_applies_and_model_keys_win(tmp_path):
+def test_hardware_preset_applies_and_model_keys_win(tmp_path, checks):
     from knoblab.models.registry import build_adapter
 
     ckpt = write_tiny_checkpoint("smolvlm", tmp_path / "smol")
@@ -71,6 +71,11 @@ def test_hardware_preset_applies_and_model_keys_win(tmp_path):
     )
     assert eager.model.config.get_text_config()._attn_implementation == "eager"
     assert eager.dtype == "bf16" and next(eager.model.parameters()).dtype == torch.bfloat16
+    pytest.importorskip("accelerate")
+    placed = build_adapter(
+        {"kind": "hf", "path": str(ckpt), "dtype": "fp32", "device_map": "auto"}, hw
+    )
+    checks.greedy_and_stages(placed, {"num_active_blocks": 1})  # still == generate
     assert a.knobs()["num_active_blocks"].values == (
         1,
         2,

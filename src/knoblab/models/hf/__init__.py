@@ -166,6 +166,10 @@ def build(cfg: Mapping[str, Any]) -> HFAdapter:
     except (OSError, ValueError, ImportError, RuntimeError, KeyError) as exc:
         # transformers' messages span lines; keep the first (the cause) on one line
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if c.device_map and "accelerate" in reason:
+            raise ConfigError(
+                "model.device_map", c.device_map, "null (accelerate is not installed)"
+            ) from None
         raise ConfigError(
             "model.path",
             c.path,
