@@ -353,6 +353,8 @@ def test_loader_bad_input():
         ChunkedDataLoader(list(range(5)), 2, 1, sampler=[0, 1])
     with pytest.raises(DataError, match="empty"):
         ChunkedDataLoader([], 2, 1)
+    with pytest.raises(DataError, match="no full batch of 8"):
+        len(ChunkedDataLoader(list(range(5)), 8, 1, drop_last=True))
 
 
 def test_logs_one_line_per_chunk(caplog):

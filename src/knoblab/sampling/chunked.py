@@ -595,6 +595,11 @@ class ChunkedDataLoader:
             s = self._sampler = ChunkedSampler(
                 n, samples, self.shuffle, self.seed, rank, world, key=self.name
             )
+            if self.drop_last and s.per_rank < self.batch_size:
+                raise DataError(
+                    f"{self.name}: {n} samples over {world} rank(s) give no full batch of "
+                    f"{self.batch_size} (drop_last=True); use a smaller batch_size or drop_last=False"
+                )
             self._loader, self._live = None, None
         return s
 
