@@ -179,7 +179,7 @@ def test_loss_trains_on_answer_tokens_only() -> None:
     ds = ShapesVQA(4, seed=5)
     batch = collate([ds[i] for i in range(4)], tier=["low", "medium"])
     assert len(batch) == 4 and sum(batch.crop_counts) == batch.pixels.shape[0]
-    loss = model.loss(batch, top_k=2, num_active_blocks=3, aux_loss_coef=0.0)
+    loss = model.loss(batch, top_k=2, num_active_blocks=3, aux_loss_coef=0.0, patch_loss_coef=0.0)
     assert loss.ndim == 0 and torch.isfinite(loss)
     # Initial loss is about log(vocab) (uniform over the answer and <eos> targets).
     assert abs(loss.item() - torch.log(torch.tensor(float(CFG.vocab_size))).item()) < 1.0
@@ -187,7 +187,7 @@ def test_loss_trains_on_answer_tokens_only() -> None:
     first = loss.item()
     for _ in range(10):
         opt.zero_grad()
-        loss = model.loss(batch, top_k=2, num_active_blocks=3)
+        loss = model.loss(batch, top_k=2, num_active_blocks=3, patch_loss_coef=0.0)
         loss.backward()
         opt.step()
     assert loss.item() < first * 0.5  # it can fit a batch: gradients reach the answer
@@ -213,3 +213,40 @@ def test_tokenizer_round_trip() -> None:
     for i in range(200):  # every shapes-vqa question and answer is in the vocabulary
         s = ds[i]
         assert tok.unk_id not in tok.encode(s.question + " " + s.answers[0])
+
+
+def test_patch_labels_mark_object_centres() -> None:
+    from knoblab.data.sample import Sample
+    from knoblab.data.shapes import COLORS, SHAPES
+
+    ds = ShapesVQA(6, seed=2, variant="hard")
+    samples = [ds[i] for i in range(6)]
+    batch = collate(samples, tier="high")
+    assert batch.patch_labels is not None
+    assert batch.patch_labels.shape == batch.valid.shape
+    assert (batch.patch_labels[~batch.valid] == -100).all()
+    tpc = CFG.tokens_per_crop
+    start = 0
+    for s, n in zip(samples, batch.crop_counts, strict=True):
+        lab = batch.patch_labels[start * tpc : (start + n) * tpc]
+        glob = lab[:tpc]  # the global crop sees every object once (centres on a border: twice)
+        want = {
+            1 + list(COLORS).index(o["color"]) * len(SHAPES) + SHAPES.index(o["shape"])
+            for o in s.metadata["objects"]
+        }
+        assert set(glob[glob > 0].tolist()) <= want
+        assert set(lab[lab > 0].tolist()) == want
+        start += n
+    plain = [Sample(0, "how many circles ?", ["1"], image=samples[0].image)]
+    assert collate(plain, tier="low").patch_labels is None
+
+
+def test_patch_loss_trains_the_encoder_only_in_training() -> None:
+    model = random_reference(seed=0).train()
+    ds = ShapesVQA(4, seed=5)
+    batch = collate([ds[i] for i in range(4)], tier="medium")
+    with_patch = model.loss(batch, top_k=2, aux_loss_coef=0.0, patch_loss_coef=1.0)
+    without = model.loss(batch, top_k=2, aux_loss_coef=0.0, patch_loss_coef=0.0)
+    assert with_patch.item() > without.item() + 1.0  # ~log(16) of patch cross-entropy
+    model.eval()
+    assert model.loss(batch, top_k=2).item() == pytest.approx(without.item(), abs=1e-5)

@@ -43,6 +43,9 @@ class Batch:
         prompt_ids: per sample, the question's ids followed by ``<sep>``.
         answer_ids: per sample, the answer's ids followed by ``<eos>``.
         sample_ids: per sample, ``Sample.sample_id``.
+        patch_labels: ``(sum of crops * tokens_per_crop,)`` long, the object class whose
+            centre lies in each patch (0: none; -100: unknown or invalid), or None when no
+            sample carries shapes-vqa ``objects`` metadata. Used by the patch loss only.
     """
 
     pixels: torch.Tensor
@@ -53,6 +56,7 @@ class Batch:
     prompt_ids: list[list[int]]
     answer_ids: list[list[int]]
     sample_ids: list[int]
+    patch_labels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.crop_counts)
@@ -67,6 +71,7 @@ class Batch:
             self.prompt_ids,
             self.answer_ids,
             self.sample_ids,
+            None if self.patch_labels is None else self.patch_labels.to(device),
         )
 
 
@@ -93,16 +98,9 @@ def collate(
     """
     cfg = cfg or ReferenceConfig()
     tokenizer = tokenizer or _default_tokenizer()
-    pixels, positions, is_tile, valid, counts, prompts, answers, ids = (
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-    )
+    pixels, positions, is_tile, valid, counts, prompts, answers, ids = [], [], [], [], [], [], [], []  # fmt: skip
+    labels: list[torch.Tensor] = []
+    any_labels = False
     for s in samples:
         img = s.image
         t = None if vision_tokens is not None else _pick(tier or "high", int(s.sample_id))
@@ -127,6 +125,13 @@ def collate(
         answer = Counter(s.answers).most_common(1)[0][0] if s.answers else ""
         answers.append(tokenizer.encode(answer) + [tokenizer.eos_id])
         ids.append(int(s.sample_id))
+        lab = patch_labels(s, vi, plan, cfg)
+        any_labels |= lab is not None
+        labels.append(
+            lab
+            if lab is not None
+            else torch.full((n * cfg.tokens_per_crop,), -100, dtype=torch.long)
+        )
     return Batch(
         torch.cat(pixels),
         torch.cat(positions),
@@ -136,7 +141,40 @@ def collate(
         prompts,
         answers,
         ids,
+        torch.cat(labels) if any_labels else None,
     )
+
+
+def patch_labels(sample: Any, vi: Any, plan: Any, cfg: ReferenceConfig) -> torch.Tensor | None:
+    """Per patch, the class of the shapes-vqa object whose centre it holds (0: none).
+
+    Class ``1 + colour_index * len(SHAPES) + shape_index``; ``-100`` for invalid patches.
+    None when the sample has no ``objects`` metadata (another dataset).
+    """
+    objects = (getattr(sample, "metadata", None) or {}).get("objects")
+    if not objects:
+        return None
+    from knoblab.data.shapes import COLORS, SHAPES
+
+    colours = list(COLORS)
+    side = cfg.patches_per_side
+    pos = vi.positions  # (crops, tpc, 2) patch centres in image coordinates
+    half = torch.empty_like(pos)
+    half[0] = 0.5 / side  # the global crop spans the whole image
+    ch, cw = plan.content_size
+    half[1:, :, 0] = cfg.patch_size / (2 * ch)
+    half[1:, :, 1] = cfg.patch_size / (2 * cw)
+    labels = torch.zeros(pos.shape[:2], dtype=torch.long)
+    for o in objects:
+        if o.get("color") not in COLORS or o.get("shape") not in SHAPES:
+            return None
+        cls = 1 + colours.index(o["color"]) * len(SHAPES) + SHAPES.index(o["shape"])
+        centre = torch.tensor([o["cy"], o["cx"]], dtype=pos.dtype)
+        inside = ((pos - centre).abs() <= half).all(-1)
+        labels[inside] = cls
+    labels = labels.reshape(-1)
+    labels[vi.patch_index < 0] = -100
+    return labels
 
 
 _TOKENIZER: WordTokenizer | None = None

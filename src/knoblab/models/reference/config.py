@@ -47,6 +47,7 @@ class ReferenceConfig:
         max_tiles: most tiles an image may be cut into (the ``high`` tier's top).
         pos_frequencies: Fourier frequencies encoding a patch's position in the image.
         tiers: tier name -> (min_crops, max_crops).
+        patch_classes: classes of the training-only patch head (shapes-vqa: none + 5 colours x 3 shapes).
     """
 
     vocab_size: int = 68
@@ -66,6 +67,7 @@ class ReferenceConfig:
     max_tiles: int = 15
     pos_frequencies: int = 6
     tiers: dict[str, tuple[int, int]] = field(default_factory=_default_tiers)
+    patch_classes: int = 16
 
     def __post_init__(self) -> None:
         if self.crop_size % self.patch_size:

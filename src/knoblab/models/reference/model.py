@@ -66,6 +66,8 @@ class ReferenceVLM(nn.Module):
         self.encoder = PatchEncoder(self.cfg)
         self.projector = Projector(self.cfg)
         self.lm = DecoderLM(self.cfg)
+        # Training-only head: which object (colour x shape, or none) a patch holds.
+        self.patch_head = nn.Linear(self.cfg.vision_dim, self.cfg.patch_classes)
         self.top_k = self.cfg.top_k
         self.active_block_indices: list[int] = list(range(self.cfg.n_layers))
 
@@ -121,8 +123,9 @@ class ReferenceVLM(nn.Module):
         valid: torch.Tensor,
     ) -> torch.Tensor:
         feats = self.encoder(pixels.to(self._dtype()), positions.to(self._dtype()), is_tile)
-        feats = feats.reshape(-1, feats.shape[-1])[valid]
-        return self.projector(feats)
+        feats = feats.reshape(-1, feats.shape[-1])
+        self._last_patch_features = feats  # for the training-time patch loss
+        return self.projector(feats[valid])
 
     def encode_vision(self, vi: VisionInput) -> torch.Tensor:
         """Vision encoder + projector: ``(V, d_model)`` embeddings of the valid patches."""
@@ -226,11 +229,20 @@ class ReferenceVLM(nn.Module):
         top_k: int | None = None,
         num_active_blocks: int | None = None,
         aux_loss_coef: float = 0.01,
+        patch_loss_coef: float = 0.5,
     ) -> torch.Tensor:
-        """Next-token cross-entropy on the answer tokens (+ MoE balancing loss).
+        """Next-token cross-entropy on the answer tokens (+ auxiliary losses).
 
         ``top_k`` / ``num_active_blocks`` override the model's knob settings for this
         call only (train with random values to keep every setting useful).
+
+        Auxiliary terms, in training mode only: ``aux_loss_coef`` times the MoE
+        load-balancing loss, and ``patch_loss_coef`` times the patch loss when the batch
+        has ``patch_labels`` (shapes-vqa does: which object's centre lies in each patch).
+        NOTE: the patch loss is deep supervision of the vision encoder only; it teaches
+        the encoder to see colours and shapes from a dense signal instead of through the
+        one-word answer, which is what lets the model learn on a CPU budget. Inference
+        never uses the patch head.
         """
         dev = self._device()
         k = self.top_k if top_k is None else self.check_top_k(top_k)
@@ -266,6 +278,12 @@ class ReferenceVLM(nn.Module):
             aux = [a for a in aux if a is not None]
             if aux:
                 loss = loss + aux_loss_coef * torch.stack(aux).mean()
+        if patch_loss_coef and self.training and b.patch_labels is not None:
+            logits = self.patch_head(self._last_patch_features)
+            if bool((b.patch_labels >= 0).any()):
+                loss = loss + patch_loss_coef * F.cross_entropy(
+                    logits.float(), b.patch_labels, ignore_index=-100
+                )
         return loss
 
     def forward(self, batch: Batch, **kwargs: int | float | None) -> torch.Tensor:  # type: ignore[override]
