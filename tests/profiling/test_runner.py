@@ -289,3 +289,24 @@ def test_several_datasets_one_model(sweep_cfg, tmp_path, adapter, monkeypatch) -
     assert [r.out_dir.name for r in results] == ["alpha", "beta"]
     assert all(len(r.records) == 27 for r in results)
     assert next(iter(results[1].records.values()))["task"] == "beta"
+
+
+def test_weights_fingerprint_tells_checkpoints_apart(sweep_cfg, tmp_path, dataset) -> None:
+    import torch
+
+    from knoblab.profiling.runner import weights_digest
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 4)
+    digest = weights_digest(net)
+    assert digest == weights_digest(net)
+    with torch.no_grad():
+        net.weight[0, 0] += 1.0
+    assert weights_digest(net) != digest
+    ad = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0)
+    ad.model = net  # type: ignore[attr-defined]
+    run_sweep(sweep_cfg(tmp_path, design="stratified"), adapter=ad, dataset=dataset)
+    with torch.no_grad():
+        net.weight[0, 0] += 1.0  # "trained" weights, same name and config
+    with pytest.raises(KnobLabError, match="model differs"):
+        run_sweep(sweep_cfg(tmp_path, design="stratified"), adapter=ad, dataset=dataset)

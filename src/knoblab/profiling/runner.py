@@ -543,11 +543,38 @@ def _progress(enabled: bool, console: Any) -> Any:
     )
 
 
+def weights_digest(module: torch.nn.Module, values_per_tensor: int = 64) -> str:
+    """A cheap digest of a module's weights: names, shapes, dtypes and a few values each.
+
+    NOTE: reads at most ``values_per_tensor`` values of each tensor (the first ones), so
+    it costs milliseconds even for billions of parameters; it tells apart checkpoints
+    (random init vs trained, another fine-tune), not two weights differing only deep
+    inside one tensor. Meta tensors (offloaded shards) contribute their shape only.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        if t.device.type != "meta" and t.numel():
+            head = t.detach().reshape(-1)[:values_per_tensor].to("cpu", torch.float64)
+            h.update(head.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _model_identity(adapter: ModelAdapter, model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    ident = {"name": adapter.name}
+    """Name, config keys naming the weights, and a fingerprint of the weights themselves.
+
+    The fingerprint is ``adapter.fingerprint`` (attribute or method) when the adapter
+    has one, else :func:`weights_digest` of ``adapter.model`` when that is a module: a
+    results directory of random-init weights is then not mistaken for trained ones.
+    """
+    ident: dict[str, Any] = {"name": adapter.name}
     fingerprint = getattr(adapter, "fingerprint", None)
     if callable(fingerprint):
         fingerprint = fingerprint()
+    if fingerprint is None and isinstance(getattr(adapter, "model", None), torch.nn.Module):
+        fingerprint = weights_digest(adapter.model)  # type: ignore[attr-defined]
     if fingerprint is not None:
         ident["fingerprint"] = fingerprint
     for key in ("kind", "checkpoint", "path", "name_or_path", "weights"):
