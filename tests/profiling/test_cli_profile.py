@@ -24,9 +24,16 @@ SMALL = [
 ]
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:reference weights not found")
+
+
 @pytest.fixture(autouse=True)
-def _quiet() -> None:
-    warnings.filterwarnings("ignore", message="reference weights not found")
+def _keep_threads():  # the cpu hardware preset sets torch's thread count process-wide
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
