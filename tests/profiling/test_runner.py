@@ -294,7 +294,7 @@ def test_several_datasets_one_model(sweep_cfg, tmp_path, adapter, monkeypatch) -
 def test_weights_fingerprint_tells_checkpoints_apart(sweep_cfg, tmp_path, dataset) -> None:
     import torch
 
-    from knoblab.profiling.runner import weights_digest
+    from knoblab.profiling.identity import weights_digest
 
     torch.manual_seed(0)
     net = torch.nn.Linear(4, 4)

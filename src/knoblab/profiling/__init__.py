@@ -15,7 +15,7 @@ _EXPORTS = {
     "run_sweeps": "runner",
     "SweepResult": "runner",
     "RunConfig": "runner",
-    "build_record": "runner",
+    "build_record": "records",
     "aggregate_stats": "records",
     "record_filename": "records",
     "load_records": "records",

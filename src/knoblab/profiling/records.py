@@ -32,8 +32,10 @@ import math
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -408,3 +410,79 @@ def environment_info(
     }
     info.update(extra or {})
     return info
+
+
+def _mode(values: Sequence[Any]) -> Any:
+    vals = [tuple(v) if isinstance(v, list) else v for v in values if v is not None]
+    if not vals:
+        return None
+    value = Counter(vals).most_common(1)[0][0]
+    return list(value) if isinstance(value, tuple) else value
+
+
+def build_record(
+    *,
+    task: str,
+    model: str,
+    knobs: Mapping[str, Any],
+    effective: Mapping[str, Any],
+    rows: list[dict[str, Any]],
+    status: str,
+    error: str | None,
+    environment: Mapping[str, Any],
+    sampling: Mapping[str, Any],
+    extra_warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One configuration's record, seed 002's fields first (see docs/profiling.md)."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    crops = [r["actual_num_crops"] for r in ok if r.get("actual_num_crops") is not None]
+    acc = [r["accuracy"] for r in ok]
+    stats, warns = aggregate_stats(ok)
+    failed = len(rows) - len(ok)
+    warnings = list(extra_warnings) + warns
+    if failed:
+        warnings.append(
+            f"{failed} of {len(rows)} samples failed; aggregates cover the other {len(ok)}"
+        )
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in ok if r.get(key) is not None]
+        return float(sum(vals) / len(vals)) if vals else None
+
+    n = len(acc)
+    acc_mean = float(sum(acc) / n) if n else None
+    acc_std = float(statistics.stdev(acc)) if n > 1 else (0.0 if n == 1 else None)
+    return {
+        "tier": knobs.get("tier"),
+        "tier_range": effective.get("tier_range"),
+        "selected_crops_mean": float(sum(crops) / len(crops)) if crops else None,
+        "selected_crops_distribution": {str(k): v for k, v in sorted(Counter(crops).items())},
+        "target_vision_tokens_mean": mean("target_vision_tokens"),
+        "actual_vision_tokens_mean": mean("actual_vision_tokens"),
+        "max_crops": effective.get("max_crops", max(crops) if crops else None),
+        "top_k": effective.get("top_k", knobs.get("top_k")),
+        "num_active_blocks": effective.get("num_active_blocks", knobs.get("num_active_blocks")),
+        "num_total_blocks": effective.get("num_total_blocks"),
+        "active_block_indices": effective.get("active_block_indices"),
+        "vision_tokens": knobs.get("vision_tokens"),
+        "accuracy": acc_mean,
+        "accuracy_std": acc_std,
+        "accuracy_stderr": acc_std / n**0.5 if acc_std is not None and n > 0 else None,
+        "num_samples": len(rows),
+        "num_failed_samples": failed,
+        "theoretical_num_crops": _mode([r.get("theoretical_num_crops") for r in ok]),
+        "theoretical_tiling": _mode([r.get("theoretical_tiling") for r in ok]),
+        "theoretical_image_size": _mode([r.get("theoretical_image_size") for r in ok]),
+        "theoretical_vision_tokens": _mode([r.get("theoretical_vision_tokens") for r in ok]),
+        "aggregate_stats": stats,
+        "task": task,
+        "model": model,
+        "knobs": dict(knobs),
+        "effective_knobs": dict(effective),
+        "status": status,
+        "error": error,
+        "warnings": warnings,
+        "sampling": dict(sampling),
+        "environment": dict(environment),
+        "per_sample_results": rows,
+    }

@@ -40,11 +40,8 @@ Example:
 
 from __future__ import annotations
 
-import os
-import statistics
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,26 +50,15 @@ import torch
 
 from knoblab.config import plain, to_dataclass
 from knoblab.errors import ConfigError, DataError, KnobLabError
-from knoblab.models.adapter import ModelAdapter, Prepared, check_knob
+from knoblab.models.adapter import ModelAdapter, check_knob
 from knoblab.profiling import records as rec
 from knoblab.profiling.design import DesignConfig, make_design
+from knoblab.profiling.distributed import broadcast, dist_info, gather
 from knoblab.profiling.hardware import HardwareConfig, apply_hardware
+from knoblab.profiling.identity import check_out_dir, model_identity
+from knoblab.profiling.measure import ConfigOOM, is_oom, measure_positions
 from knoblab.profiling.report import summary_rows, write_report_md
 from knoblab.profiling.timer import StageTimer
-
-_RUNNER_FIELDS = frozenset(
-    (
-        "sample_id",
-        "accuracy",
-        "pred",
-        "metadata",
-        "runs",
-        "status",
-        "error",
-        "output_tokens",
-        *rec.LATENCY_FIELDS,
-    )
-)
 
 
 @dataclass
@@ -130,342 +116,6 @@ class SweepResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-# -- distributed helpers ----------------------------------------------------------------
-def _dist() -> tuple[int, int]:
-    """(rank, world_size); initialises the process group under torchrun (gloo on CPU)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or not dist.is_available():
-        return 0, 1
-    if not dist.is_initialized():
-        backend = (
-            "nccl"
-            if torch.cuda.is_available() and os.environ.get("KNOBLAB_BACKEND") != "gloo"
-            else "gloo"
-        )
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _broadcast(obj: Any, world: int) -> Any:
-    if world == 1:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _gather(obj: Any, rank: int, world: int) -> list[Any]:
-    if world == 1:
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] | None = [None] * world if rank == 0 else None
-    dist.gather_object(obj, out, dst=0)
-    return out or []
-
-
-# -- scoring ----------------------------------------------------------------------------
-def _scorer() -> Callable[[str, str, Sequence[str]], float]:
-    try:
-        from knoblab.data.scoring import score
-
-        return score
-    except ImportError:  # pragma: no cover - scoring ships with knoblab.data
-
-        def exact(metric: str, pred: str, answers: Sequence[str]) -> float:
-            return float(pred.strip().lower() in {a.strip().lower() for a in answers})
-
-        return exact
-
-
-# -- one inference ----------------------------------------------------------------------
-def _infer(
-    adapter: ModelAdapter, prepared: Prepared, timer: StageTimer, max_new: int
-) -> tuple[Any, dict[str, float]]:
-    timer.reset()
-    with timer.stage("total"):
-        with timer.stage("vision"):
-            vision = adapter.encode_vision(prepared)
-        with timer.stage("prefill"):
-            state = adapter.prefill(prepared, vision)
-        with timer.stage("decode"):
-            gen = adapter.decode(state, max_new)
-    ms = timer.read()
-    n_out = gen.output_tokens
-    run = {
-        "T_vision_total": ms.get("vision", 0.0),
-        "T_LLM_prefill": ms.get("prefill", 0.0),
-        "T_LLM_decode": ms.get("decode", 0.0),
-        "T_total": ms.get("total", 0.0),
-        # vLLM's TPOT: decode time over the tokens decode produced (the first came from prefill).
-        "T_decode_per_token": ms.get("decode", 0.0) / (n_out - 1) if n_out > 1 else None,
-        "output_tokens": n_out,
-    }
-    return gen, run
-
-
-def _is_oom(exc: BaseException) -> bool:
-    oom = getattr(torch, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-class _OOM(Exception):
-    def __init__(self, message: str, done: int):
-        super().__init__(message)
-        self.done = done
-
-
-def _median(values: list[Any]) -> Any:
-    vals = [v for v in values if v is not None]
-    return float(statistics.median(vals)) if vals else None
-
-
-def _measure_sample(
-    adapter: ModelAdapter,
-    sample: Any,
-    knobs: Mapping[str, Any],
-    effective: Mapping[str, Any],
-    run_cfg: RunConfig,
-    timer: StageTimer,
-    score: Callable[[str, str, Sequence[str]], float],
-    metric: str,
-) -> dict[str, Any]:
-    prepared = adapter.preprocess(sample)
-    runs = []
-    gen = None
-    for _ in range(run_cfg.num_runs_per_sample):
-        g, run = _infer(adapter, prepared, timer, run_cfg.max_new_tokens)
-        gen = gen or g
-        runs.append(run)
-    assert gen is not None
-    extra = dict(prepared.extra or {})
-    row: dict[str, Any] = {
-        "sample_id": sample.sample_id,
-        "tier": knobs.get("tier"),
-        "target_vision_tokens": prepared.target_vision_tokens
-        if prepared.target_vision_tokens is not None
-        else knobs.get("vision_tokens"),
-        "target_crops": extra.pop("target_crops", None),
-        "actual_vision_tokens": prepared.actual_vision_tokens,
-        "top_k": effective.get("top_k", knobs.get("top_k")),
-        "num_active_blocks": effective.get("num_active_blocks", knobs.get("num_active_blocks")),
-        "input_text_tokens": prepared.input_text_tokens,
-        "output_tokens": gen.output_tokens,
-        "theoretical_num_crops": extra.pop("theoretical_num_crops", prepared.num_crops),
-        "theoretical_tiling": extra.pop("theoretical_tiling", prepared.tiling),
-        "theoretical_image_size": extra.pop("theoretical_image_size", prepared.image_size),
-        "theoretical_vision_tokens": prepared.theoretical_vision_tokens,
-        "actual_num_crops": prepared.num_crops,
-        "actual_tiling": prepared.tiling,
-        "actual_image_size": prepared.image_size,
-        "accuracy": float(score(metric, gen.text, sample.answers)),
-        "pred": gen.text,
-        "metadata": {
-            "question": sample.question,
-            "answers": list(sample.answers),
-            "image_id": sample.image_id,
-            **dict(sample.metadata or {}),
-        },
-    }
-    for k in rec.LATENCY_FIELDS:
-        row[k] = _median([r[k] for r in runs])
-    # The adapter's own per-sample fields (e.g. actual_image_size of the content) win,
-    # except those the runner measures itself.
-    row.update({k: v for k, v in extra.items() if k not in _RUNNER_FIELDS})
-    row["runs"] = runs
-    row["status"] = "ok"
-    row["error"] = None
-    return row
-
-
-def _failed_row(sample_id: Any, knobs: Mapping[str, Any], exc: BaseException) -> dict[str, Any]:
-    return {
-        "sample_id": sample_id,
-        "tier": knobs.get("tier"),
-        "target_vision_tokens": knobs.get("vision_tokens"),
-        "top_k": knobs.get("top_k"),
-        "num_active_blocks": knobs.get("num_active_blocks"),
-        "accuracy": None,
-        "pred": None,
-        **{k: None for k in rec.LATENCY_FIELDS},
-        "runs": [],
-        "status": "failed",
-        "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
-    }
-
-
-def _run_positions(
-    adapter: ModelAdapter,
-    dataset: Any,
-    stream: Sequence[tuple[int, int, int]],
-    knobs: Mapping[str, Any],
-    effective: Mapping[str, Any],
-    run_cfg: RunConfig,
-    timer: StageTimer,
-    advance: Callable[[], None],
-) -> list[dict[str, Any]]:
-    """Measure ``stream`` = [(position, epoch, dataset index)]; raises ``_OOM``."""
-    score = _scorer()
-    metric = getattr(dataset, "metric", "exact_match")
-    # Warm up on the first sample that loads and runs (shapes change with the knobs).
-    for _, _, idx in stream[:3]:
-        if run_cfg.warmup_runs == 0:
-            break
-        try:
-            prepared = adapter.preprocess(dataset[idx])
-            for _ in range(run_cfg.warmup_runs):
-                _infer(adapter, prepared, timer, run_cfg.max_new_tokens)
-            break
-        except Exception as exc:  # noqa: BLE001 - a bad sample is recorded when measured
-            if _is_oom(exc):
-                raise _OOM(f"{type(exc).__name__}: {exc}".splitlines()[0], 0) from exc
-    rows = []
-    for pos, epoch, idx in stream:
-        sample_id: Any = idx
-        try:
-            sample = dataset[idx]
-            sample_id = sample.sample_id
-            row = _measure_sample(adapter, sample, knobs, effective, run_cfg, timer, score, metric)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failing sample must not stop the sweep
-            if _is_oom(exc):
-                raise _OOM(f"{type(exc).__name__}: {exc}".splitlines()[0], len(rows)) from exc
-            row = _failed_row(sample_id, knobs, exc)
-        row["position"] = pos
-        row["epoch"] = epoch
-        row["dataset_index"] = idx
-        rows.append(row)
-        advance()
-    return rows
-
-
-# -- records ----------------------------------------------------------------------------
-def _mode(values: Sequence[Any]) -> Any:
-    vals = [tuple(v) if isinstance(v, list) else v for v in values if v is not None]
-    if not vals:
-        return None
-    value = Counter(vals).most_common(1)[0][0]
-    return list(value) if isinstance(value, tuple) else value
-
-
-def build_record(
-    *,
-    task: str,
-    model: str,
-    knobs: Mapping[str, Any],
-    effective: Mapping[str, Any],
-    rows: list[dict[str, Any]],
-    status: str,
-    error: str | None,
-    environment: Mapping[str, Any],
-    sampling: Mapping[str, Any],
-    extra_warnings: Sequence[str] = (),
-) -> dict[str, Any]:
-    """One configuration's record, seed 002's fields first (see docs/profiling.md)."""
-    ok = [r for r in rows if r.get("status") == "ok"]
-    crops = [r["actual_num_crops"] for r in ok if r.get("actual_num_crops") is not None]
-    acc = [r["accuracy"] for r in ok]
-    stats, warns = rec.aggregate_stats(ok)
-    failed = len(rows) - len(ok)
-    warnings = list(extra_warnings) + warns
-    if failed:
-        warnings.append(
-            f"{failed} of {len(rows)} samples failed; aggregates cover the other {len(ok)}"
-        )
-
-    def mean(key: str) -> float | None:
-        vals = [r[key] for r in ok if r.get(key) is not None]
-        return float(sum(vals) / len(vals)) if vals else None
-
-    n = len(acc)
-    acc_mean = float(sum(acc) / n) if n else None
-    acc_std = float(statistics.stdev(acc)) if n > 1 else (0.0 if n == 1 else None)
-    return {
-        "tier": knobs.get("tier"),
-        "tier_range": effective.get("tier_range"),
-        "selected_crops_mean": float(sum(crops) / len(crops)) if crops else None,
-        "selected_crops_distribution": {str(k): v for k, v in sorted(Counter(crops).items())},
-        "target_vision_tokens_mean": mean("target_vision_tokens"),
-        "actual_vision_tokens_mean": mean("actual_vision_tokens"),
-        "max_crops": effective.get("max_crops", max(crops) if crops else None),
-        "top_k": effective.get("top_k", knobs.get("top_k")),
-        "num_active_blocks": effective.get("num_active_blocks", knobs.get("num_active_blocks")),
-        "num_total_blocks": effective.get("num_total_blocks"),
-        "active_block_indices": effective.get("active_block_indices"),
-        "vision_tokens": knobs.get("vision_tokens"),
-        "accuracy": acc_mean,
-        "accuracy_std": acc_std,
-        "accuracy_stderr": acc_std / n**0.5 if acc_std is not None and n > 0 else None,
-        "num_samples": len(rows),
-        "num_failed_samples": failed,
-        "theoretical_num_crops": _mode([r.get("theoretical_num_crops") for r in ok]),
-        "theoretical_tiling": _mode([r.get("theoretical_tiling") for r in ok]),
-        "theoretical_image_size": _mode([r.get("theoretical_image_size") for r in ok]),
-        "theoretical_vision_tokens": _mode([r.get("theoretical_vision_tokens") for r in ok]),
-        "aggregate_stats": stats,
-        "task": task,
-        "model": model,
-        "knobs": dict(knobs),
-        "effective_knobs": dict(effective),
-        "status": status,
-        "error": error,
-        "warnings": warnings,
-        "sampling": dict(sampling),
-        "environment": dict(environment),
-        "per_sample_results": rows,
-    }
-
-
-# -- identity ---------------------------------------------------------------------------
-def _identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
-    for key in ("model", "dataset", "device", "dtype", "max_new_tokens"):
-        if old.get(key) != new.get(key):
-            return f"{key} differs: {old.get(key)!r} there, {new.get(key)!r} now"
-    a, b = old.get("sample_ids") or [], new.get("sample_ids") or []
-    if a != b:
-        if len(a) != len(b):
-            return f"samples differ: {len(a)} samples there, {len(b)} now"
-        i = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
-        return f"samples differ: position {i} is sample {a[i]!r} there, {b[i]!r} now"
-    return None
-
-
-def _check_out_dir(out_dir: Path, identity: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The existing sweep.json, or None; raises when the directory holds another sweep."""
-    path = out_dir / "sweep.json"
-    if not path.exists():
-        if rec.load_records(out_dir):
-            raise KnobLabError(
-                f"run.output_dir={str(out_dir.parent)!r}: {out_dir} holds configuration records "
-                "but no sweep.json, so they cannot be matched to this sweep; "
-                "choose a new directory (run.output_dir=...)"
-            )
-        return None
-    import json
-
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise KnobLabError(
-            f"run.output_dir={str(out_dir.parent)!r}: {path} is unreadable ({exc})"
-        ) from exc
-    diff = _identity_diff(old.get("identity", {}), identity)
-    if diff:
-        raise KnobLabError(
-            f"run.output_dir={str(out_dir.parent)!r}: {out_dir} holds another sweep's results "
-            f"({diff}); nothing was overwritten; choose a new directory, "
-            f"e.g. run.output_dir={str(out_dir.parent)}-2"
-        )
-    return old
 
 
 def _stream(plan: Any, rank: int, world: int) -> list[tuple[int, int, int]]:
@@ -543,46 +193,6 @@ def _progress(enabled: bool, console: Any) -> Any:
     )
 
 
-def weights_digest(module: torch.nn.Module, values_per_tensor: int = 64) -> str:
-    """A cheap digest of a module's weights: names, shapes, dtypes and a few values each.
-
-    NOTE: reads at most ``values_per_tensor`` values of each tensor (the first ones), so
-    it costs milliseconds even for billions of parameters; it tells apart checkpoints
-    (random init vs trained, another fine-tune), not two weights differing only deep
-    inside one tensor. Meta tensors (offloaded shards) contribute their shape only.
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        if t.device.type != "meta" and t.numel():
-            head = t.detach().reshape(-1)[:values_per_tensor].to("cpu", torch.float64)
-            h.update(head.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _model_identity(adapter: ModelAdapter, model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Name, config keys naming the weights, and a fingerprint of the weights themselves.
-
-    The fingerprint is ``adapter.fingerprint`` (attribute or method) when the adapter
-    has one, else :func:`weights_digest` of ``adapter.model`` when that is a module: a
-    results directory of random-init weights is then not mistaken for trained ones.
-    """
-    ident: dict[str, Any] = {"name": adapter.name}
-    fingerprint = getattr(adapter, "fingerprint", None)
-    if callable(fingerprint):
-        fingerprint = fingerprint()
-    if fingerprint is None and isinstance(getattr(adapter, "model", None), torch.nn.Module):
-        fingerprint = weights_digest(adapter.model)  # type: ignore[attr-defined]
-    if fingerprint is not None:
-        ident["fingerprint"] = fingerprint
-    for key in ("kind", "checkpoint", "path", "name_or_path", "weights"):
-        if model_cfg.get(key) is not None:
-            ident[key] = model_cfg[key]
-    return ident
-
-
 def run_sweep(
     cfg: Mapping[str, Any] | Any,
     *,
@@ -608,7 +218,7 @@ def run_sweep(
     data = plain(cfg)
     run_cfg = to_dataclass(data.get("run"), RunConfig, "run")
     design = to_dataclass(data.get("design"), DesignConfig, "design")
-    rank, world = _dist()
+    rank, world = dist_info()
     hw = to_dataclass(data.get("hardware") or {}, HardwareConfig, "hardware")
     empty_cache = hw.memory_savings.empty_cache_between_configs
     console = console or _console()
@@ -635,7 +245,7 @@ def run_sweep(
     plan = resolve_sampling(data, len(dataset))
     if world > 1:
         # Every rank must walk the same plan: adopt rank 0's seed (drawn when none was set).
-        seed = _broadcast(plan.seed, world)
+        seed = broadcast(plan.seed, world)
         if seed != plan.seed:
             plan.load_state_dict({**plan.state_dict(), "seed": seed})
     plan_desc = plan.describe()
@@ -643,7 +253,7 @@ def run_sweep(
     out_dir = Path(run_cfg.output_dir) / task
     sample_ids = [int(i) for i in plan.indices().tolist()]
     identity = {
-        "model": _model_identity(adapter, data.get("model") or {}),
+        "model": model_identity(adapter, data.get("model") or {}),
         "dataset": {k: v for k, v in (data.get("dataset") or {}).items() if k != "sampling"}
         | {"name": ds_name, "size": len(dataset)},
         "device": getattr(adapter, "device", "cpu"),
@@ -664,7 +274,7 @@ def run_sweep(
     previous: dict[str, str] = {}  # config key -> file name of every record already there
     if rank == 0:
         try:
-            old = _check_out_dir(out_dir, identity)
+            old = check_out_dir(out_dir, identity)
             rec.remove_stale_tmp(out_dir)
             existing = rec.load_records(out_dir)
             done: dict[str, str] = {}
@@ -695,7 +305,7 @@ def run_sweep(
             decision = exc
     else:
         decision = {}
-    decision = _broadcast(decision, world)
+    decision = broadcast(decision, world)
     if isinstance(decision, Exception):
         raise decision
     done = decision["done"]
@@ -720,24 +330,26 @@ def run_sweep(
             rows: list[dict[str, Any]] = []
             try:
                 effective = dict(adapter.apply_knobs(knobs) or {})
-                rows = _run_positions(
+                rows = measure_positions(
                     adapter,
                     dataset,
                     stream,
                     knobs,
                     effective,
-                    run_cfg,
-                    timer,
-                    ticker,
+                    runs=run_cfg.num_runs_per_sample,
+                    warmup=run_cfg.warmup_runs,
+                    max_new_tokens=run_cfg.max_new_tokens,
+                    timer=timer,
+                    advance=ticker,
                 )
-            except _OOM as exc:
+            except ConfigOOM as exc:
                 status, error = "oom", str(exc)
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()  # free what the failed configuration held
             except ConfigError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a configuration that cannot run is recorded
-                if _is_oom(exc):
+                if is_oom(exc):
                     status = "oom"
                 else:
                     status = "failed"
@@ -745,7 +357,7 @@ def run_sweep(
             if empty_cache and torch.cuda.is_available():
                 torch.cuda.empty_cache()
             ticker.flush()
-            gathered = _gather((status, error, effective, rows), rank, world)
+            gathered = gather((status, error, effective, rows), rank, world)
             if rank == 0:
                 statuses = [g[0] for g in gathered]
                 status = (
@@ -759,7 +371,7 @@ def run_sweep(
                     rows = []
                 elif rows and all(r["status"] == "failed" for r in rows):
                     status, error = "failed", f"every sample failed; first: {rows[0]['error']}"
-                record = build_record(
+                record = rec.build_record(
                     task=task,
                     model=adapter.name,
                     knobs=knobs,
@@ -914,7 +526,7 @@ def run_sweeps(
     data = plain(cfg)
     sections = list(_dataset_sections(data))
     apply_hardware(data.get("hardware"))
-    _dist()
+    dist_info()
     if adapter is None:
         adapter = build_adapter(data.get("model") or {}, data.get("hardware") or {})
     results = []

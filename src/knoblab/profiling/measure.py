@@ -1,0 +1,242 @@
+"""Measuring one configuration: warmup, timed stage runs per sample, scoring, per-sample rows.
+
+``measure_positions`` runs the plan positions given to this process at the knob setting
+in effect: ``run.warmup_runs`` unrecorded inferences on the first sample that loads,
+then per sample ``preprocess`` (untimed) and ``run.num_runs_per_sample`` timed runs of
+``encode_vision`` / ``prefill`` / ``decode`` under one :class:`StageTimer`. A sample
+that raises becomes a ``status: "failed"`` row; an out-of-memory error raises
+:class:`ConfigOOM` so the caller records the whole configuration as ``oom``.
+
+NOTE: the per-sample latency fields are the median of the runs, each field on its own
+(so ``T_total`` need not equal the sum of the stage medians); every run is kept in
+``runs``. ``T_decode_per_token`` is vLLM's TPOT: decode time over ``output_tokens - 1``.
+
+Example:
+    >>> from knoblab.profiling.synthetic import ListDataset, WaitAdapter
+    >>> ad = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0); _ = ad.apply_knobs({"tier": "low"})
+    >>> rows = measure_positions(ad, ListDataset.synthetic(2), [(0, 0, 0), (1, 0, 1)], {"tier": "low"}, {},
+    ...                          runs=1, warmup=0, max_new_tokens=3, timer=StageTimer("cpu"), advance=lambda: None)
+    >>> [r["status"] for r in rows]
+    ['ok', 'ok']
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from knoblab.models.adapter import ModelAdapter, Prepared
+from knoblab.profiling import records as rec
+from knoblab.profiling.timer import StageTimer
+
+#: Per-sample fields the runner measures itself; an adapter's ``Prepared.extra`` cannot override them.
+RUNNER_FIELDS = frozenset(
+    (
+        "sample_id",
+        "accuracy",
+        "pred",
+        "metadata",
+        "runs",
+        "status",
+        "error",
+        "output_tokens",
+        *rec.LATENCY_FIELDS,
+    )
+)
+
+
+# -- scoring ----------------------------------------------------------------------------
+def _scorer() -> Callable[[str, str, Sequence[str]], float]:
+    try:
+        from knoblab.data.scoring import score
+
+        return score
+    except ImportError:  # pragma: no cover - scoring ships with knoblab.data
+
+        def exact(metric: str, pred: str, answers: Sequence[str]) -> float:
+            return float(pred.strip().lower() in {a.strip().lower() for a in answers})
+
+        return exact
+
+
+def infer(
+    adapter: ModelAdapter, prepared: Prepared, timer: StageTimer, max_new: int
+) -> tuple[Any, dict[str, float]]:
+    """One timed inference: (the generation, the run's latencies in ms and output tokens)."""
+    timer.reset()
+    with timer.stage("total"):
+        with timer.stage("vision"):
+            vision = adapter.encode_vision(prepared)
+        with timer.stage("prefill"):
+            state = adapter.prefill(prepared, vision)
+        with timer.stage("decode"):
+            gen = adapter.decode(state, max_new)
+    ms = timer.read()
+    n_out = gen.output_tokens
+    run = {
+        "T_vision_total": ms.get("vision", 0.0),
+        "T_LLM_prefill": ms.get("prefill", 0.0),
+        "T_LLM_decode": ms.get("decode", 0.0),
+        "T_total": ms.get("total", 0.0),
+        # vLLM's TPOT: decode time over the tokens decode produced (the first came from prefill).
+        "T_decode_per_token": ms.get("decode", 0.0) / (n_out - 1) if n_out > 1 else None,
+        "output_tokens": n_out,
+    }
+    return gen, run
+
+
+def is_oom(exc: BaseException) -> bool:
+    """``torch.OutOfMemoryError``, or a RuntimeError saying "out of memory" (older torch, other backends)."""
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class ConfigOOM(Exception):
+    """The configuration ran out of memory after ``done`` samples."""
+
+    def __init__(self, message: str, done: int):
+        super().__init__(message)
+        self.done = done
+
+
+def _median(values: list[Any]) -> Any:
+    vals = [v for v in values if v is not None]
+    return float(statistics.median(vals)) if vals else None
+
+
+def _measure_sample(
+    adapter: ModelAdapter,
+    sample: Any,
+    knobs: Mapping[str, Any],
+    effective: Mapping[str, Any],
+    runs_per_sample: int,
+    max_new_tokens: int,
+    timer: StageTimer,
+    score: Callable[[str, str, Sequence[str]], float],
+    metric: str,
+) -> dict[str, Any]:
+    prepared = adapter.preprocess(sample)
+    runs = []
+    gen = None
+    for _ in range(runs_per_sample):
+        g, run = infer(adapter, prepared, timer, max_new_tokens)
+        gen = gen or g
+        runs.append(run)
+    assert gen is not None
+    extra = dict(prepared.extra or {})
+    row: dict[str, Any] = {
+        "sample_id": sample.sample_id,
+        "tier": knobs.get("tier"),
+        "target_vision_tokens": prepared.target_vision_tokens
+        if prepared.target_vision_tokens is not None
+        else knobs.get("vision_tokens"),
+        "target_crops": extra.pop("target_crops", None),
+        "actual_vision_tokens": prepared.actual_vision_tokens,
+        "top_k": effective.get("top_k", knobs.get("top_k")),
+        "num_active_blocks": effective.get("num_active_blocks", knobs.get("num_active_blocks")),
+        "input_text_tokens": prepared.input_text_tokens,
+        "output_tokens": gen.output_tokens,
+        "theoretical_num_crops": extra.pop("theoretical_num_crops", prepared.num_crops),
+        "theoretical_tiling": extra.pop("theoretical_tiling", prepared.tiling),
+        "theoretical_image_size": extra.pop("theoretical_image_size", prepared.image_size),
+        "theoretical_vision_tokens": prepared.theoretical_vision_tokens,
+        "actual_num_crops": prepared.num_crops,
+        "actual_tiling": prepared.tiling,
+        "actual_image_size": prepared.image_size,
+        "accuracy": float(score(metric, gen.text, sample.answers)),
+        "pred": gen.text,
+        "metadata": {
+            "question": sample.question,
+            "answers": list(sample.answers),
+            "image_id": sample.image_id,
+            **dict(sample.metadata or {}),
+        },
+    }
+    for k in rec.LATENCY_FIELDS:
+        row[k] = _median([r[k] for r in runs])
+    # The adapter's own per-sample fields (e.g. actual_image_size of the content) win,
+    # except those the runner measures itself.
+    row.update({k: v for k, v in extra.items() if k not in RUNNER_FIELDS})
+    row["runs"] = runs
+    row["status"] = "ok"
+    row["error"] = None
+    return row
+
+
+def _failed_row(sample_id: Any, knobs: Mapping[str, Any], exc: BaseException) -> dict[str, Any]:
+    return {
+        "sample_id": sample_id,
+        "tier": knobs.get("tier"),
+        "target_vision_tokens": knobs.get("vision_tokens"),
+        "top_k": knobs.get("top_k"),
+        "num_active_blocks": knobs.get("num_active_blocks"),
+        "accuracy": None,
+        "pred": None,
+        **{k: None for k in rec.LATENCY_FIELDS},
+        "runs": [],
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+    }
+
+
+def measure_positions(
+    adapter: ModelAdapter,
+    dataset: Any,
+    stream: Sequence[tuple[int, int, int]],
+    knobs: Mapping[str, Any],
+    effective: Mapping[str, Any],
+    *,
+    runs: int,
+    warmup: int,
+    max_new_tokens: int,
+    timer: StageTimer,
+    advance: Callable[[], None],
+) -> list[dict[str, Any]]:
+    """Per-sample rows of ``stream`` = [(plan position, epoch, dataset index)].
+
+    ``knobs`` is the configuration asked for, ``effective`` what ``apply_knobs`` returned;
+    ``advance`` is called once per sample (the progress bar).
+
+    Raises:
+        ConfigOOM: the model ran out of memory (in warmup or on a sample).
+    """
+    score = _scorer()
+    metric = getattr(dataset, "metric", "exact_match")
+    # Warm up on the first sample that loads and runs (shapes change with the knobs).
+    for _, _, idx in stream[:3]:
+        if warmup == 0:
+            break
+        try:
+            prepared = adapter.preprocess(dataset[idx])
+            for _ in range(warmup):
+                infer(adapter, prepared, timer, max_new_tokens)
+            break
+        except Exception as exc:  # noqa: BLE001 - a bad sample is recorded when measured
+            if is_oom(exc):
+                raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], 0) from exc
+    rows = []
+    for pos, epoch, idx in stream:
+        sample_id: Any = idx
+        try:
+            sample = dataset[idx]
+            sample_id = sample.sample_id
+            row = _measure_sample(
+                adapter, sample, knobs, effective, runs, max_new_tokens, timer, score, metric
+            )
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failing sample must not stop the sweep
+            if is_oom(exc):
+                raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], len(rows)) from exc
+            row = _failed_row(sample_id, knobs, exc)
+        row["position"] = pos
+        row["epoch"] = epoch
+        row["dataset_index"] = idx
+        rows.append(row)
+        advance()
+    return rows
