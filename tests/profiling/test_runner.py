@@ -271,6 +271,14 @@ def test_bad_input_errors_before_writing(sweep_cfg, tmp_path, adapter, dataset) 
         run_sweep(cfg, adapter=adapter, dataset=dataset)
     with pytest.raises(DataError, match="has no samples"):
         run_sweep(sweep_cfg(tmp_path), adapter=adapter, dataset=ListDataset([], name="empty"))
+    with pytest.raises(
+        ConfigError, match="dataset.metric='bleu' is invalid: allowed is one of vqa"
+    ):
+        run_sweep(
+            sweep_cfg(tmp_path),
+            adapter=adapter,
+            dataset=ListDataset(dataset.samples, metric="bleu"),
+        )
     with pytest.raises(ConfigError, match="run.num_runs_per_sample=0"):
         run_sweep(sweep_cfg(tmp_path, num_runs_per_sample=0), adapter=adapter, dataset=dataset)
     assert not tmp_path.joinpath("synthetic").exists()

@@ -62,6 +62,16 @@ def _scorer() -> Callable[[str, str, Sequence[str]], float]:
         return exact
 
 
+def check_metric(metric: str) -> None:
+    """Raise ``ConfigError`` now for a metric the scorer does not know (not once per sample)."""
+    from knoblab.errors import ConfigError
+
+    try:
+        _scorer()(metric, "a", ["a"])
+    except ConfigError as exc:
+        raise ConfigError("dataset.metric", metric, exc.allowed) from None
+
+
 def infer(
     adapter: ModelAdapter, prepared: Prepared, timer: StageTimer, max_new: int
 ) -> tuple[Any, dict[str, float]]:

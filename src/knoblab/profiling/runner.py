@@ -56,7 +56,7 @@ from knoblab.profiling.design import DesignConfig, make_design
 from knoblab.profiling.distributed import broadcast, dist_info, gather
 from knoblab.profiling.hardware import HardwareConfig, apply_hardware
 from knoblab.profiling.identity import check_out_dir, model_identity
-from knoblab.profiling.measure import ConfigOOM, is_oom, measure_positions
+from knoblab.profiling.measure import ConfigOOM, check_metric, is_oom, measure_positions
 from knoblab.profiling.report import summary_rows, write_report_md
 from knoblab.profiling.timer import StageTimer
 
@@ -231,6 +231,7 @@ def run_sweep(
         raise DataError(
             f"dataset.name={ds_name!r} has no samples: allowed is a dataset with >= 1 sample"
         )
+    check_metric(getattr(dataset, "metric", "exact_match"))
     lists = knob_lists(data.get("knobs"), adapter)
     configs = make_design(
         design.name, lists, levels=design.levels, num_points=design.num_points, seed=design.seed
