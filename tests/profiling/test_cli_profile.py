@@ -206,3 +206,28 @@ def test_shipped_knob_presets_are_valid_for_the_reference_model(preset: str) -> 
 def test_help_prints_the_config(capsys, command: str) -> None:
     code, out, _ = _run(capsys, command, "--help", "knobs.top_k=[1]")
     assert code == 0 and "top_k:\n  - 1" in out and "num_runs_per_sample" in out
+
+
+def test_target_tokens_mode_with_the_reference_model(tmp_path: Path, capsys) -> None:
+    code, _, err = _run(
+        capsys,
+        "profile",
+        *SMALL,
+        f"run.output_dir={tmp_path}",
+        "knobs=reference_tokens",
+        "knobs.tier=null",  # SMALL sets a tier list
+        "knobs.vision_tokens=[18,144]",
+        "knobs.top_k=[1]",
+        "knobs.num_active_blocks=[1]",
+    )
+    assert code == 0, err
+    records = rec.load_records(tmp_path / "shapes-vqa")
+    assert sorted(records) == [
+        "shapes-vqa_imgsizetokens144_topk1_blocks1.json",
+        "shapes-vqa_imgsizetokens18_topk1_blocks1.json",
+    ]
+    r = records["shapes-vqa_imgsizetokens144_topk1_blocks1.json"]
+    assert r["tier"] is None and r["vision_tokens"] == 144 and r["max_crops"] == 15
+    assert r["target_vision_tokens_mean"] == 144 and r["actual_vision_tokens_mean"] <= 144
+    s = r["per_sample_results"][0]
+    assert s["target_crops"] == 15 and s["actual_num_crops"] <= 15
