@@ -199,11 +199,14 @@ def run_sweep(
     adapter: ModelAdapter,
     dataset: Any | None = None,
     console: Any | None = None,
+    model_config: Mapping[str, Any] | None = None,
 ) -> SweepResult:
     """Run one dataset's sweep described by ``cfg`` (the composed ``profile`` config).
 
     ``adapter`` is loaded by the caller (once for all datasets); ``dataset`` defaults
-    to ``build_dataset(cfg.dataset)``.
+    to ``build_dataset(cfg.dataset)``. ``model_config`` is the section the adapter was
+    built from, when it was (its ``kind``/``path``/``weights`` join the sweep's identity);
+    an adapter made by hand is identified by its name and weights fingerprint only.
 
     Raises:
         ConfigError: bad run/design/knob settings (before anything is written).
@@ -254,7 +257,7 @@ def run_sweep(
     out_dir = Path(run_cfg.output_dir) / task
     sample_ids = [int(i) for i in plan.indices().tolist()]
     identity = {
-        "model": model_identity(adapter, data.get("model") or {}),
+        "model": model_identity(adapter, model_config or {}),
         "dataset": {k: v for k, v in (data.get("dataset") or {}).items() if k != "sampling"}
         | {"name": ds_name, "size": len(dataset)},
         "device": getattr(adapter, "device", "cpu"),
@@ -528,12 +531,17 @@ def run_sweeps(
     sections = list(_dataset_sections(data))
     apply_hardware(data.get("hardware"))
     dist_info()
+    model_config = None
     if adapter is None:
-        adapter = build_adapter(data.get("model") or {}, data.get("hardware") or {})
+        model_config = data.get("model") or {}
+        adapter = build_adapter(model_config, data.get("hardware") or {})
     results = []
     t0 = time.perf_counter()
     for section in sections:
-        results.append(run_sweep({**data, "dataset": section}, adapter=adapter, console=console))
+        sweep_cfg = {**data, "dataset": section}
+        results.append(
+            run_sweep(sweep_cfg, adapter=adapter, console=console, model_config=model_config)
+        )
     if console is not None and len(results) > 1:
         console.print(f"{len(results)} datasets in {time.perf_counter() - t0:.0f} s")
     return results
