@@ -133,7 +133,16 @@ def test_no_knob_at_all_and_empty_dataset(tmp_path: Path, capsys, monkeypatch) -
     assert code == 2 and "dataset.name='empty' has no samples" in err
 
 
-def test_several_datasets_one_invocation(tmp_path: Path, capsys) -> None:
+def test_several_datasets_one_invocation_one_model_load(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from knoblab.models import registry
+
+    builds = []
+    real = registry.build_adapter
+    monkeypatch.setattr(
+        registry, "build_adapter", lambda *a, **k: builds.append(1) or real(*a, **k)
+    )
     code, _, err = _run(
         capsys,
         "profile",
@@ -143,6 +152,7 @@ def test_several_datasets_one_invocation(tmp_path: Path, capsys) -> None:
         "datasets=[shapes_vqa,shapes_vqa_hard]",
     )
     assert code == 0, err
+    assert len(builds) == 1  # the model is loaded once; knobs are applied in place
     assert len(rec.load_records(tmp_path / "shapes-vqa")) == 1
     assert len(rec.load_records(tmp_path / "shapes-vqa-hard")) == 1
 
