@@ -143,6 +143,7 @@ def test_rerun_skips_finished_and_extends_with_new_knobs(
     run_sweep(sweep_cfg(tmp_path), adapter=adapter, dataset=dataset)
     before = _files(tmp_path / "synthetic")
     calls = adapter.calls
+    assert calls == 10 * (1 + 6 * 2)  # per configuration: 1 warmup + 6 samples x 2 timed runs
     res = run_sweep(sweep_cfg(tmp_path), adapter=adapter, dataset=dataset)
     assert adapter.calls == calls and not res.ran and len(res.skipped) == 10
     after = _files(tmp_path / "synthetic")
