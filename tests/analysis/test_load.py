@@ -55,7 +55,12 @@ def test_failed_samples_dropped_and_missing_percentile_computed(
     d = _copy(exact_dir, tmp_path / "r")
     f = sorted(d.glob("*_topk*_blocks*.json"))[0]
     rec = json.loads(f.read_text())
-    rec["per_sample_results"][0] = {"sample_id": 0, "error": "corrupt image"}
+    # the runner's failed-sample row: status failed, timings null, the error kept
+    rec["per_sample_results"][0] |= {
+        "status": "failed",
+        "error": "OSError: corrupt image",
+        "T_total": None,
+    }
     del rec["aggregate_stats"]["T_total_p99"]
     f.write_text(json.dumps(rec))
     res = load_results(d)

@@ -18,7 +18,8 @@ Why this and not a boosted tree or a neural net (nn-Meter uses random forests pe
 kernel): a sweep holds a handful of configurations, and a tree cannot predict outside
 the knob values it saw, whereas these terms are the cost model of a transformer and
 extend to unmeasured ``top_k`` or block counts. The fit is non-negative least squares
-(``scipy.optimize.nnls``) on rows weighted by 1/latency: non-negative because every
+(``scipy.optimize.nnls``) on rows weighted by 1/latency (the row's configuration's
+median, see ``_scale``): non-negative because every
 term is a cost (it keeps extrapolation sane when terms are collinear), weighted so
 that it minimises relative error, the figure nn-Meter reports. Intercepts may take
 either sign.
@@ -332,6 +333,19 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _scale(samples: pd.DataFrame, column: str) -> np.ndarray:
+    """Each row's latency scale for relative weighting: its configuration's median.
+
+    Why not the row's own value: minimising sum(((p - y) / y)^2) with noisy y favours
+    predictions below the mean (small y get the large weights), which showed as a
+    -30% bias on a busy machine's timings. A configuration's median is a robust scale
+    that is the same for all its rows, so the fit stays unbiased for the mean.
+    """
+    if "config" in samples:
+        return samples.groupby("config", sort=False)[column].transform("median").to_numpy(float)
+    return samples[column].to_numpy(float)
+
+
 def fit_coefficients(
     samples: pd.DataFrame, vision_tokens: str = "actual"
 ) -> dict[str, list[float]]:
@@ -343,9 +357,9 @@ def fit_coefficients(
     coef = {}
     for s in STAGES:
         y = samples[s].to_numpy(float)
-        coef[s] = _fit_stage(s, x, y, y).tolist()
+        coef[s] = _fit_stage(s, x, y, _scale(samples, s)).tolist()
     other = total - samples[list(STAGES)].to_numpy(float).sum(axis=1)
-    coef["other"] = _fit_stage("other", x, other, total).tolist()
+    coef["other"] = _fit_stage("other", x, other, _scale(samples, "T_total")).tolist()
     return coef
 
 

@@ -7,8 +7,9 @@ record that cannot be used — unreadable JSON, ``status`` other than ``ok``, mi
 fields of an older schema, no valid sample — is listed in ``SweepResults.skipped``
 with the reason, and the rest is analysed. Nothing here raises on a bad record.
 
-NOTE: per-sample rows that carry an ``error`` or lack a timing are dropped (counted in
-``SweepResults.notes``); a configuration keeps its recorded ``accuracy``. A
+NOTE: per-sample rows that carry an ``error``, a ``status`` other than ``ok``, or lack
+a timing are dropped (counted in ``SweepResults.notes``); a configuration keeps its
+recorded ``accuracy``. A
 percentile missing from ``aggregate_stats`` is computed from the per-sample rows
 (numpy's linear interpolation), and the note says so.
 
@@ -174,12 +175,15 @@ def _read_one(
     good = [
         r
         for r in rows
-        if not r.get("error") and all(r.get(f) is not None for f in REQUIRED_SAMPLE_FIELDS)
+        if not r.get("error")
+        and r.get("status", "ok") == "ok"
+        and all(r.get(f) is not None for f in REQUIRED_SAMPLE_FIELDS)
     ]
     if len(good) < len(rows):
         bad = [r for r in rows if r not in good]
         missing_s = sorted({f for r in bad for f in REQUIRED_SAMPLE_FIELDS if r.get(f) is None})
-        why = "an error" if any(r.get("error") for r in bad) else f"missing {', '.join(missing_s)}"
+        failed = any(r.get("error") or r.get("status", "ok") != "ok" for r in bad)
+        why = "failed samples" if failed else f"missing {', '.join(missing_s)}"
         notes.append(f"{rel}: dropped {len(bad)} of {len(rows)} sample rows ({why})")
     if not good:
         return None, None, "no valid per-sample rows", notes

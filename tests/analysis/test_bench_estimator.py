@@ -1,0 +1,31 @@
+"""benchmarks/bench_estimator.py evaluates a results directory and prints the nn-Meter table."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from rich.console import Console
+
+from knoblab.analysis.load import load_results
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_estimator.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_estimator", BENCH)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_report_on_synthetic_records(small_dir: Path) -> None:
+    bench = _bench()
+    con = Console(record=True, width=200)
+    bench.report(con, small_dir, "synthetic", 0.0, "actual")
+    text = con.export_text()
+    assert "leave-one-configuration-out" in text and "MAPE" in text
+    assert "goal (config-level T_total MAPE <= 5%" in text and "meets" in text
+    floor, n = bench.noise_floor(load_results(small_dir))
+    assert n == 8 and 0 <= floor < 5  # synthetic vision times depend on tokens only, 3% noise
