@@ -158,7 +158,17 @@ def scaling_figure(data: pd.DataFrame, fits: pd.DataFrame) -> Figure:
         ax.set_ylabel(f"{col} (ms)")
         ax.set_title(f"{stage} scaling, least-squares fit per (top_k, blocks)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="upper left")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="upper left")
+        else:  # e.g. every answer had the same length: nothing to fit against
+            ax.text(
+                0.5,
+                0.95,
+                f"{xlabel} constant: no fit",
+                transform=ax.transAxes,
+                ha="center",
+                va="top",
+            )
     return fig
 
 

@@ -237,8 +237,22 @@ def _budget_dict(a: Analysis) -> dict[str, Any] | None:
 
 def _env_line(a: Analysis) -> str:
     env = a.results.environment
-    keys = ("device", "dtype", "seed", "git_revision", "torch", "knoblab")
-    parts = [f"{k}={env[k]}" for k in keys if k in env and not isinstance(env[k], (dict, list))]
+    keys = (
+        "device",
+        "device_name",
+        "dtype",
+        "torch_num_threads",
+        "seed",
+        "git_revision",
+        "world_size",
+    )
+    parts = [
+        f"{k}={env[k]}"
+        for k in keys
+        if env.get(k) is not None and not isinstance(env[k], (dict, list))
+    ]
+    pkgs = env.get("packages") if isinstance(env.get("packages"), dict) else {}
+    parts += [f"{k} {pkgs[k]}" for k in ("torch", "transformers", "knoblab") if pkgs.get(k)]
     return ", ".join(parts) if parts else "environment.json not found"
 
 
