@@ -1,0 +1,70 @@
+"""The recipe's evaluation grid and claim checks (the full recipe run is not a test: ~30 min)."""
+
+from __future__ import annotations
+
+import pytest
+
+from knoblab.hydra_utils import compose
+from knoblab.training.recipe import Setting, check_claims, evaluate, settings_for
+from knoblab.training.tasks import build_task
+
+TINY = {
+    "arch": {
+        "vision_dim": 16,
+        "vision_heads": 2,
+        "d_model": 16,
+        "n_heads": 2,
+        "n_layers": 2,
+        "num_experts": 2,
+        "expert_hidden": 16,
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_task("reference", TINY).model
+
+
+def test_grid_covers_tiers_top_k_and_half_blocks(tiny):
+    names = {s.name for s in settings_for(tiny)}
+    assert {
+        "tier=low top_k=2 blocks=2",
+        "tier=medium top_k=2 blocks=2",
+        "tier=high top_k=2 blocks=2",
+    } <= names
+    assert {"tier=high top_k=1 blocks=2", "tier=high top_k=2 blocks=1"} <= names
+
+
+def test_claims_pass_and_fail(tiny):
+    good = {
+        "tier=low top_k=2 blocks=2": 60.0,
+        "tier=medium top_k=2 blocks=2": 75.0,
+        "tier=high top_k=2 blocks=2": 85.0,
+        "tier=high top_k=1 blocks=2": 84.0,
+        "tier=high top_k=2 blocks=1": 50.0,
+    }
+    assert all(ok for _, _, ok in check_claims(good, tiny, 300))
+    bad = {**good, "tier=low top_k=2 blocks=2": 75.0, "tier=high top_k=1 blocks=2": 95.0}
+    failed = [c for c, _, ok in check_claims(bad, tiny, 300) if not ok]
+    assert (
+        len(failed) == 2
+        and any("low tier" in c for c in failed)
+        and any("top_k" in c for c in failed)
+    )
+
+
+def test_evaluate_returns_a_percentage_per_setting(tiny):
+    acc = evaluate(tiny, [Setting("low", 1, 1), Setting("high", 2, 2)], num_samples=4, batch_size=2)
+    assert set(acc) == {"tier=low top_k=1 blocks=1", "tier=high top_k=2 blocks=2"}
+    assert all(0.0 <= v <= 100.0 for v in acc.values())
+    assert tiny.top_k == tiny.cfg.top_k and len(tiny.active_block_indices) == 2  # knobs restored
+
+
+def test_reference_preset_is_the_shipped_architecture():
+    cfg = compose("train", ["train=reference"])
+    task = build_task(cfg.model.kind, cfg.model.config)
+    from knoblab.models.reference.config import ReferenceConfig
+
+    assert task.model.cfg == ReferenceConfig()
+    assert cfg.train.export.endswith("reference-v1.safetensors")
