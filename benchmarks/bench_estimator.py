@@ -26,7 +26,7 @@ spread of their mean ``T_vision_total`` around the group mean is pure timing noi
 (machine load, caches). No estimator can beat that figure; on a busy shared machine
 it is large, and the estimator's error should be read against it.
 
-    python benchmarks/bench_estimator.py                    # interleaved, full grid, 40 samples, 5 rounds
+    python benchmarks/bench_estimator.py                    # interleaved, full grid, 20 samples, 10 rounds
     python benchmarks/bench_estimator.py --mode runner      # the runner's sweep (design=full)
     python benchmarks/bench_estimator.py --num-samples 100 --out results/bench_estimator
     python benchmarks/bench_estimator.py --results results/profile/shapes-vqa   # an existing sweep
@@ -182,9 +182,12 @@ def main() -> None:
     ap.add_argument(
         "--synthetic", action="store_true", help="synthetic records with 3%% timing noise"
     )
-    ap.add_argument("--num-samples", type=int, default=40)
+    ap.add_argument("--num-samples", type=int, default=20)
     ap.add_argument(
-        "--runs", type=int, default=5, help="timed runs (runner) or rounds (interleaved) per sample"
+        "--runs",
+        type=int,
+        default=10,
+        help="timed runs (runner) or rounds (interleaved) per sample",
     )
     ap.add_argument("--mode", default="interleaved", choices=("interleaved", "runner", "both"))
     ap.add_argument(
