@@ -6,6 +6,7 @@ Config (``model.config`` of ``knoblab train``)::
     tiers: {low: 1, medium: 1, high: 2}   # vision tier of each batch, drawn with these weights
     top_k: [1, 2, 3, 4]             # experts per token of each batch, drawn uniformly (null: model default)
     aux_loss_coef: 0.01             # MoE load-balancing loss weight
+    patch_loss_coef: 0.5            # training-only patch loss (which object each patch holds)
 
 Why vary the knobs while training: the profiler sweeps tiers and ``top_k`` at
 inference, so every setting must be one the model has seen; otherwise "more experts"
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "tiers": {"low": 1.0, "medium": 1.0, "high": 2.0},
     "top_k": None,
     "aux_loss_coef": 0.01,
+    "patch_loss_coef": 0.5,
 }
 
 
@@ -75,9 +77,10 @@ class ReferenceCollate:
 class ReferenceLoss:
     """``loss(model, batch)``: answer-token cross-entropy at a ``top_k`` drawn per batch."""
 
-    def __init__(self, top_k: Sequence[int] | None, aux_loss_coef: float):
+    def __init__(self, top_k: Sequence[int] | None, aux_loss_coef: float, patch_loss_coef: float):
         self.top_k = list(top_k) if top_k else None
         self.aux_loss_coef = aux_loss_coef
+        self.patch_loss_coef = patch_loss_coef
 
     def __call__(self, model: nn.Module, batch: Any) -> torch.Tensor:
         k = None
@@ -87,7 +90,9 @@ class ReferenceLoss:
                 [1.0] * len(self.top_k),
                 mix_key(0x70B, *batch.sample_ids[:8], len(batch)),
             )
-        return model.loss(batch, top_k=k, aux_loss_coef=self.aux_loss_coef)
+        return model.loss(
+            batch, top_k=k, aux_loss_coef=self.aux_loss_coef, patch_loss_coef=self.patch_loss_coef
+        )
 
 
 def export(model: nn.Module, config: Mapping[str, Any], path: Any, extra: Mapping[str, Any]) -> Any:
@@ -142,13 +147,14 @@ def build_task(config: dict[str, Any]) -> TrainTask:
         "tiers": tiers,
         "top_k": top_k,
         "aux_loss_coef": float(cfg["aux_loss_coef"]),
+        "patch_loss_coef": float(cfg["patch_loss_coef"]),
     }
     return TrainTask(
         kind="reference",
         config=plain_cfg,
         model=ReferenceVLM(arch),
         collate=ReferenceCollate(arch, tiers),
-        loss=ReferenceLoss(top_k, float(cfg["aux_loss_coef"])),
+        loss=ReferenceLoss(top_k, float(cfg["aux_loss_coef"]), float(cfg["patch_loss_coef"])),
         batch_size=len,
         extra={"export": export},
     )
