@@ -47,3 +47,19 @@ def test_console_script_runs() -> None:
         [sys.executable, "-m", "knoblab.cli", "--help"], capture_output=True, text=True, check=True
     )
     assert "usage: knoblab" in out.stdout
+
+
+def test_sweep_job_error_is_one_line_exit_2(tmp_path, monkeypatch) -> None:
+    """A bad value inside a Hydra -m sweep: the CLI's one line and exit 2, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "knoblab.cli", "plan", "-m", "dataset.sampling.num_epochs=0,1"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert (
+        "knoblab plan: error: dataset.sampling.num_epochs=0 is invalid: allowed is an integer >= 1"
+        in out.stderr.splitlines()
+    )

@@ -129,9 +129,16 @@ def run_multirun(
     """Run ``task`` once per point of a Hydra sweep (basic launcher unless configured)."""
     import hydra
 
+    from knoblab.errors import KnobLabError
+
     @hydra.main(version_base=None, config_path="conf", config_name=config_name)
     def _app(cfg: DictConfig) -> Any:
-        return task(cfg)
+        try:
+            return task(cfg)
+        except KnobLabError as exc:
+            # Hydra reports a job's Exception as a full traceback and exits 1; a
+            # BaseException passes through it, so the CLI can print its one line (exit 2).
+            raise _JobError(exc) from exc
 
     # hydra.main reads sys.argv; point its config_path at the package's conf dir.
     _app.__module__ = "knoblab.hydra_utils"
@@ -139,6 +146,16 @@ def run_multirun(
     sys.argv = [prog, "--multirun", *normalize_overrides(argv)]
     try:
         _app()
+    except _JobError as exc:
+        raise exc.error from None
     finally:
         sys.argv = old
     return 0
+
+
+class _JobError(BaseException):
+    """Carries a sweep job's ``KnobLabError`` past Hydra's exception reporting."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error

@@ -18,6 +18,10 @@ _EXPORTS = {
     "ChunkedSampler": "chunked",
     "ChunkedDataLoader": "chunked",
     "resolve_chunk_sizes": "chunked",
+    "ChunkConfig": "chunked",
+    "ChunkSizes": "chunked",
+    "validate_chunk_sizes": "chunked",
+    "PlanShard": "plan",
     "WeightedMultiDatasetSampler": "weighted",
 }
 __all__ = sorted(_EXPORTS)
