@@ -62,3 +62,30 @@ def test_sweep_two_values_of_each_knob(tmp_path):
             assert 0 < s["actual_vision_tokens"] <= r["knobs"]["vision_tokens"]
             assert 0.0 <= s["accuracy"] <= 1.0
     assert seen == {(v, k, b) for v in (4, 64) for k in (1, 2) for b in (1, 2)}
+
+
+def test_hf_knob_preset_composes_and_fits_a_checkpoint(tmp_path):
+    """``knobs=hf`` (the preset of the README's GPU example) reaches an HF adapter's knobs.
+
+    The tiny checkpoint's pixel ladder stops at 64 tokens, so the test widens it with
+    ``model.knob_values`` as a user of a small checkpoint would.
+    """
+    from knoblab.config import plain
+    from knoblab.hydra_utils import compose
+    from knoblab.profiling.runner import knob_lists
+
+    ckpt = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "ckpt")
+    cfg = compose(
+        "profile",
+        [
+            "model=hf_qwen2_5_vl",
+            f"model.path={ckpt}",
+            "model.dtype=fp32",
+            "+model.knob_values.vision_tokens=[256,1024,4096]",
+            "knobs=hf",
+        ],
+    )
+    knobs = plain(cfg.knobs)
+    assert knobs["vision_tokens"] == [256, 1024, 4096] and knobs["tier"] is None
+    lists = knob_lists(knobs, build_adapter(plain(cfg.model)))
+    assert lists == {"vision_tokens": [256, 1024, 4096]}
