@@ -1,4 +1,4 @@
-"""The adapter example of the docs runs as written: a complete adapter in at most 40 lines."""
+"""The README's adapter example runs as written: a complete adapter in at most 40 lines."""
 
 from __future__ import annotations
 
@@ -13,14 +13,22 @@ from knoblab.models.adapter import ModelAdapter
 from knoblab.profiling.runner import run_sweep
 from knoblab.profiling.synthetic import ListDataset
 
-# The lead points this at README.md once the block is pasted there.
-DOC = Path(__file__).resolve().parents[2] / "docs" / "adapter_example.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
+# The README's "Bring your own model" section puts this marker right before the block.
+MARKER = "<!-- adapter-example -->"
 
 
 def _example_code() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    assert len(blocks) == 1, "the adapter example is exactly one python code block"
-    return blocks[0]
+    text = DOC.read_text(encoding="utf-8")
+    assert text.count(MARKER) == 1, f"README.md has exactly one {MARKER} marker"
+    block = re.match(r"\s*```python\n(.*?)```", text.split(MARKER, 1)[1], re.S)
+    assert block, f"a ```python block follows {MARKER} directly"
+    return block.group(1)
+
+
+def test_example_is_the_adapter() -> None:
+    code = _example_code()
+    assert "class MyAdapter" in code and "def decode" in code
 
 
 def test_example_is_at_most_40_lines() -> None:
