@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -115,6 +115,41 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
         raise _translate(exc, overrides) from exc
     finally:
         _CURRENT_CONFIG.pop()
+
+
+HELP_FLAGS = ("-h", "--help")
+
+
+def wants_help(argv: Sequence[str]) -> bool:
+    """True when ``-h`` or ``--help`` is among the arguments."""
+    return any(a in HELP_FLAGS for a in argv)
+
+
+def print_help(
+    usage: str,
+    config_name: str,
+    overrides: Sequence[str] = (),
+    updates: Mapping[str, Any] | None = None,
+) -> int:
+    """Print ``usage`` and the composed config with ``overrides`` applied; returns 0.
+
+    Every Hydra-configured command answers ``-h``/``--help`` this way. ``-h``,
+    ``--help``, ``-m`` and ``--multirun`` are dropped from ``overrides`` (they are not
+    Hydra overrides), so ``knoblab plan -m --help dataset.sampling.seed=3`` shows the
+    config that the first point would compose. ``updates`` (top-level keys) are set
+    after composing: a command's flags, such as ``knoblab analyze --out DIR``.
+
+    Example:
+        >>> print_help("knoblab plan [overrides]", "plan", ["dataset.size=10"])  # doctest: +SKIP
+    """
+    rest = [a for a in overrides if a not in (*HELP_FLAGS, "-m", "--multirun")]
+    print(usage.strip())
+    print("\nConfig (with your overrides), every key overridable as key=value:\n")
+    cfg = compose(config_name, rest)
+    for key, value in (updates or {}).items():
+        cfg[key] = value
+    print(OmegaConf.to_yaml(cfg))
+    return 0
 
 
 def split_multirun(argv: Sequence[str]) -> tuple[bool, list[str]]:

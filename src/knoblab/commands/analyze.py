@@ -70,12 +70,12 @@ def parse_argv(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        print(USAGE)
-        return 0
     from knoblab.config import plain
-    from knoblab.hydra_utils import compose
+    from knoblab.hydra_utils import HELP_FLAGS, compose, print_help, wants_help
 
+    if wants_help(argv):
+        flags, overrides = parse_argv([a for a in argv if a not in HELP_FLAGS])
+        return print_help(USAGE, CONFIG_NAME, overrides, flags)
     flags, overrides = parse_argv(argv)
     cfg = plain(compose(CONFIG_NAME, overrides))
     cfg.update(flags)

@@ -13,20 +13,11 @@ from __future__ import annotations
 def main(argv: list[str]) -> int:
     from rich.console import Console
 
-    from knoblab.hydra_utils import compose
+    from knoblab.hydra_utils import compose, print_help, wants_help
     from knoblab.profiling.deep import deep_profile, maybe_wrap_in_nsys
 
-    if "-h" in argv or "--help" in argv:
-        from omegaconf import OmegaConf
-
-        print(__doc__)
-        print("Config (with your overrides), every key overridable as key=value:\n")
-        print(
-            OmegaConf.to_yaml(
-                compose("deep_profile", [a for a in argv if a not in ("-h", "--help")])
-            )
-        )
-        return 0
+    if wants_help(argv):
+        return print_help(__doc__ or "", "deep_profile", argv)
     cfg = compose("deep_profile", argv)
     code = maybe_wrap_in_nsys(cfg, argv)
     if code is not None:

@@ -49,7 +49,9 @@ def run(cfg: Any) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from knoblab.hydra_utils import compose
+    from knoblab.hydra_utils import compose, print_help, wants_help
 
+    if wants_help(argv):
+        return print_help(__doc__ or "", CONFIG_NAME, argv)
     run(compose(CONFIG_NAME, argv))
     return 0

@@ -129,8 +129,10 @@ def run(cfg: Any) -> Any:
 
 def main(argv: list[str]) -> int:
     """``knoblab plan [overrides]``; ``-m`` sweeps the overrides with Hydra's launcher."""
-    from knoblab.hydra_utils import compose, run_multirun, split_multirun
+    from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
 
+    if wants_help(argv):
+        return print_help(__doc__ or "", CONFIG_NAME, argv)
     multirun, overrides = split_multirun(argv)
     if multirun:
         return run_multirun(CONFIG_NAME, run, overrides, "knoblab plan")

@@ -23,16 +23,10 @@ def _task(cfg: Any) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from knoblab.hydra_utils import compose, run_multirun, split_multirun
+    from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
 
-    if "-h" in argv or "--help" in argv:
-        from omegaconf import OmegaConf
-
-        rest = [a for a in argv if a not in ("-h", "--help")]
-        print(__doc__)
-        print("Config (with your overrides), every key overridable as key=value:\n")
-        print(OmegaConf.to_yaml(compose("profile", rest)))
-        return 0
+    if wants_help(argv):
+        return print_help(__doc__ or "", "profile", argv)
     multirun, rest = split_multirun(argv)
     if multirun:
         return run_multirun("profile", _task, rest, "knoblab profile")

@@ -25,7 +25,7 @@ import logging
 import sys
 from typing import Any
 
-from knoblab.hydra_utils import compose, run_multirun, split_multirun
+from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
 
 
 def _setup_logging() -> None:
@@ -56,9 +56,8 @@ def _run(cfg: Any) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
+    if wants_help(argv):
+        return print_help(__doc__ or "", "train", argv)
     multirun, rest = split_multirun(argv)
     flags = [a for a in rest if a.startswith("--")]
     if flags:
