@@ -19,16 +19,67 @@ KINDS: dict[str, str] = {
 }
 
 
+def merged_model_config(
+    cfg: Mapping[str, Any] | None, hardware: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The model section with the hardware preset merged under it: what an adapter's build gets.
+
+    A model key wins over the preset's key of the same name.
+
+    Example:
+        >>> merged_model_config({"kind": "reference"}, {"device": "cuda"})["device"]
+        'cuda'
+    """
+    model = {k: v for k, v in dict(plain(cfg) or {}).items()}
+    hw = dict(plain(hardware) or {})
+    return {**hw, **model}
+
+
+def check_device(device: Any, key: str = "model.device") -> str:
+    """``device`` as a string, checked against this torch and this machine.
+
+    Raises:
+        ConfigError: not a torch device string, or a CUDA device where torch has no
+            CUDA build or sees no (or too few) GPUs. ``key`` is the config key named.
+
+    Example:
+        >>> check_device("cpu")
+        'cpu'
+    """
+    import torch
+
+    text = str(device)
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(key, device, "cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise ConfigError(key, device, "cpu: this torch has no CUDA")
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(key, device, "cpu: no CUDA device is visible here")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(key, device, f"cpu, cuda or cuda:0..cuda:{n - 1}")
+    return text
+
+
 def build_adapter(
     cfg: Mapping[str, Any], hardware: Mapping[str, Any] | None = None
 ) -> ModelAdapter:
     """The adapter described by ``cfg`` (``kind`` picks the family; default ``reference``).
 
     ``hardware`` (``cfg.hardware``: device, dtype, attention implementation, memory
-    savings) is merged under the model's own keys, which win.
+    savings) is merged under the model's own keys, which win (:func:`merged_model_config`). A CUDA device this machine cannot run is a
+    ``ConfigError`` naming ``model.device`` or ``hardware.device`` (where it came from).
     """
-    data = {**(dict(plain(hardware) or {})), **dict(plain(cfg) or {})}
+    data = merged_model_config(cfg, hardware)
     kind = data.get("kind", "reference")
     if kind not in KINDS:
         raise ConfigError("model.kind", kind, f"one of {', '.join(KINDS)}")
+    if data.get("device") is not None and not data.get("device_map"):
+        model_device = dict(plain(cfg) or {}).get("device")
+        check_device(
+            data["device"], "model.device" if model_device is not None else "hardware.device"
+        )
     return load_object(KINDS[kind])(data)

@@ -150,6 +150,10 @@ def build(cfg: Mapping[str, Any]) -> HFAdapter:
         if data.get(key, "") is None:
             del data[key]
     c = to_dataclass(data, HFConfig, "model")
+    if not c.device_map:  # a one-line error, not torch's AssertionError at .to("cuda")
+        from knoblab.models.registry import check_device
+
+        check_device(c.device, "model.device")
     path = Path(c.path).expanduser()
     if not path.is_dir():
         raise ConfigError("model.path", c.path, "an existing local checkpoint directory")
