@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from knoblab import cli
+from knoblab.config import plain
 from knoblab.errors import ConfigError
+from knoblab.hydra_utils import compose
 from knoblab.models import registry
-from knoblab.models.registry import check_device
+from knoblab.models.registry import build_adapter, check_device, merged_model_config
 
 
 @pytest.fixture
@@ -28,6 +30,28 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     monkeypatch.setattr(registry, "load_object", lambda ref: seen.append)
     monkeypatch.setattr(registry, "check_device", lambda device, key="": str(device))
     return seen
+
+
+@pytest.mark.parametrize(
+    ("hardware", "device"), [(None, "cpu"), ("h100", "cuda"), ("a100", "cuda")]
+)
+def test_reference_model_takes_the_hardware_presets_device(
+    captured: list[dict[str, Any]], hardware: str | None, device: str
+) -> None:
+    cfg = plain(compose("profile", [f"hardware={hardware}"] if hardware else []))
+    assert cfg["model"]["kind"] == "reference" and cfg["model"]["device"] is None
+    build_adapter(cfg["model"], cfg["hardware"])
+    assert captured[-1]["device"] == device
+    assert merged_model_config(cfg["model"], cfg["hardware"])["device"] == device
+
+
+def test_a_model_device_still_wins(captured: list[dict[str, Any]]) -> None:
+    cfg = plain(compose("profile", ["hardware=h100", "model.device=cpu"]))
+    build_adapter(cfg["model"], cfg["hardware"])
+    assert captured[-1]["device"] == "cpu"
+    # a null model key leaves the preset's; a null with no preset key stays null
+    merged = merged_model_config({"weights": None, "dtype": None}, {"dtype": "bfloat16"})
+    assert merged == {"weights": None, "dtype": "bfloat16"}
 
 
 def test_check_device_messages(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,8 +73,8 @@ def test_check_device_messages(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
-        (["~model.device", "hardware=h100"], "hardware.device"),
-        (["~model.device", "hardware.device=cuda"], "hardware.device"),
+        (["hardware=h100"], "hardware.device"),
+        (["hardware.device=cuda"], "hardware.device"),
         (["model.device=cuda:0"], "model.device"),
     ],
 )

@@ -24,15 +24,16 @@ def merged_model_config(
 ) -> dict[str, Any]:
     """The model section with the hardware preset merged under it: what an adapter's build gets.
 
-    A model key wins over the preset's key of the same name.
+    A model key wins over the preset's key of the same name unless it is null: null
+    means "unset", so ``model.device: null`` runs on ``hardware.device``.
 
     Example:
-        >>> merged_model_config({"kind": "reference"}, {"device": "cuda"})["device"]
+        >>> merged_model_config({"kind": "reference", "device": None}, {"device": "cuda"})["device"]
         'cuda'
     """
     model = {k: v for k, v in dict(plain(cfg) or {}).items()}
     hw = dict(plain(hardware) or {})
-    return {**hw, **model}
+    return {**hw, **{k: v for k, v in model.items() if v is not None or k not in hw}}
 
 
 def check_device(device: Any, key: str = "model.device") -> str:
@@ -70,7 +71,8 @@ def build_adapter(
     """The adapter described by ``cfg`` (``kind`` picks the family; default ``reference``).
 
     ``hardware`` (``cfg.hardware``: device, dtype, attention implementation, memory
-    savings) is merged under the model's own keys, which win (:func:`merged_model_config`). A CUDA device this machine cannot run is a
+    savings) is merged under the model's own keys, which win unless null
+    (:func:`merged_model_config`). A CUDA device this machine cannot run is a
     ``ConfigError`` naming ``model.device`` or ``hardware.device`` (where it came from).
     """
     data = merged_model_config(cfg, hardware)
