@@ -22,7 +22,78 @@ from knoblab.errors import ConfigError, UnknownKeyError
 CONFIG_MODULE = "knoblab.conf"
 
 
+def _struct_miss(exc: BaseException | None) -> str | None:
+    """The full key of a "Key ... is not in struct" failure in ``exc``'s chain, else None."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    while exc is not None:
+        if isinstance(exc, OmegaConfBaseException) and "not in struct" in str(exc):
+            return getattr(exc, "full_key", None) or None
+        exc = exc.__cause__
+    return None
+
+
+def _override_of(missing: str, overrides: Sequence[str]) -> int | None:
+    """Index of the plain ``key=value`` override whose key is ``missing`` or its nearest parent.
+
+    The nearest: ``model=hf_smolvlm`` (a group choice) is a "parent" too.
+    """
+    best: int | None = None
+    for i, o in enumerate(overrides):
+        key, eq, _ = o.partition("=")
+        if eq and not key.startswith(("+", "~")) and "@" not in key and "/" not in key:
+            if missing == key or missing.startswith(key + "."):
+                if best is None or len(key) >= len(overrides[best].partition("=")[0]):
+                    best = i
+    return best
+
+
+def _child_value(override: str, missing: str) -> Any:
+    """The value ``override`` (a dict-valued ``key={...}``) gives the nested key ``missing``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([override])[0]
+        value: Any = parsed.value()
+        for part in missing[len(parsed.key_or_group) + 1 :].split("."):
+            value = value[part]
+        return value
+    except Exception:  # noqa: BLE001 - best effort: the message still names the key
+        return None
+
+
+def _open_mapping_retry(
+    config_name: str, overrides: Sequence[str], exc: BaseException
+) -> list[str] | None:
+    """``overrides`` with ``++`` on the one that adds a key to an empty mapping, else None.
+
+    NOTE: an empty mapping in the YAML (``knob_values: {}``) is open: its keys are the
+    user's. Hydra's struct mode rejects ``model.knob_values={vision_tokens: [100,300]}``
+    as "Could not override" since the dict is merged key by key into ``{}``; ``++``
+    (force add) is what the user meant. A new key in a non-empty section stays an error.
+    """
+    missing = _struct_miss(exc)
+    i = _override_of(missing, overrides) if missing else None
+    if missing is None or i is None:
+        return None
+    # the shape of the YAML: the group choices only (other overrides may add keys too)
+    choices = [o for o in overrides if "." not in o.partition("=")[0].split("@")[0]]
+    try:
+        node = OmegaConf.select(_compose_raw(config_name, choices), missing.rpartition(".")[0])
+    except Exception:  # noqa: BLE001 - the original error is reported instead
+        return None
+    if isinstance(node, DictConfig) and len(node) == 0:
+        return [*overrides[:i], "++" + overrides[i], *overrides[i + 1 :]]
+    return None
+
+
 def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
+    missing = _struct_miss(exc)
+    i = _override_of(missing, overrides) if missing else None
+    if missing is not None and i is not None and missing != overrides[i].partition("=")[0]:
+        # a dict-valued override (knobs={top_kk: [1]}): name the nested key it adds
+        drop = overrides[i].partition("=")[0]
+        return _unknown_key(missing, _child_value(overrides[i], missing), overrides, drop)
     msg = str(exc)
     m = re.search(r"Could not override '([^']+)'", msg) or re.search(
         r"Key '([^']+)' (?:is not in struct|not in)", msg
@@ -51,10 +122,15 @@ def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
     return ConfigError("override", " ".join(overrides), "Hydra override syntax key=value", first)
 
 
-def _unknown_key(key: str, value: Any, overrides: Sequence[str]) -> ConfigError:
-    """Name the valid keys beside an unknown one, by composing without the bad override."""
+def _unknown_key(
+    key: str, value: Any, overrides: Sequence[str], drop: str | None = None
+) -> ConfigError:
+    """Name the valid keys beside an unknown one, by composing without the bad override.
+
+    ``drop``: the key of the bad override when it is not ``key`` itself (a dict value).
+    """
     parent, _, leaf = key.rpartition(".")
-    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != (drop or key)]
     valid: list[str] = []
     try:
         cfg = _compose_raw(_CURRENT_CONFIG[-1], rest) if _CURRENT_CONFIG else None
@@ -110,9 +186,15 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     overrides = normalize_overrides(overrides)
     _CURRENT_CONFIG.append(config_name)
     try:
-        return _compose_raw(config_name, overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise _translate(exc, overrides) from exc
+        for _ in range(len(overrides) + 1):  # one retry per override at most
+            try:
+                return _compose_raw(config_name, overrides)
+            except (HydraException, OmegaConfBaseException) as exc:
+                retry = _open_mapping_retry(config_name, overrides, exc)
+                if retry is None:
+                    raise _translate(exc, overrides) from exc
+                overrides = retry
+        raise AssertionError("unreachable: every retry adds a ++ to one more override")
     finally:
         _CURRENT_CONFIG.pop()
 

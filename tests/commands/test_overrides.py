@@ -1,0 +1,65 @@
+"""Hydra overrides through ``hydra_utils.compose``: dict values, open mappings, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from knoblab.config import plain
+from knoblab.errors import ConfigError
+from knoblab.hydra_utils import compose
+
+MOE = ["model=hf_qwen3_vl_moe"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.knob_values={vision_tokens: [100,300]}"],
+        ["model.knob_values.vision_tokens=[100,300]"],
+    ],
+)
+def test_keys_of_an_empty_mapping_can_be_set(overrides: list[str]) -> None:
+    cfg = compose("profile", [*MOE, *overrides, "model.knob_values.top_k=[1]"])
+    assert plain(cfg.model.knob_values) == {"vision_tokens": [100, 300], "top_k": [1]}
+    assert cfg.model.family == "qwen3_vl_moe"  # the rest of the section is kept
+
+
+def test_dict_value_reaches_the_adapter(tmp_path: Path) -> None:
+    from knoblab.models.hf.tiny import write_tiny_checkpoint
+    from knoblab.models.registry import build_adapter
+
+    ckpt = write_tiny_checkpoint("qwen3_vl_moe", tmp_path / "moe")
+    cfg = plain(
+        compose(
+            "profile",
+            [
+                *MOE,
+                f"model.path={ckpt}",
+                "model.dtype=fp32",
+                "model.knob_values={vision_tokens: [100,300]}",
+            ],
+        )
+    )
+    values = build_adapter(cfg["model"], cfg["hardware"]).knobs()["vision_tokens"].values
+    assert {100, 300} <= set(values)
+
+
+def test_a_new_key_in_a_dict_value_names_that_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        compose("profile", ["knobs={top_kk: [1]}"])
+    msg = str(err.value)
+    assert msg.startswith("unknown key knobs.top_kk=[1]:") and "did you mean knobs.top_k?" in msg
+
+
+def test_a_misspelled_dict_key_suggests_the_right_one() -> None:
+    with pytest.raises(ConfigError) as err:
+        compose("profile", [*MOE, "model.knob_valus={vision_tokens: [1]}"])
+    msg = str(err.value)
+    assert "unknown key model.knob_valus=" in msg and "did you mean model.knob_values?" in msg
+
+
+def test_a_new_key_in_a_non_empty_section_is_still_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"did you mean dataset\.sampling\.num_epochs\?"):
+        compose("plan", ["dataset.sampling={num_epoch: 2}"])
