@@ -1,32 +1,76 @@
 """``knoblab deep-profile``: Stage 2, the Stage-1 workload under torch.profiler (or nsys).
 
-Library: ``knoblab.profiling.deep.deep_profile``. See docs/profiling.md.
+Library: ``knoblab.profiling.deep.deep_profile``. See docs/profiling.md. ``-m`` /
+``--multirun`` sweeps comma-separated override values with Hydra's launcher; each job
+writes to ``<deep.output_dir>/job<N>/`` (N: Hydra's job number) unless the sweep sets
+``deep.output_dir`` itself, so jobs do not overwrite each other's traces.
 
 Example:
     knoblab deep-profile deep.mode=full deep.samples=all dataset.sampling.num_samples_per_epoch=20 \\
         'deep.configurations=[{tier: high, top_k: 4, num_active_blocks: 4}]'
+    knoblab deep-profile -m deep.mode=minimal,full
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 
-def main(argv: list[str]) -> int:
+CONFIG_NAME = "deep_profile"
+
+
+def run(cfg: Any, argv: Sequence[str] = ()) -> int:
+    """Profile per a composed config (under nsys when ``deep.nsys`` asks); the exit code."""
     from rich.console import Console
 
-    from knoblab.hydra_utils import compose, print_help, wants_help
     from knoblab.profiling.deep import deep_profile, maybe_wrap_in_nsys
 
-    if wants_help(argv):
-        return print_help(__doc__ or "", "deep_profile", argv)
-    cfg = compose("deep_profile", argv)
     code = maybe_wrap_in_nsys(cfg, argv)
     if code is not None:
         return code
     index = deep_profile(cfg)
-    console = Console()
-    console.print(
+    Console().print(
         f"{len(index['configurations'])} configuration(s) profiled ({index['mode']} mode, "
         f"{len(index['profiled_sample_ids'])} sample(s) each); traces and operator tables in "
         f"[bold]{index['out_dir']}[/bold]"
     )
     return 0
+
+
+def _swept_keys(overrides: Sequence[str]) -> set[str]:
+    """The keys a ``-m`` sweep varies (``a=1,2``, ``range(..)``, ``choice(..)``, ...)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return {o.key_or_group for o in parsed if o.is_sweep_override()}
+
+
+def _job(cfg: Any, own_folder: bool) -> None:
+    """One point of a ``-m`` sweep: its own output folder, its own overrides for nsys."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from knoblab.errors import KnobLabError
+
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    if own_folder:
+        out = f"{cfg.deep.output_dir}/job{hc.job.num}"
+        cfg.deep.output_dir = out
+        overrides.append(f"deep.output_dir={out}")  # the last one wins (nsys rerun)
+    code = run(cfg, overrides)
+    if code:
+        raise KnobLabError(f"deep-profile job {hc.job.num} under nsys exited with code {code}")
+
+
+def main(argv: list[str]) -> int:
+    from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
+
+    if wants_help(argv):
+        return print_help(__doc__ or "", CONFIG_NAME, argv)
+    multirun, rest = split_multirun(argv)
+    if multirun:
+        from knoblab.hydra_utils import normalize_overrides
+
+        own = "deep.output_dir" not in _swept_keys(normalize_overrides(rest))
+        return run_multirun(CONFIG_NAME, lambda cfg: _job(cfg, own), rest, "knoblab deep-profile")
+    return run(compose(CONFIG_NAME, rest), rest)

@@ -2,6 +2,7 @@
 
     knoblab export-data out_dir=exports/hard num_samples=200 dataset.variant=hard
     knoblab export-data dataset=shapes_vqa_hard dataset/sampling@dataset.sampling=random
+    knoblab export-data -m dataset=shapes_vqa,shapes_vqa_hard   # one folder per dataset
 
 The samples are the first ``num_samples`` of the dataset's sampling plan (default:
 indices 0, 1, 2, ...). The work is ``knoblab.data.export.export_dataset``.
@@ -49,9 +50,12 @@ def run(cfg: Any) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from knoblab.hydra_utils import compose, print_help, wants_help
+    from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
 
     if wants_help(argv):
         return print_help(__doc__ or "", CONFIG_NAME, argv)
-    run(compose(CONFIG_NAME, argv))
+    multirun, rest = split_multirun(argv)
+    if multirun:
+        return run_multirun(CONFIG_NAME, run, rest, "knoblab export-data")
+    run(compose(CONFIG_NAME, rest))
     return 0
