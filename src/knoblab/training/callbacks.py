@@ -3,7 +3,9 @@
 * ``Heartbeat(every_n_steps)``: every N optimizer steps one line with the step, the
   loss, the learning rate, samples/s and the ETA of the run.
 * ``EpochHeartbeat()``: one line per epoch (= per chunk when chunked loading is on)
-  with the mean training loss, the validation loss, samples and the epoch's samples/s.
+  with the mean training loss, the validation loss, samples and the epoch's samples/s;
+  with weighted mixing and chunks also a ``train chunk k, weighted draws: ...`` line at
+  the chunk's start (sequential mixing: the chunked loader logs its own).
 * ``CurriculumCallback(schedule)``: from the given epochs on, sets new dataset weights
   and/or a new per-sample score power (difficulty) on the data module. Its state
   (schedule and the stage in effect) is saved in checkpoints.
@@ -121,6 +123,40 @@ class Heartbeat(L.Callback):
             )
 
 
+#: Above this many draws per chunk the train chunk line shows weights, not counts.
+_COUNT_LIMIT = 2_000_000
+
+
+def weighted_chunk_line(datamodule: Any, chunk: int) -> str | None:
+    """The "train chunk" line of a weighted-mixing data module with chunks, else None.
+
+    NOTE: with weighted mixing a training chunk is not a slice of a pass (the
+    ``train chunk k, pass p, samples a..b`` line of sequential mixing) but the next
+    ``train_chunk_size`` batches of weighted draws, so the line counts the draws per
+    dataset (re-drawn here: the draw is a keyed function of the stream position).
+
+    Example:
+        ``train chunk 3, weighted draws: 6400 samples (easy 4788, hard 1612)``
+    """
+    sampler = getattr(datamodule, "sampler", None)
+    if (
+        sampler is None
+        or getattr(datamodule, "mixing", None) != "weighted"
+        or getattr(datamodule, "train_chunk_size", None) is None
+    ):
+        return None
+    total = int(sampler.total_size)
+    names = list(sampler.names)
+    if total <= _COUNT_LIMIT:
+        drawn = sampler.dataset_of(sampler.draw(sampler.epoch, np.arange(total)))
+        counts = np.bincount(drawn, minlength=len(names))
+        parts = [f"{n} {int(c)}" for n, c in zip(names, counts, strict=True)]
+    else:
+        w = np.asarray(sampler.dataset_weights, dtype=np.float64)
+        parts = [f"{n} {x:.1%}" for n, x in zip(names, w / w.sum(), strict=True)]
+    return f"train chunk {chunk}, weighted draws: {total} samples ({', '.join(parts)})"
+
+
 class EpochHeartbeat(L.Callback):
     """One summary line per epoch (per chunk when chunked): losses, samples, samples/s (rank 0)."""
 
@@ -132,6 +168,10 @@ class EpochHeartbeat(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._samples = time.perf_counter(), 0
+        if trainer.is_global_zero:
+            line = weighted_chunk_line(getattr(trainer, "datamodule", None), trainer.current_epoch)
+            if line:
+                log.info("%s", line)
 
     def on_train_batch_end(
         self,
