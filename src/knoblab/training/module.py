@@ -214,6 +214,39 @@ class KnobLabModule(L.LightningModule):
             "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1},
         }
 
+    def on_train_start(self) -> None:
+        """On resume: ``train.optim.max_steps`` wins over the restored schedule; else a warning.
+
+        NOTE: Lightning restores the scheduler's state, its end step included, so a run
+        resumed with a larger ``max_epochs`` keeps the first run's cosine: past its end
+        the learning rate stays at ``eta_min``. An explicit ``train.optim.max_steps`` is
+        applied here (the cosine is stretched to it from the current step); without it
+        the restored end is kept (bit-identical resume) and one warning says so.
+        """
+        if self._trainer is None or not getattr(self.trainer, "ckpt_path", None):
+            return
+        sched = self.lr_schedulers()
+        if not isinstance(sched, LinearWarmupCosineAnnealingLR):
+            return
+        if self.optim.max_steps is not None:
+            if sched.max_steps != self.optim.max_steps:
+                sched.max_steps = self.optim.max_steps
+                lrs = sched.get_lr()
+                for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
+                    group["lr"] = lr
+                sched._last_lr = lrs
+            return
+        total = self.total_steps()
+        if total > sched.max_steps and self.trainer.is_global_zero:
+            warnings.warn(
+                f"train.resume: the restored cosine schedule ends at step {sched.max_steps} "
+                f"but this run goes to step {total}; the learning rate stays at "
+                f"eta_min={self.optim.eta_min} after step {sched.max_steps} "
+                f"(set train.optim.max_steps={total} to stretch the cosine)",
+                UserWarning,
+                stacklevel=2,
+            )
+
     # --- checkpoints ----------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
