@@ -250,3 +250,60 @@ def test_patch_loss_trains_the_encoder_only_in_training() -> None:
     assert with_patch.item() > without.item() + 1.0  # ~log(16) of patch cross-entropy
     model.eval()
     assert model.loss(batch, top_k=2).item() == pytest.approx(without.item(), abs=1e-5)
+
+
+def test_relevance_labels_mark_the_objects_the_question_names() -> None:
+    from knoblab.data.shapes import COLORS, SHAPES
+    from knoblab.models.reference.batch import question_mentions
+
+    assert question_mentions("how many circles ?") == [(None, "circle")]
+    assert question_mentions("is the red circle left of the blue square ?") == [
+        ("red", "circle"),
+        ("blue", "square"),
+    ]
+    ds = ShapesVQA(40, seed=3)
+    samples = [ds[i] for i in range(40)]
+    batch = collate(samples, tier="high")
+    assert batch.relevance_labels is not None
+    assert batch.relevance_labels.shape == (int(batch.valid.sum()),)
+    tpc = CFG.tokens_per_crop
+    crop0, tok0 = 0, 0
+    seen_types = set()
+    for s, n in zip(samples, batch.crop_counts, strict=True):
+        lab = batch.patch_labels[crop0 * tpc : (crop0 + n) * tpc]
+        lab = lab[batch.valid[crop0 * tpc : (crop0 + n) * tpc]]
+        rel = batch.relevance_labels[tok0 : tok0 + len(lab)]
+        named = question_mentions(s.question)
+        for cls, r in zip(lab.tolist(), rel.tolist(), strict=True):
+            if cls <= 0:
+                assert r == 0
+                continue
+            c, sh = list(COLORS)[(cls - 1) // 3], SHAPES[(cls - 1) % 3]
+            want = next(
+                (j + 1 for j, (mc, ms) in enumerate(named[:2]) if ms == sh and mc in (None, c)), 0
+            )
+            assert r == want
+        if (rel > 0).any():
+            seen_types.add(s.metadata["question_type"])
+        if s.metadata["question_type"] == "position":
+            assert set(rel[rel > 0].tolist()) == {1, 2}  # both named objects are unique
+        crop0, tok0 = crop0 + n, tok0 + len(lab)
+    assert tok0 == len(batch.relevance_labels)
+    assert {"count", "color", "position"} <= seen_types
+
+
+def test_relevance_loss_only_in_training_and_reaches_the_first_block() -> None:
+    model = random_reference(seed=0).train()
+    ds = ShapesVQA(6, seed=5)
+    batch = collate([ds[i] for i in range(6)], tier="medium")
+    kw = {"top_k": 2, "aux_loss_coef": 0.0, "patch_loss_coef": 0.0}
+    with_rel = model.loss(batch, relevance_loss_coef=1.0, **kw)
+    without = model.loss(batch, relevance_loss_coef=0.0, **kw)
+    assert with_rel.item() > without.item() + 0.5  # ~log(3) of relevance cross-entropy
+    with_rel.backward()
+    assert model.relevance_head.weight.grad is not None
+    assert model.lm.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    model.eval()
+    assert model.loss(batch, relevance_loss_coef=1.0, **kw).item() == pytest.approx(
+        without.item(), abs=1e-5
+    )

@@ -7,6 +7,7 @@ Config (``model.config`` of ``knoblab train``)::
     top_k: [1, 2, 3, 4]             # experts per token of each batch, drawn uniformly (null: model default)
     aux_loss_coef: 0.01             # MoE load-balancing loss weight
     patch_loss_coef: 0.5            # training-only patch loss (which object each patch holds)
+    relevance_loss_coef: 0.0        # training-only relevance loss (which vision tokens the question names)
 
 Why vary the knobs while training: the profiler sweeps tiers and ``top_k`` at
 inference, so every setting must be one the model has seen; otherwise "more experts"
@@ -43,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "top_k": None,
     "aux_loss_coef": 0.01,
     "patch_loss_coef": 0.5,
+    "relevance_loss_coef": 0.0,
 }
 
 
@@ -77,10 +79,17 @@ class ReferenceCollate:
 class ReferenceLoss:
     """``loss(model, batch)``: answer-token cross-entropy at a ``top_k`` drawn per batch."""
 
-    def __init__(self, top_k: Sequence[int] | None, aux_loss_coef: float, patch_loss_coef: float):
+    def __init__(
+        self,
+        top_k: Sequence[int] | None,
+        aux_loss_coef: float,
+        patch_loss_coef: float,
+        relevance_loss_coef: float = 0.0,
+    ):
         self.top_k = list(top_k) if top_k else None
         self.aux_loss_coef = aux_loss_coef
         self.patch_loss_coef = patch_loss_coef
+        self.relevance_loss_coef = relevance_loss_coef
 
     def __call__(self, model: nn.Module, batch: Any) -> torch.Tensor:
         k = None
@@ -91,7 +100,11 @@ class ReferenceLoss:
                 mix_key(0x70B, *batch.sample_ids[:8], len(batch)),
             )
         return model.loss(
-            batch, top_k=k, aux_loss_coef=self.aux_loss_coef, patch_loss_coef=self.patch_loss_coef
+            batch,
+            top_k=k,
+            aux_loss_coef=self.aux_loss_coef,
+            patch_loss_coef=self.patch_loss_coef,
+            relevance_loss_coef=self.relevance_loss_coef,
         )
 
 
@@ -148,13 +161,19 @@ def build_task(config: dict[str, Any]) -> TrainTask:
         "top_k": top_k,
         "aux_loss_coef": float(cfg["aux_loss_coef"]),
         "patch_loss_coef": float(cfg["patch_loss_coef"]),
+        "relevance_loss_coef": float(cfg["relevance_loss_coef"]),
     }
     return TrainTask(
         kind="reference",
         config=plain_cfg,
         model=ReferenceVLM(arch),
         collate=ReferenceCollate(arch, tiers),
-        loss=ReferenceLoss(top_k, float(cfg["aux_loss_coef"]), float(cfg["patch_loss_coef"])),
+        loss=ReferenceLoss(
+            top_k,
+            float(cfg["aux_loss_coef"]),
+            float(cfg["patch_loss_coef"]),
+            float(cfg["relevance_loss_coef"]),
+        ),
         batch_size=len,
         extra={"export": export},
     )

@@ -46,6 +46,10 @@ class Batch:
         patch_labels: ``(sum of crops * tokens_per_crop,)`` long, the object class whose
             centre lies in each patch (0: none; -100: unknown or invalid), or None when no
             sample carries shapes-vqa ``objects`` metadata. Used by the patch loss only.
+        relevance_labels: ``(sum of valid vision tokens,)`` long, per vision token that
+            reaches the LM: 1 when its patch holds the centre of the object the question
+            names first, 2 the object it names second (relative position), else 0; None
+            without shapes-vqa metadata. Used by the relevance loss only.
     """
 
     pixels: torch.Tensor
@@ -57,6 +61,7 @@ class Batch:
     answer_ids: list[list[int]]
     sample_ids: list[int]
     patch_labels: torch.Tensor | None = None
+    relevance_labels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.crop_counts)
@@ -72,6 +77,7 @@ class Batch:
             self.answer_ids,
             self.sample_ids,
             None if self.patch_labels is None else self.patch_labels.to(device),
+            None if self.relevance_labels is None else self.relevance_labels.to(device),
         )
 
 
@@ -100,6 +106,7 @@ def collate(
     tokenizer = tokenizer or _default_tokenizer()
     pixels, positions, is_tile, valid, counts, prompts, answers, ids = [], [], [], [], [], [], [], []  # fmt: skip
     labels: list[torch.Tensor] = []
+    relevance: list[torch.Tensor] = []
     any_labels = False
     for s in samples:
         img = s.image
@@ -132,6 +139,7 @@ def collate(
             if lab is not None
             else torch.full((n * cfg.tokens_per_crop,), -100, dtype=torch.long)
         )
+        relevance.append(relevance_labels(s.question, labels[-1][valid[-1]]))
     return Batch(
         torch.cat(pixels),
         torch.cat(positions),
@@ -142,6 +150,7 @@ def collate(
         answers,
         ids,
         torch.cat(labels) if any_labels else None,
+        torch.cat(relevance) if any_labels else None,
     )
 
 
@@ -175,6 +184,41 @@ def patch_labels(sample: Any, vi: Any, plan: Any, cfg: ReferenceConfig) -> torch
     labels = labels.reshape(-1)
     labels[vi.patch_index < 0] = -100
     return labels
+
+
+def question_mentions(question: str) -> list[tuple[str | None, str]]:
+    """The ``(colour or None, shape)`` objects a shapes-vqa question names, in order."""
+    from knoblab.data.shapes import COLORS, SHAPES
+
+    words = question.lower().split()
+    out: list[tuple[str | None, str]] = []
+    for i, w in enumerate(words):
+        shape = w[:-1] if w.endswith("s") and w[:-1] in SHAPES else w
+        if shape in SHAPES:
+            colour = words[i - 1] if i > 0 and words[i - 1] in COLORS else None
+            out.append((colour, shape))
+    return out
+
+
+def relevance_labels(question: str, labels: torch.Tensor) -> torch.Tensor:
+    """Per valid vision token: 1/2 when it holds the first/second object ``question`` names.
+
+    ``labels`` are the token's patch labels (see ``patch_labels``; -100 for unknown, which
+    gives -100 here too).
+    """
+    from knoblab.data.shapes import COLORS, SHAPES
+
+    colours = list(COLORS)
+    out = torch.zeros_like(labels)
+    out[labels < 0] = -100
+    for j, (colour, shape) in enumerate(question_mentions(question)[:2]):
+        for cls in labels.unique().tolist():
+            if cls <= 0:
+                continue
+            c, s = colours[(cls - 1) // len(SHAPES)], SHAPES[(cls - 1) % len(SHAPES)]
+            if s == shape and colour in (None, c):
+                out[(labels == cls) & (out == 0)] = j + 1
+    return out
 
 
 _TOKENIZER: WordTokenizer | None = None

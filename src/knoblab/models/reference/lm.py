@@ -100,6 +100,7 @@ class DecoderLM(nn.Module):
         top_k: int,
         cache: KVCache | None = None,
         use_cache: bool = False,
+        capture: int | None = None,
     ) -> tuple[torch.Tensor, KVCache | None]:
         """Hidden states ``(B, T, d_model)`` (before the head) and the updated cache.
 
@@ -120,4 +121,6 @@ class DecoderLM(nn.Module):
             x, kv = self.blocks[i](x, top_k, cache.get(i) if cache else None)
             if use_cache:
                 new_cache[i] = kv
+            if i == capture:
+                self.captured = x  # hidden states after block ``capture`` (training losses)
         return x, (new_cache if use_cache else None)
