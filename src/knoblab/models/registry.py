@@ -1,11 +1,12 @@
 """Build a model adapter from its config section (``cfg.model``), by its ``kind`` key.
 
-Each kind is a ``build(cfg: dict) -> ModelAdapter`` function, imported only when used.
+Each kind is a ``build(cfg: dict) -> ModelAdapter`` function, imported only when used:
+a key of ``KINDS``, or an import path ``pkg.module:build_adapter`` of your own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from knoblab._lazy import load_object
@@ -77,11 +78,49 @@ def build_adapter(
     """
     data = merged_model_config(cfg, hardware)
     kind = data.get("kind", "reference")
-    if kind not in KINDS:
-        raise ConfigError("model.kind", kind, f"one of {', '.join(KINDS)}")
+    build = builder(kind)
     if data.get("device") is not None and not data.get("device_map"):
         model_device = dict(plain(cfg) or {}).get("device")
         check_device(
             data["device"], "model.device" if model_device is not None else "hardware.device"
         )
-    return load_object(KINDS[kind])(data)
+    adapter = build(data)
+    if kind not in KINDS and not isinstance(adapter, ModelAdapter):
+        raise ConfigError(
+            "model.kind",
+            kind,
+            "a callable returning a ModelAdapter (knoblab.models.adapter)",
+            f"it returned a {type(adapter).__name__}",
+        )
+    return adapter
+
+
+def builder(kind: Any) -> Callable[[dict[str, Any]], Any]:
+    """The build function of ``kind``: a key of :data:`KINDS`, or an import path ``pkg.module:attr``.
+
+    An import path lets an adapter of your own run from the plain CLI
+    (``knoblab profile model.kind=my_pkg.adapter:build``): the callable receives the
+    ``model`` section (hardware preset merged under it) and returns a ``ModelAdapter``.
+
+    Raises:
+        ConfigError: not a kind, or an import path that does not import or is not callable.
+
+    Example:
+        >>> builder("reference").__name__
+        'build'
+    """
+    allowed = f"one of {', '.join(KINDS)}, or an import path pkg.module:build_adapter"
+    if isinstance(kind, str) and kind in KINDS:
+        return load_object(KINDS[kind])
+    if not isinstance(kind, str) or kind.count(":") != 1 or not all(kind.split(":")):
+        raise ConfigError("model.kind", kind, allowed)
+    module, _, attr = kind.partition(":")
+    try:
+        obj = load_object(kind)
+    except ImportError as exc:
+        raise ConfigError("model.kind", kind, allowed, f"cannot import {module}: {exc}") from None
+    except AttributeError:
+        raise ConfigError("model.kind", kind, allowed, f"{module} has no {attr}") from None
+    if not callable(obj):
+        raise ConfigError("model.kind", kind, allowed, f"{attr} is not callable")
+    return obj
