@@ -180,15 +180,20 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     Raises:
         ConfigError: an unknown key, an unknown preset or a malformed override.
     """
+
+    return _compose(config_name, normalize_overrides(overrides))[0]
+
+
+def _compose(config_name: str, overrides: list[str]) -> tuple[DictConfig, list[str]]:
+    """(the config, the overrides as applied: ``++`` added where an open mapping needs it)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = normalize_overrides(overrides)
     _CURRENT_CONFIG.append(config_name)
     try:
         for _ in range(len(overrides) + 1):  # one retry per override at most
             try:
-                return _compose_raw(config_name, overrides)
+                return _compose_raw(config_name, overrides), overrides
             except (HydraException, OmegaConfBaseException) as exc:
                 retry = _open_mapping_retry(config_name, overrides, exc)
                 if retry is None:
@@ -197,6 +202,41 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
         raise AssertionError("unreachable: every retry adds a ++ to one more override")
     finally:
         _CURRENT_CONFIG.pop()
+
+
+def _check_first_point(config_name: str, overrides: list[str]) -> list[str]:
+    """Compose a sweep's first point (one-line errors now, not Hydra's); the overrides to run.
+
+    The returned overrides carry the ``++`` that :func:`compose` adds for keys of an open
+    mapping (``model.knob_values={...}``), so the sweep composes as a plain run would.
+    Launcher keys (``hydra/...``, ``hydra....``) are left to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    kept: list[int] = []
+    point: list[str] = []
+    for i, o in enumerate(overrides):
+        if o.lstrip("+~").startswith(("hydra/", "hydra.")):
+            continue
+        try:
+            parsed = parser.parse_override(o)
+            if parsed.is_sweep_override():
+                first = next(iter(parsed.sweep_string_iterator()))
+                o = f"{parsed.get_key_element()}={first}"
+        except HydraException as exc:
+            raise _translate(exc, [o]) from exc
+        except Exception:  # noqa: BLE001 - a sweep kind without a first value: Hydra decides
+            return list(overrides)
+        kept.append(i)
+        point.append(o)
+    _, applied = _compose(config_name, point)
+    out = list(overrides)
+    for i, a in zip(kept, applied, strict=True):
+        if a.startswith("++") and not out[i].startswith("+"):
+            out[i] = "++" + out[i]
+    return out
 
 
 HELP_FLAGS = ("-h", "--help")
@@ -243,7 +283,11 @@ def split_multirun(argv: Sequence[str]) -> tuple[bool, list[str]]:
 def run_multirun(
     config_name: str, task: Callable[[DictConfig], Any], argv: Sequence[str], prog: str
 ) -> int:
-    """Run ``task`` once per point of a Hydra sweep (basic launcher unless configured)."""
+    """Run ``task`` once per point of a Hydra sweep (basic launcher unless configured).
+
+    The first point is composed first, so a bad override is the same one-line
+    ``ConfigError`` as without ``-m`` (and no job starts).
+    """
     import hydra
 
     from knoblab.errors import KnobLabError
@@ -260,7 +304,8 @@ def run_multirun(
     # hydra.main reads sys.argv; point its config_path at the package's conf dir.
     _app.__module__ = "knoblab.hydra_utils"
     old = sys.argv
-    sys.argv = [prog, "--multirun", *normalize_overrides(argv)]
+    overrides = _check_first_point(config_name, normalize_overrides(argv))
+    sys.argv = [prog, "--multirun", *overrides]
     try:
         _app()
     except _JobError as exc:

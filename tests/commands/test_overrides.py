@@ -63,3 +63,28 @@ def test_a_misspelled_dict_key_suggests_the_right_one() -> None:
 def test_a_new_key_in_a_non_empty_section_is_still_an_error() -> None:
     with pytest.raises(ConfigError, match=r"did you mean dataset\.sampling\.num_epochs\?"):
         compose("plan", ["dataset.sampling={num_epoch: 2}"])
+
+
+def test_multirun_with_a_dict_value_composes_like_a_plain_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from knoblab import cli
+
+    monkeypatch.chdir(tmp_path)  # Hydra writes its multirun logs under the working directory
+    argv = ["profile", "-m", *MOE, "model.knob_values={vision_tokens: [100,300]}"]
+    assert cli.main([*argv, f"model.path={tmp_path}/none,{tmp_path}/other"]) == 2
+    err = capsys.readouterr().err.strip()
+    # the job ran (and found no checkpoint): the override itself was accepted
+    assert err.startswith("knoblab profile: error: model.path=") and len(err.splitlines()) == 1
+
+
+def test_multirun_bad_override_is_the_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from knoblab import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["plan", "-m", "dataset.sampling={num_epoch: 2}", "dataset.size=5,6"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown key dataset.sampling.num_epoch=2" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "multirun").exists()  # no job started
