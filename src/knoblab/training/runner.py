@@ -272,17 +272,42 @@ def build_trainer(
     """A ``Trainer`` with every ``train.trainer`` key passed through unchanged."""
     kwargs = _check_kwargs("train.trainer", tc.trainer, L.Trainer.__init__, _OWNED)
     kwargs.setdefault("accelerator", "cpu")
+    _check_accelerator(kwargs["accelerator"])
     if tc.checkpoint is None:
         kwargs["enable_checkpointing"] = False
-    return L.Trainer(
-        **kwargs,
-        callbacks=callbacks,
-        logger=logger,
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=str(out),
-        # the weighted sampler shards itself under DDP (same draw on every rank, own positions)
-        use_distributed_sampler=tc.mixing != "weighted",
-    )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(
+            **kwargs,
+            callbacks=callbacks,
+            logger=logger,
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=str(out),
+            # the weighted sampler shards itself under DDP (same draw on every rank, own positions)
+            use_distributed_sampler=tc.mixing != "weighted",
+        )
+    except (MisconfigurationException, ModuleNotFoundError) as exc:  # e.g. tpu without torch_xla
+        # Lightning's reason is one sentence; name the section it came from
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        shown = {k: kwargs[k] for k in ("accelerator", "devices", "strategy") if k in kwargs}
+        raise ConfigError(
+            "train.trainer", shown, "Trainer arguments this machine can run", reason
+        ) from None
+
+
+def _check_accelerator(accelerator: Any) -> None:
+    """A GPU accelerator on a torch or machine without CUDA: one line, not Lightning's traceback."""
+    if str(accelerator) not in ("gpu", "cuda"):
+        return
+    if not torch.backends.cuda.is_built():
+        raise ConfigError(
+            "train.trainer.accelerator", accelerator, "cpu or auto: this torch has no CUDA"
+        )
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "train.trainer.accelerator", accelerator, "cpu or auto: no CUDA device is visible here"
+        )
 
 
 def _resume_path(tc: TrainConfig, out: Path) -> str | None:
