@@ -79,9 +79,11 @@ def test_check_device_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_reference_on_cuda_without_cuda_is_one_line(
-    capsys: pytest.CaptureFixture[str], overrides: list[str], key: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], overrides: list[str], key: str
 ) -> None:
-    assert cli.main(["profile", *overrides, "run.progress=false"]) == 2
+    small = ["dataset.size=4", "dataset.sampling.num_samples_per_epoch=1", "design=full"]
+    argv = ["profile", *overrides, *small, "run.progress=false", f"run.output_dir={tmp_path}"]
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
     assert f"{key}='cuda" in err and "allowed is cpu: this torch has no CUDA" in err
