@@ -394,3 +394,22 @@ def test_batches_cut_the_chunk_like_batch_sampler(bs, drop_last):
     s.set_chunk(3, skip=7)
     ref = list(torch.utils.data.BatchSampler(list(s), bs, drop_last))
     assert list(s.batches(bs, drop_last)) == ref
+
+
+def test_cached_pass_permutation_is_the_keyed_permutation(monkeypatch) -> None:
+    """Small datasets cache a pass's permutation as an array: the same indices as the
+    Feistel evaluated per block (what datasets above the cache limit use)."""
+    import knoblab.sampling.chunked as chunked_mod
+
+    def draw(limit: int) -> list[int]:
+        monkeypatch.setattr(chunked_mod, "_MATERIALIZE_MAX", limit)
+        s = ChunkedSampler(1000, chunk_size=300, shuffle=True, seed=5)
+        out = []
+        for c in range(5):  # 1500 samples: the fourth chunk spans passes 0 and 1
+            s.set_chunk(c)
+            out += list(s)
+        return out
+
+    cached, direct = draw(1 << 20), draw(0)
+    assert cached == direct
+    assert sorted(cached[:1000]) == list(range(1000)) and cached[:1000] != list(range(1000))

@@ -68,6 +68,9 @@ from torch.utils.data import DataLoader, Sampler
 from knoblab.errors import CheckpointError, ConfigError, DataError
 from knoblab.sampling.permutation import KeyedPermutation, mix_key
 
+#: Datasets up to this size cache each pass's permutation as an array (<= 8 MiB of int64).
+_MATERIALIZE_MAX = 1 << 20
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -310,7 +313,7 @@ class ChunkedSampler(Sampler[int]):
         self.chunk = 0
         self.skip = 0
         self.set_rank(rank, world_size)
-        self._perms: dict[int, KeyedPermutation] = {}
+        self._perms: dict[int, KeyedPermutation | np.ndarray] = {}
 
     def set_rank(self, rank: int, world_size: int) -> None:
         """Set this process's share (``0 <= rank < world_size``)."""
@@ -341,14 +344,18 @@ class ChunkedSampler(Sampler[int]):
             return ChunkInfo(chunk, n, ((p0, a, b + 1),))
         return ChunkInfo(chunk, n, ((p0, a, n), (p1, 0, b + 1)))
 
-    def _perm(self, pass_index: int) -> KeyedPermutation:
+    def _perm(self, pass_index: int) -> KeyedPermutation | np.ndarray:
         perm = self._perms.get(pass_index)
         if perm is None:
             if len(self._perms) > 4:  # a chunk touches at most two passes
                 self._perms.clear()
-            perm = self._perms[pass_index] = KeyedPermutation(
-                self.dataset_size, mix_key(self.seed, pass_index)
-            )
+            perm = KeyedPermutation(self.dataset_size, mix_key(self.seed, pass_index))
+            if self.dataset_size <= _MATERIALIZE_MAX:
+                # The same permutation, evaluated once for the whole pass: one vectorised
+                # call over n positions, then a lookup per index instead of the Feistel
+                # rounds (which cost more than a cheap __getitem__ when done per block).
+                perm = perm[np.arange(self.dataset_size, dtype=np.int64)]
+            self._perms[pass_index] = perm
         return perm
 
     def indices(self, chunk: int, start: int = 0, stop: int | None = None) -> np.ndarray:
