@@ -28,6 +28,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 import tracemalloc
 
@@ -129,7 +130,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
     table = Table(
         title=f"ChunkedDataLoader vs DataLoader: N={args.n}, batch {args.batch}, chunk {args.chunk} batches"
     )

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -200,7 +201,7 @@ def main() -> None:
     ap.add_argument("--out", help="where the sweep goes (default: a temporary directory)")
     ap.add_argument("--vision-tokens", default="actual", choices=("actual", "target"))
     args = ap.parse_args()
-    con = Console()
+    con = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
     if args.results or args.synthetic:
         modes = ["given"]
     else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
     image = Image.new("RGB", (224, 168), (30, 30, 200))
     sample = Sample(0, "what is the color of the square ?", ["red"], image)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -93,7 +94,7 @@ def main() -> None:
     from knoblab.profiling.runner import run_sweep
     from knoblab.profiling.synthetic import ListDataset
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
     adapter, warmup = BusyAdapter(), 2
     with tempfile.TemporaryDirectory() as out:
         cfg = {

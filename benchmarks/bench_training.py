@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -118,7 +119,7 @@ def main() -> None:
         table.add_row(
             label, f"{wall:,.0f}", f"{cpu:,.0f}", f"{wall / base[0]:.3f}x", f"{cpu / base[1]:.3f}x"
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 if __name__ == "__main__":
