@@ -315,6 +315,23 @@ def run_multirun(
     return 0
 
 
+def run_command(
+    argv: Sequence[str], usage: str, config_name: str, task: Callable[[DictConfig], Any], prog: str
+) -> int:
+    """A Hydra-configured command's whole ``main``: ``--help``, ``-m`` sweeps, or one run.
+
+    Example:
+        >>> run_command(["dataset.size=10"], __doc__, "plan", run, "knoblab plan")  # doctest: +SKIP
+    """
+    if wants_help(argv):
+        return print_help(usage, config_name, argv)
+    multirun, overrides = split_multirun(argv)
+    if multirun:
+        return run_multirun(config_name, task, overrides, prog)
+    task(compose(config_name, overrides))
+    return 0
+
+
 class _JobError(BaseException):
     """Carries a sweep job's ``KnobLabError`` past Hydra's exception reporting."""
 

@@ -50,12 +50,6 @@ def run(cfg: Any) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
+    from knoblab.hydra_utils import run_command
 
-    if wants_help(argv):
-        return print_help(__doc__ or "", CONFIG_NAME, argv)
-    multirun, rest = split_multirun(argv)
-    if multirun:
-        return run_multirun(CONFIG_NAME, run, rest, "knoblab export-data")
-    run(compose(CONFIG_NAME, rest))
-    return 0
+    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab export-data")

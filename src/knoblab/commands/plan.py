@@ -129,12 +129,6 @@ def run(cfg: Any) -> Any:
 
 def main(argv: list[str]) -> int:
     """``knoblab plan [overrides]``; ``-m`` sweeps the overrides with Hydra's launcher."""
-    from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
+    from knoblab.hydra_utils import run_command
 
-    if wants_help(argv):
-        return print_help(__doc__ or "", CONFIG_NAME, argv)
-    multirun, overrides = split_multirun(argv)
-    if multirun:
-        return run_multirun(CONFIG_NAME, run, overrides, "knoblab plan")
-    run(compose(CONFIG_NAME, overrides))
-    return 0
+    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab plan")

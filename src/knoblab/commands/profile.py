@@ -23,12 +23,6 @@ def _task(cfg: Any) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
+    from knoblab.hydra_utils import run_command
 
-    if wants_help(argv):
-        return print_help(__doc__ or "", "profile", argv)
-    multirun, rest = split_multirun(argv)
-    if multirun:
-        return run_multirun("profile", _task, rest, "knoblab profile")
-    _task(compose("profile", rest))
-    return 0
+    return run_command(argv, __doc__ or "", "profile", _task, "knoblab profile")
