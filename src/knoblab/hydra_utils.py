@@ -62,6 +62,12 @@ def _child_value(override: str, missing: str) -> Any:
         return None
 
 
+#: Sections whose every key goes to a library unchanged and is checked there, against
+#: the library's own signature (``train.trainer``: any ``lightning.pytorch.Trainer``
+#: argument, see ``training.runner``): a key the YAML does not list is added, not refused.
+_PASS_THROUGH = frozenset({"train.trainer"})
+
+
 def _open_mapping_retry(
     config_name: str, overrides: Sequence[str], exc: BaseException
 ) -> list[str] | None:
@@ -76,6 +82,8 @@ def _open_mapping_retry(
     i = _override_of(missing, overrides) if missing else None
     if missing is None or i is None:
         return None
+    if missing.rpartition(".")[0] in _PASS_THROUGH and overrides[i].partition("=")[0] == missing:
+        return [*overrides[:i], "++" + overrides[i], *overrides[i + 1 :]]
     # the shape of the YAML: the group choices only (other overrides may add keys too)
     choices = [o for o in overrides if "." not in o.partition("=")[0].split("@")[0]]
     try:

@@ -88,3 +88,26 @@ def test_multirun_bad_override_is_the_one_line_error(
     err = capsys.readouterr().err.strip()
     assert "unknown key dataset.sampling.num_epoch=2" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "multirun").exists()  # no job started
+
+
+def test_any_trainer_argument_is_a_plain_override() -> None:
+    # train.trainer passes every key to lightning's Trainer (checked there, by the runner):
+    # a Trainer argument the YAML does not list needs no "+".
+    cfg = compose("train", ["train=toy", "train.trainer.check_val_every_n_epoch=3"])
+    assert cfg.train.trainer.check_val_every_n_epoch == 3
+    # other sections stay closed
+    with pytest.raises(ConfigError, match="train.optim.lrr"):
+        compose("train", ["train=toy", "train.optim.lrr=3"])
+
+
+def test_a_misspelled_trainer_argument_is_the_runners_one_line_error(tmp_path: Path) -> None:
+    from knoblab.training.runner import run_training
+
+    cfg = compose(
+        "train", ["train=toy", f"train.output_dir={tmp_path}", "train.trainer.max_epoch=3"]
+    )
+    with pytest.raises(
+        ConfigError, match=r"train\.trainer\.max_epoch.*did you mean train\.trainer\.max_epochs"
+    ):
+        run_training(cfg)
+    assert not any(tmp_path.iterdir())

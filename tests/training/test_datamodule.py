@@ -113,6 +113,18 @@ def test_difficulty_curriculum_reweights_samples():
     assert means[1] > means[0]
 
 
+def test_epoch_line_shows_val_loss_only_after_a_validation(tmp_path):
+    # Validation every 2nd epoch: epochs 0 and 2 have none, so their val loss is None
+    # (the line prints "-"), not epoch 1's figure again.
+    ehb = EpochHeartbeat()
+    # Any Trainer argument is a plain override of train.trainer (no "+" needed).
+    cfg = toy_cfg(tmp_path, "train.trainer.max_epochs=4", "train.trainer.check_val_every_n_epoch=2")
+    run_training(cfg, callbacks=[ehb])
+    vals = [h["val_loss"] for h in ehb.history]
+    assert vals[0] is None and vals[2] is None
+    assert vals[1] is not None and vals[3] is not None and vals[1] != vals[3]
+
+
 def test_heartbeats_report_progress(tmp_path):
     hb, ehb = Heartbeat(every_n_steps=2), EpochHeartbeat()
     run_training(toy_cfg(tmp_path), callbacks=[hb, ehb])

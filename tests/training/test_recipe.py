@@ -68,3 +68,30 @@ def test_reference_preset_is_the_shipped_architecture():
 
     assert task.model.cfg == ReferenceConfig()
     assert cfg.train.export.endswith("reference-v1.safetensors")
+
+
+def test_bad_override_is_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "knoblab.training.recipe",
+            "--out",
+            str(tmp_path / "r"),
+            "train.optim.lrr=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1
+        and "train.optim.lrr" in lines[0]
+        and "did you mean train.optim.lr" in lines[0]
+    )
+    assert not (tmp_path / "r").exists()

@@ -158,13 +158,22 @@ def weighted_chunk_line(datamodule: Any, chunk: int) -> str | None:
 
 
 class EpochHeartbeat(L.Callback):
-    """One summary line per epoch (per chunk when chunked): losses, samples, samples/s (rank 0)."""
+    """One summary line per epoch (per chunk when chunked): losses, samples, samples/s (rank 0).
+
+    The val loss is the one of this epoch's validation, ``-`` in an epoch without one
+    (``check_val_every_n_epoch``), not the last epoch's figure again.
+    """
 
     def __init__(self) -> None:
         self.last: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self._t0 = 0.0
         self._samples = 0
+        self._val_epoch = -1  # the epoch whose validation ran last
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._val_epoch = trainer.current_epoch
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._samples = time.perf_counter(), 0
@@ -195,7 +204,7 @@ class EpochHeartbeat(L.Callback):
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
             "train_loss": get("train/loss_epoch"),
-            "val_loss": get("val/loss"),
+            "val_loss": get("val/loss") if self._val_epoch == trainer.current_epoch else None,
             "samples": self._samples,
             "samples_per_s": self._samples / dt,
             "seconds": dt,

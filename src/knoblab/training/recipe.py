@@ -1,7 +1,7 @@
 """The reference recipe: train, evaluate and install the reference VLM's shipped weights.
 
 ``python -m knoblab.training.recipe --install`` runs ``knoblab train train=reference``
-(shapes-vqa easy + hard, mixed by a curriculum; seeded; about 30 minutes on a 2-core
+(shapes-vqa easy + hard, mixed by a curriculum; seeded; 30-37 minutes on a 2-core
 CPU), evaluates the result on the profiling dataset (``conf/dataset/shapes_vqa.yaml``:
 easy variant, generation seed 0, which no training sample comes from) at the knob
 settings the trade-off claims are about, and, when every claim holds, copies
@@ -187,5 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if holds else 1
 
 
+def _cli() -> int:
+    """``main`` with the CLI's error contract: a bad override is one line, exit 2."""
+    from knoblab.errors import KnobLabError
+
+    try:
+        return main()
+    except KnobLabError as exc:
+        print(f"python -m knoblab.training.recipe: error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_cli())
