@@ -28,15 +28,14 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 import tracemalloc
 
 import torch
-from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
+from knoblab.console import console as wide_console
 from knoblab.sampling.chunked import ChunkedDataLoader, ChunkedSampler
 
 
@@ -130,7 +129,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    console = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
+    console = wide_console(160)
     table = Table(
         title=f"ChunkedDataLoader vs DataLoader: N={args.n}, batch {args.batch}, chunk {args.chunk} batches"
     )

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from rich.table import Table
 
 from knoblab.analysis.estimator import leave_configurations_out
 from knoblab.analysis.load import SweepResults, load_results
+from knoblab.console import console as wide_console
 
 GOAL_MAPE, GOAL_WITHIN_10 = 5.0, 95.0
 
@@ -201,7 +201,7 @@ def main() -> None:
     ap.add_argument("--out", help="where the sweep goes (default: a temporary directory)")
     ap.add_argument("--vision-tokens", default="actual", choices=("actual", "target"))
     args = ap.parse_args()
-    con = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
+    con = wide_console(160)
     if args.results or args.synthetic:
         modes = ["given"]
     else:

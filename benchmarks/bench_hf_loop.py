@@ -21,16 +21,15 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
-from rich.console import Console
 from rich.table import Table
 
+from knoblab.console import console as wide_console
 from knoblab.data import Sample
 from knoblab.models.hf import build
 from knoblab.models.hf.tiny import BUILDERS, write_tiny_checkpoint
@@ -65,7 +64,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    console = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
+    console = wide_console(160)
     image = Image.new("RGB", (224, 168), (30, 30, 200))
     sample = Sample(0, "what is the color of the square ?", ["red"], image)
 

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import warnings
+
+from knoblab.console import console as wide_console
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
 
     warnings.filterwarnings("ignore", message="reference weights not found")
     torch.set_num_threads(1)
-    console = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
+    console = wide_console(160)
     dataset = ShapesVQA(1000)
     adapter = build_adapter({"kind": "reference"})
     lists = {"tier": ["low", "high"], "top_k": [1, 4], "num_active_blocks": [4]}

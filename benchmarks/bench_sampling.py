@@ -112,14 +112,15 @@ def main() -> None:
         print(json.dumps(run_case(method, int(n), int(read))))
         return
 
-    from rich.console import Console
     from rich.table import Table
+
+    from knoblab.console import console as wide_console
 
     read = int(args.read)
     budget = (
         args.max_baseline_gb * 2**30 if args.max_baseline_gb is not None else available_bytes() / 4
     )
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = wide_console(160)
     rows = []
     for n in (int(s) for s in args.sizes):
         results = {}

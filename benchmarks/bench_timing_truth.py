@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from knoblab.console import console as wide_console
 from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
 
 DURATIONS_MS = (1, 5, 20)
@@ -94,7 +94,7 @@ def main() -> None:
     from knoblab.profiling.runner import run_sweep
     from knoblab.profiling.synthetic import ListDataset
 
-    console = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
+    console = wide_console(160)
     adapter, warmup = BusyAdapter(), 2
     with tempfile.TemporaryDirectory() as out:
         cfg = {

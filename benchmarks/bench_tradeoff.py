@@ -27,15 +27,14 @@ import argparse
 import itertools
 import json
 import platform
-import sys
 import time
 import warnings
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 
+from knoblab.console import console as wide_console
 from knoblab.data.scoring import score
 from knoblab.data.shapes import ShapesVQA
 from knoblab.models.reference.adapter import ReferenceAdapter
@@ -100,7 +99,7 @@ def main() -> None:
     ds = ShapesVQA(args.num_samples, seed=args.seed, variant=args.variant)
     samples = [ds[i] for i in range(args.num_samples)]
 
-    console = Console(width=None if sys.stdout.isatty() else 160)  # whole table when piped
+    console = wide_console(160)
     weights = args.weights or (
         str(shipped_weights_path()) if trained else "random init (no weights)"
     )

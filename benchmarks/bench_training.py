@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 
 import lightning.pytorch as L
-from rich.console import Console
 from rich.table import Table
 
+from knoblab.console import console as wide_console
 from knoblab.hydra_utils import compose
 from knoblab.training.runner import run_training
 
@@ -119,7 +118,7 @@ def main() -> None:
         table.add_row(
             label, f"{wall:,.0f}", f"{cpu:,.0f}", f"{wall / base[0]:.3f}x", f"{cpu / base[1]:.3f}x"
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    wide_console(160).print(table)
 
 
 if __name__ == "__main__":

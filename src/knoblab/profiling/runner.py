@@ -224,7 +224,10 @@ def run_sweep(
     rank, world = dist_info()
     hw = to_dataclass(data.get("hardware") or {}, HardwareConfig, "hardware")
     empty_cache = hw.memory_savings.empty_cache_between_configs
-    console = console or _console()
+    if console is None:
+        from knoblab.console import console as wide_console
+
+        console = wide_console()
     quiet = rank != 0
 
     if dataset is None:
@@ -407,14 +410,6 @@ def run_sweep(
     return result
 
 
-def _console() -> Any:
-    """A rich console; 120 columns when not a terminal (logs, CI) so the table fits."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=120)
-
-
 class _Ticker:
     """Advances the progress bar at most 4 times a second.
 
@@ -463,7 +458,10 @@ def _write_record(
 def finish(result: SweepResult, environment: Mapping[str, Any], console: Any | None = None) -> None:
     """Rebuild samples.parquet, environment.json and report.md from every record; print the table."""
 
-    console = console or _console()
+    if console is None:
+        from knoblab.console import console as wide_console
+
+        console = wide_console()
     out_dir = result.out_dir
     records = rec.load_records(out_dir)
     result.records = records
