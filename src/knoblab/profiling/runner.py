@@ -53,7 +53,7 @@ from knoblab.errors import ConfigError, DataError, KnobLabError
 from knoblab.models.adapter import ModelAdapter, check_knob
 from knoblab.profiling import records as rec
 from knoblab.profiling.design import DesignConfig, make_design
-from knoblab.profiling.distributed import broadcast, dist_info, gather
+from knoblab.profiling.distributed import barrier, broadcast, dist_info, gather
 from knoblab.profiling.hardware import HardwareConfig, apply_hardware
 from knoblab.profiling.identity import check_out_dir, model_identity
 from knoblab.profiling.measure import ConfigOOM, check_metric, is_oom, measure_positions
@@ -401,6 +401,8 @@ def run_sweep(
     result = SweepResult(out_dir=out_dir, records={}, ran=ran, skipped=skipped, plan=plan_desc)
     if rank == 0:
         finish(result, environment, console=console)
+    # No rank returns before rank 0 has written the records, the table and the report.
+    barrier(world)
     result.seconds = {
         "setup": t_measure - t_setup,
         "measure": t_finish - t_measure,
