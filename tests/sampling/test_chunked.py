@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tracemalloc
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -413,3 +414,35 @@ def test_cached_pass_permutation_is_the_keyed_permutation(monkeypatch) -> None:
     cached, direct = draw(1 << 20), draw(0)
     assert cached == direct
     assert sorted(cached[:1000]) == list(range(1000)) and cached[:1000] != list(range(1000))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 50),
+    c=st.integers(1, 50),
+    shuffle=st.booleans(),
+    cached=st.booleans(),
+    k=st.integers(0, 40),
+    start=st.integers(0, 60),
+    length=st.integers(0, 60),
+)
+def test_one_rank_fast_path_matches_the_general_path(n, c, shuffle, cached, k, start, length):
+    """One rank takes chunk slices pass by pass; the same indices as the strided general
+    path (which DDP uses), for cached and Feistel permutations, across pass boundaries."""
+    import warnings
+
+    import knoblab.sampling.chunked as chunked_mod
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = ChunkedSampler(n, c, shuffle, seed=4)
+    old = chunked_mod._MATERIALIZE_MAX
+    chunked_mod._MATERIALIZE_MAX = old if cached else 0
+    try:
+        stop = min(start + length, s.per_rank)
+        start = min(start, stop)
+        fast = s.indices(k, start, stop)
+        assert fast.dtype == np.int64
+        assert fast.tolist() == s._strided(k, start, stop).tolist()
+    finally:
+        chunked_mod._MATERIALIZE_MAX = old
