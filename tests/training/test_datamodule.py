@@ -162,3 +162,20 @@ def test_weighted_sampler_refuses_lightning_distributed_sampler():
             )
         )["x"]
     )
+
+
+@pytest.mark.multiprocess
+def test_curriculum_applies_from_the_first_epoch_with_workers(tmp_path):
+    """Lightning builds the first epoch's iterator before it calls set_epoch, and workers
+    draw indices at iter(): the first epoch must still be drawn under stage 0's weights."""
+    seen = {}
+    for workers in (0, 1):
+        rec = Seen()
+        cfg = toy_cfg(
+            tmp_path / str(workers),
+            "train.curriculum=[{epoch: 0, weights: {clean: 9}}, {epoch: 1, weights: {noisy: 9}}]",
+            f"train.num_workers={workers}",
+        )
+        run_training(cfg, callbacks=[rec])
+        seen[workers] = rec.train
+    assert seen[1][0] == pytest.approx(seen[0][0]) and seen[1][1] == pytest.approx(seen[0][1])

@@ -217,6 +217,11 @@ class MultiDatasetDataModule(L.LightningDataModule):
             t.limit_train_batches = 1.0
         assert self.sampler is not None
         self.sampler.set_rank(rank, world, self._epoch_samples(world) or self.sampler.num_samples)
+        if t is not None:
+            # Lightning builds the first epoch's iterator before it calls set_epoch, and
+            # workers draw indices at iter(): set the epoch (and run the curriculum's hook)
+            # now, with the number Lightning is about to set, so that draw sees it.
+            self.sampler.set_epoch(t.fit_loop.epoch_progress.current.processed)
         return DataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
