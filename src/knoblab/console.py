@@ -10,10 +10,15 @@ Example:
 
 from __future__ import annotations
 
-from rich.console import Console
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def console(piped_width: int = 120) -> Console:
     """A rich ``Console``: the terminal's width, or ``piped_width`` columns off a terminal."""
+    from rich.console import Console  # here, so importing knoblab does not import rich
+
     c = Console()
     return c if c.is_terminal else Console(width=piped_width)

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from knoblab.config import plain, to_dataclass
+from knoblab.console import console as wide_console
 from knoblab.errors import ConfigError, DataError, KnobLabError
 from knoblab.models.adapter import ModelAdapter, check_knob
 from knoblab.profiling import records as rec
@@ -224,10 +225,7 @@ def run_sweep(
     rank, world = dist_info()
     hw = to_dataclass(data.get("hardware") or {}, HardwareConfig, "hardware")
     empty_cache = hw.memory_savings.empty_cache_between_configs
-    if console is None:
-        from knoblab.console import console as wide_console
-
-        console = wide_console()
+    console = console or wide_console()
     quiet = rank != 0
 
     if dataset is None:
@@ -460,10 +458,7 @@ def _write_record(
 def finish(result: SweepResult, environment: Mapping[str, Any], console: Any | None = None) -> None:
     """Rebuild samples.parquet, environment.json and report.md from every record; print the table."""
 
-    if console is None:
-        from knoblab.console import console as wide_console
-
-        console = wide_console()
+    console = console or wide_console()
     out_dir = result.out_dir
     records = rec.load_records(out_dir)
     result.records = records
