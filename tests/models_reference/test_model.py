@@ -164,6 +164,33 @@ def test_dense_and_sparse_moe_agree(model) -> None:
     torch.testing.assert_close(d, s, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("top_k", [1, 3])
+def test_sparse_moe_trains_like_dense(top_k) -> None:
+    """Training uses sparse dispatch: same output and gradients as dense, and every
+    expert's weights get a gradient (zero when no token chose it), as DDP requires."""
+    from knoblab.models.reference.moe import MoEFeedForward
+
+    torch.manual_seed(0)
+    moe = MoEFeedForward(CFG.d_model, 16, num_experts=4).train()
+    with torch.no_grad():  # positive inputs: experts 0, 1, 2 score > 0, expert 3 scores 0
+        moe.router.weight.zero_()
+        moe.router.weight[0, 0], moe.router.weight[1, 1], moe.router.weight[2, 2] = 3.0, 2.0, 1.0
+    x = torch.rand(2, 5, CFG.d_model) + 0.1  # so at top_k <= 3 no token picks expert 3
+    grads = {}
+    for dense in (True, False):
+        moe.zero_grad(set_to_none=True)
+        moe.dense = dense
+        out = moe(x, top_k)
+        (out**2).sum().backward()
+        grads[dense] = (out.detach(), {n: p.grad for n, p in moe.named_parameters()})
+    torch.testing.assert_close(grads[True][0], grads[False][0], atol=1e-5, rtol=1e-5)
+    for name, g in grads[False][1].items():
+        assert g is not None, name
+        torch.testing.assert_close(g, grads[True][1][name], atol=1e-4, rtol=1e-4)
+    assert moe.last_tokens_per_expert.tolist()[3] == 0
+    assert grads[False][1]["w_in"][3].abs().sum() == 0
+
+
 def test_knob_errors_name_value_and_range(model) -> None:
     with pytest.raises(ConfigError, match=r"knobs.top_k=5 .*1..4"):
         model.set_knobs(top_k=5)

@@ -8,10 +8,13 @@ logits (renormalised over the chosen k, as Mixtral). ``top_k`` is an argument of
 Cost grows with ``top_k``: each expert runs on the tokens routed to it, so the expert
 matmuls process ``top_k * tokens`` rows in all.
 
-NOTE: in training mode the experts run densely (every expert on every token, gated
-by zeros): the output is the same, the backward pass is much faster on CPU. In eval
-mode dispatch is sparse, so latency measures the real cost of ``top_k``. Set
-``moe.dense`` to force either.
+Dispatch is sparse in training and at inference: the ``tokens x top_k`` routing slots
+are sorted by expert, gathered once, run through each expert as one contiguous slice
+and added back once (so the backward pass is one gather and one scatter-add, not one
+per expert). ``moe.dense = True`` runs every expert on every token instead, gated by
+zeros (the same output; a reference for tests). Every expert's weights take part in
+every forward (with zero rows when no token chose it), so DDP sees no unused
+parameter.
 
 ``last_tokens_per_expert`` (tokens routed to each expert by the last call) and
 ``last_aux_loss`` (the Switch-Transformer load-balancing loss, for training) are kept
@@ -43,41 +46,45 @@ class MoEFeedForward(nn.Module):
         self.b_out = nn.Parameter(torch.zeros(num_experts, d_model))
         self.last_tokens_per_expert: torch.Tensor | None = None
         self.last_aux_loss: torch.Tensor | None = None
-        #: None: dense dispatch in training, sparse at inference; True/False forces one.
+        #: True: every expert on every token (a reference); False/None: sparse dispatch.
         self.dense: bool | None = None
 
     def _sparse(
         self, flat: torch.Tensor, top_idx: torch.Tensor, weights: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each expert runs on its own tokens only: cost grows with ``top_k``."""
-        counts = torch.zeros(self.num_experts, dtype=torch.long)
+        """Each expert runs on its own tokens only: cost grows with ``top_k``.
+
+        Why by hand: no torch op does grouped (ragged) expert matmuls on CPU. Sorting
+        the routing slots by expert makes each expert's tokens one contiguous slice,
+        so a step is one gather, ``num_experts`` matmul pairs and one scatter-add;
+        profiled on 2 CPU cores (32 x 157 tokens, fwd + bwd), 4-5x faster than dense
+        at ``top_k=1`` and still faster at ``top_k=4``.
+        """
         if flat.shape[0] == 1:
             # One token (a decode step): run its k experts directly, no index bookkeeping.
+            counts = torch.zeros(self.num_experts, dtype=torch.long)
             y = torch.zeros_like(flat)
             for j, e in enumerate(top_idx[0].tolist()):
                 h = F.gelu(flat @ self.w_in[e] + self.b_in[e])
                 y = y + (h @ self.w_out[e] + self.b_out[e]) * weights[0, j]
                 counts[e] += 1
             return y, counts
-        out = torch.zeros_like(flat)
-        for e in range(self.num_experts):
-            tok, slot = (top_idx == e).nonzero(as_tuple=True)
-            counts[e] = tok.numel()
-            if tok.numel() == 0:
-                continue
-            h = F.gelu(flat[tok] @ self.w_in[e] + self.b_in[e])
-            y = h @ self.w_out[e] + self.b_out[e]
-            out.index_add_(0, tok, y * weights[tok, slot, None])
-        return out, counts
+        slots = top_idx.reshape(-1)  # slot i is token i // k's (i % k)-th choice
+        order = slots.argsort(stable=True)
+        tok = order // top_idx.shape[1]
+        counts = torch.bincount(slots, minlength=self.num_experts).cpu()
+        x = flat.index_select(0, tok)
+        outs = []
+        for e, xe in enumerate(x.split(counts.tolist())):
+            h = F.gelu(torch.addmm(self.b_in[e], xe, self.w_in[e]))
+            outs.append(torch.addmm(self.b_out[e], h, self.w_out[e]))
+        y = torch.cat(outs) * weights.reshape(-1).index_select(0, order)[:, None]
+        return torch.zeros_like(flat).index_add_(0, tok, y), counts
 
     def _dense(
         self, flat: torch.Tensor, top_idx: torch.Tensor, weights: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every expert on every token, unselected ones weighted 0: the same output.
-
-        Why: on CPU the gathers and scatter-adds of sparse dispatch cost more in the
-        backward pass than the extra expert FLOPs of a small model (profiled: 10x).
-        """
+        """Every expert on every token, unselected ones weighted 0: the same output."""
         gate = torch.zeros(flat.shape[0], self.num_experts, dtype=flat.dtype, device=flat.device)
         gate.scatter_(1, top_idx, weights)
         h = F.gelu(torch.einsum("td,edh->eth", flat, self.w_in) + self.b_in[:, None, :])
@@ -96,8 +103,7 @@ class MoEFeedForward(nn.Module):
         logits = self.router(flat)
         top_logits, top_idx = logits.topk(top_k, dim=-1)  # (T, k)
         weights = top_logits.softmax(dim=-1).to(flat.dtype)
-        dense = self.dense if self.dense is not None else self.training
-        if dense:
+        if self.dense:
             out, counts = self._dense(flat, top_idx, weights)
         else:
             out, counts = self._sparse(flat, top_idx, weights)
