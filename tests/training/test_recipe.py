@@ -1,4 +1,4 @@
-"""The recipe's evaluation grid and claim checks (the full recipe run is not a test: ~30 min)."""
+"""The recipe's evaluation grid and claim checks (the full recipe run is not a test: ~26 min)."""
 
 from __future__ import annotations
 

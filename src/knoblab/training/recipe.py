@@ -1,7 +1,7 @@
 """The reference recipe: train, evaluate and install the reference VLM's shipped weights.
 
 ``python -m knoblab.training.recipe --install`` runs ``knoblab train train=reference``
-(shapes-vqa easy + hard, mixed by a curriculum; seeded; 30-37 minutes on a 2-core
+(shapes-vqa easy + hard, mixed by a curriculum; seeded; about 26 minutes on a 2-core
 CPU), evaluates the result on the profiling dataset (``conf/dataset/shapes_vqa.yaml``:
 easy variant, generation seed 0, which no training sample comes from) at the knob
 settings the trade-off claims are about, and, when every claim holds, copies

@@ -1,7 +1,7 @@
 """``ReferenceConfig``: the hyper-parameters of the built-in reference VLM.
 
 Sized so that a high-tier sample answers in well under 100 ms on a 2-core CPU and the
-model trains on shapes-vqa in about 20 minutes there (see ``docs``/README).
+model trains on shapes-vqa in about 26 minutes there (see ``docs``/README).
 
 Example:
     >>> cfg = ReferenceConfig()
