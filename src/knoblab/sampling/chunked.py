@@ -599,6 +599,7 @@ class ChunkedDataLoader:
         self._sampler: ChunkedSampler | None = None
         self._loader: DataLoader | None = None
         self._live: Iterator[Any] | None = None  # the inner iteration that runs across chunks
+        self._peeking: Iterator[Any] | None = None  # the inner iteration of a sanity-check peek
         self._live_origin: tuple[int, int] = (-1, 0)  # (chunk, batch) it started at
         self.current_chunk = 0
         # the chunk in progress: (chunk, first batch, inner iterator, its count at the start)
@@ -697,7 +698,8 @@ class ChunkedDataLoader:
         stream = _BatchStream(self.sampler(), self.batch_size, self.drop_last, endless=False)
         stream.start = chunk
         kwargs = {**self._inner_kwargs(), "persistent_workers": False}
-        yield from DataLoader(self.dataset, batch_sampler=stream, **kwargs)
+        self._peeking = iter(DataLoader(self.dataset, batch_sampler=stream, **kwargs))
+        yield from self._peeking
 
     def _claim(self) -> Iterator[Iterator[Any]]:
         sampler = self.sampler()
@@ -722,6 +724,25 @@ class ChunkedDataLoader:
         yield itertools.islice(it, n - skip)
         if self._active is active:
             self._active = None
+
+    def close(self) -> None:
+        """Stop the worker processes of the inner iteration this loader holds, if any.
+
+        The position is kept (``state_dict`` still says where the stream stands); the
+        next ``iter()`` starts a fresh inner iteration. The Lightning data modules call it
+        at teardown. Why: Lightning stops a chunk at ``len()`` without asking for the
+        StopIteration that would end the inner iteration, so its workers lived on until
+        the garbage collector freed it, and freed from a reference cycle torch waits its
+        5 s join timeout per worker. ``_shutdown_workers`` is torch's own (private but
+        stable; Lightning stops its loaders' workers the same way).
+        """
+        held = [self._live, self._active[2] if self._active is not None else None, self._peeking]
+        for it in {id(x): x for x in held if x is not None}.values():
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+        self._live = self._peeking = None
+        self._loader = None  # persistent workers: the DataLoader holds the stopped iterator
 
     def _live_at(self, n: int) -> tuple[int, int]:
         """(chunk, batch) the running inner iteration yields next (n batches per chunk)."""

@@ -229,6 +229,12 @@ class ChunkedLoaders:
             self._val = self._make("val", trainer)
         return _TrainerAware(self._val, trainer)
 
+    def close(self) -> None:
+        """Stop the worker processes of both chunked loaders (positions are kept)."""
+        for loader in (self._train, self._val):
+            if loader is not None:
+                loader.close()
+
     def state_dict(self) -> dict[str, Any]:
         """Stream positions of both loaders (empty when not chunked)."""
         if not self.chunked:
@@ -314,6 +320,10 @@ class ChunkedDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> Any:
         return self._loaders().val_dataloader(self.trainer)
+
+    def teardown(self, stage: str) -> None:
+        if self.chunks is not None:
+            self.chunks.close()
 
     def state_dict(self) -> dict[str, Any]:
         return self._loaders().state_dict()

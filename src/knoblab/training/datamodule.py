@@ -235,6 +235,9 @@ class MultiDatasetDataModule(L.LightningDataModule):
     def val_dataloader(self) -> Any:
         return self.chunks.val_dataloader(self.trainer)
 
+    def teardown(self, stage: str) -> None:
+        self.chunks.close()  # stop the chunked loaders' workers now, not at a later gc
+
     # --- resume ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
