@@ -366,7 +366,11 @@ class HFAdapter:
             kwargs["attention_mask"] = None  # as generate(): no padding -> no mask work
         if _accepts(model, "logits_to_keep"):
             kwargs["logits_to_keep"] = 1
-        kwargs["past_key_values"] = DynamicCache(config=model.config.get_text_config(decoder=True))
+        # transformers 5 calls it ``cache`` (``past_key_values`` warns, then clashes with the
+        # ``cache`` that _update_model_kwargs_for_generation adds); older ones the old name.
+        params = inspect.signature(model.prepare_inputs_for_generation).parameters
+        key = "cache" if "cache" in params else "past_key_values"
+        kwargs[key] = DynamicCache(config=model.config.get_text_config(decoder=True))
         kwargs["use_cache"] = True
         inputs = model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs)
         out = model(**inputs, return_dict=True)
