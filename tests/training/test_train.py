@@ -170,3 +170,34 @@ def test_every_preset_validates():
         assert tc.datasets and tc.output_dir
     with pytest.raises(ConfigError):
         compose("train", ["train=nope"])
+
+
+def test_no_lightning_advert_or_pytree_deprecation(tmp_path):
+    """Lightning's cloud-logger tip and its pytree FutureWarning do not reach the user."""
+    import logging
+    import warnings
+
+    from lightning_utilities.core import rank_zero
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.lines: list[str] = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    keep = Keep()
+    rank_zero.log.addHandler(keep)
+    old_level = rank_zero.log.level
+    rank_zero.log.setLevel(logging.INFO)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_training(toy_cfg(tmp_path / "t"))
+    finally:
+        rank_zero.log.removeHandler(keep)
+        rank_zero.log.setLevel(old_level)
+    assert any("GPU available" in line for line in keep.lines)  # the handler does see Lightning
+    assert not [line for line in keep.lines if "litlogger" in line]
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,10 +267,30 @@ def build_logger(tc: TrainConfig, out: Path) -> Any:
     return loggers.WandbLogger(save_dir=str(out), project="knoblab")
 
 
+class _NoCloudTip(logging.Filter):
+    """Drops the line Lightning prints at every Trainer start advertising its cloud logger.
+
+    Why: knoblab trains offline and picks its own loggers (``train.logger``); Lightning
+    has no switch for the line, which it logs at INFO through its rank-zero logger.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+def _quiet_lightning_tip() -> None:
+    from lightning_utilities.core import rank_zero
+
+    target = rank_zero.log  # the logger Lightning's rank_zero_info writes to
+    if not any(isinstance(f, _NoCloudTip) for f in target.filters):
+        target.addFilter(_NoCloudTip())
+
+
 def build_trainer(
     tc: TrainConfig, callbacks: list[L.Callback], logger: Any, out: Path
 ) -> L.Trainer:
     """A ``Trainer`` with every ``train.trainer`` key passed through unchanged."""
+    _quiet_lightning_tip()
     kwargs = _check_kwargs("train.trainer", tc.trainer, L.Trainer.__init__, _OWNED)
     kwargs.setdefault("accelerator", "cpu")
     _check_accelerator(kwargs["accelerator"])
@@ -361,7 +382,13 @@ def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -
     dm, scores = build_datamodule(tc, module.task, seed)
     all_callbacks = [*build_callbacks(tc, out, scores, has_val=bool(tc.val_datasets)), *callbacks]
     trainer = build_trainer(tc, all_callbacks, build_logger(tc, out), out)
-    trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+    with warnings.catch_warnings():
+        # Lightning's pytree helper builds torch's deprecated LeafSpec (a FutureWarning per
+        # run on recent torch); nothing a knoblab user can act on.
+        warnings.filterwarnings(
+            "ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning
+        )
+        trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
 
     ckpt_cb = trainer.checkpoint_callback
     last = (
