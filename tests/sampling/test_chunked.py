@@ -471,3 +471,18 @@ def test_one_rank_fast_path_matches_the_general_path(n, c, shuffle, cached, k, s
         assert fast.tolist() == s._strided(k, start, stop).tolist()
     finally:
         chunked_mod._MATERIALIZE_MAX = old
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_iterating_leaves_the_global_rng_alone(chunk_size, shuffle):
+    """A DataLoader without a generator draws from torch's global RNG at every iter()."""
+    dl = ChunkedDataLoader(list(range(10)), batch_size=2, chunk_size=chunk_size, shuffle=shuffle)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    for _ in range(3):
+        list(dl)
+    if chunk_size:
+        list(dl.iter_chunk(0))  # the sanity-check peek
+    assert torch.equal(torch.rand(3), expected)

@@ -49,8 +49,14 @@ CURRICULUM = (
 )
 
 
-def test_stop_and_resume_gives_the_same_losses(tmp_path):
-    over = ["train.trainer.max_epochs=4", "model.config.dropout=0.2", CURRICULUM]
+@pytest.mark.parametrize("workers", [0, 1])
+def test_stop_and_resume_gives_the_same_losses(tmp_path, workers):
+    over = [
+        "train.trainer.max_epochs=4",
+        "model.config.dropout=0.2",
+        CURRICULUM,
+        f"train.num_workers={workers}",
+    ]
     straight = LossRecorder()
     run_training(toy_cfg(tmp_path / "a", *over), callbacks=[straight])
 

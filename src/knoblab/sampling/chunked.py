@@ -549,11 +549,11 @@ class ChunkedDataLoader:
     ) -> Any:
         if chunk_size is None:
             # The plain path: a DataLoader itself, so Lightning and users see no difference.
-            if (
-                shuffle
-                and "generator" not in dataloader_kwargs
-                and "sampler" not in dataloader_kwargs
-            ):
+            # Its own seeded generator (order when shuffled, workers' base seed always): a
+            # DataLoader without one draws from torch's global RNG at every iter(), so how
+            # often a run iterates (e.g. persistent workers, a resumed run) moved the model's
+            # dropout masks.
+            if "generator" not in dataloader_kwargs and "sampler" not in dataloader_kwargs:
                 dataloader_kwargs["generator"] = torch.Generator().manual_seed(int(seed))
             return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **dataloader_kwargs)
         return super().__new__(cls)
@@ -668,7 +668,10 @@ class ChunkedDataLoader:
 
     # -- iteration ------------------------------------------------------------------------
     def _inner_kwargs(self) -> dict[str, Any]:
-        return {k: v for k, v in self._kwargs.items() if k != "drop_last"}
+        kwargs = {k: v for k, v in self._kwargs.items() if k != "drop_last"}
+        # workers' base seed from our own generator, never torch's global RNG (see __new__)
+        kwargs.setdefault("generator", torch.Generator().manual_seed(self.seed))
+        return kwargs
 
     def _inner(self) -> DataLoader:
         if self._loader is None:

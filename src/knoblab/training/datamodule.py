@@ -52,6 +52,26 @@ log = logging.getLogger(__name__)
 MIXINGS = ("weighted", "sequential")
 
 
+class _FirstBatchDataLoader(DataLoader):
+    """A DataLoader whose iteration starts at the first batch asked for, not at ``iter()``.
+
+    Why: Lightning calls ``iter()`` on the training loader while it sets up (before it
+    restores a checkpoint's loop state, and before it calls the sampler's ``set_epoch``),
+    and with ``num_workers > 0`` torch draws the first indices at ``iter()``: the first
+    epoch of a run, or of a resumed run, was drawn with the wrong epoch (and curriculum
+    stage). Started at the first batch, the draw sees the epoch Lightning set. Batches come
+    through ``itertools.chain`` (C), so this costs no Python frame per batch.
+    """
+
+    def __iter__(self) -> Any:
+        import itertools
+
+        return itertools.chain.from_iterable(self._start())
+
+    def _start(self) -> Any:
+        yield super().__iter__()
+
+
 @dataclass
 class DatasetSpec:
     """One dataset of the mix.
@@ -217,12 +237,7 @@ class MultiDatasetDataModule(L.LightningDataModule):
             t.limit_train_batches = 1.0
         assert self.sampler is not None
         self.sampler.set_rank(rank, world, self._epoch_samples(world) or self.sampler.num_samples)
-        if t is not None:
-            # Lightning builds the first epoch's iterator before it calls set_epoch, and
-            # workers draw indices at iter(): set the epoch (and run the curriculum's hook)
-            # now, with the number Lightning is about to set, so that draw sees it.
-            self.sampler.set_epoch(t.fit_loop.epoch_progress.current.processed)
-        return DataLoader(
+        return _FirstBatchDataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
             sampler=self.sampler,
