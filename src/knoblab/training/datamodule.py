@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,8 +65,6 @@ class _FirstBatchDataLoader(DataLoader):
     """
 
     def __iter__(self) -> Any:
-        import itertools
-
         return itertools.chain.from_iterable(self._start())
 
     def _start(self) -> Any:
