@@ -737,11 +737,12 @@ class ChunkedDataLoader:
         StopIteration that would end the inner iteration, so its workers lived on until
         the garbage collector freed it, and freed from a reference cycle torch waits its
         5 s join timeout per worker. ``_shutdown_workers`` is torch's own (private but
-        stable; Lightning stops its loaders' workers the same way).
+        stable; Lightning stops its loaders' workers the same way; a second call on the
+        same iterator, e.g. the live one that is also the active one, does nothing).
         """
-        held = [self._live, self._active[2] if self._active is not None else None, self._peeking]
-        for it in {id(x): x for x in held if x is not None}.values():
-            shutdown = getattr(it, "_shutdown_workers", None)
+        active = self._active[2] if self._active is not None else None
+        for it in (self._live, active, self._peeking):
+            shutdown = getattr(it, "_shutdown_workers", None)  # None: no workers (or no iterator)
             if shutdown is not None:
                 shutdown()
         self._live = self._peeking = None
