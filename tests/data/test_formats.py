@@ -216,9 +216,10 @@ def test_omnidocbench_json_and_jsonl(tmp_path):
     with pytest.warns(UserWarning, match="skipped 2"):
         ds = build_dataset(cfg)
     _check_scored(ds, 1)
-    assert ds.metric == "edit_distance" and ds[0].answers == ["First\nsecond"]
+    assert ds.metric == "edit_similarity" and ds[0].answers == ["First\nsecond"]
     assert ds[0].metadata == {"language": "english"}
-    assert score("edit_distance", "First\nsecand", ds[0].answers) == pytest.approx(1 - 1 / 12)
+    # OmniDocBench drops the newline: "Firstsecand" vs "Firstsecond", 1 edit of 11
+    assert score("edit_similarity", "First\nsecand", ds[0].answers) == pytest.approx(1 - 1 / 11)
 
     (tmp_path / "pages.jsonl").write_text(
         json.dumps({"image": "images/p1.jpg", "text": "hello world"})

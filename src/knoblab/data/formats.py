@@ -30,7 +30,7 @@ from typing import Any
 
 from knoblab.config import to_dataclass
 from knoblab.data.sample import Sample
-from knoblab.data.scoring import METRICS
+from knoblab.data.scoring import resolve_metric
 from knoblab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ class RecordDataset:
 
     Args:
         name: task name used in record file names.
-        metric: ``vqa``, ``exact_match`` or ``edit_distance``.
+        metric: a name in ``knoblab.data.scoring.METRICS`` (``vqa``, ``anls``, ...); an
+            alias (``edit_distance``) is stored under its canonical name.
         items: one entry per sample; a ``Sample`` or anything ``make`` turns into one.
         make: builds the ``Sample`` for ``items[i]`` on access (lazy formats).
         skipped: the records left out, for the summary.
@@ -74,9 +75,7 @@ class RecordDataset:
         make: Callable[[int, Any], Sample] | None = None,
         skipped: Sequence[Skipped] = (),
     ):
-        if metric not in METRICS:
-            raise ConfigError("dataset.metric", metric, f"one of {', '.join(METRICS)}")
-        self.name, self.metric = name, metric
+        self.name, self.metric = name, resolve_metric(metric, "dataset.metric")
         self._items, self._make = items, make
         self.skipped = list(skipped)
         if self.skipped:
@@ -172,7 +171,7 @@ class JsonlConfig:
     format: str = "jsonl"
     path: str = ""  # the manifest; each line's "image" is relative to its folder
     name: str = ""  # task name; default: the manifest folder's name
-    metric: str = "vqa"  # vqa | exact_match | edit_distance
+    metric: str = "vqa"  # a name in knoblab.data.scoring.METRICS
     check_images: bool = True  # skip records whose image file does not exist
 
 
@@ -454,7 +453,7 @@ class OmniDocBenchConfig:
     images: str = ""  # the page-image folder; default: the annotation file's folder
     prompt: str = "Read all the text in the image."  # the question asked for every page
     name: str = "omnidocbench"
-    metric: str = "edit_distance"  # scored by 1 - normalized edit distance
+    metric: str = "edit_similarity"  # 1 - OmniDocBench's normalised edit distance
     # layout categories left out of the ground truth (OmniDocBench's non-text regions)
     ignore_categories: list[str] = field(
         default_factory=lambda: [
@@ -479,7 +478,7 @@ def _page_text(page: Mapping[str, Any], ignore: set[str]) -> str:
 
 
 def build_omnidocbench(cfg: Mapping[str, Any]) -> RecordDataset:
-    """Page images with ground-truth text; metric ``edit_distance``.
+    """Page images with ground-truth text; metric ``edit_similarity``.
 
     ``annotations`` is either OmniDocBench's JSON (a list of pages with
     ``page_info.image_path`` and ``layout_dets`` holding ``text``, ``category_type`` and

@@ -1,8 +1,9 @@
 """The sample record every dataset yields and every adapter consumes.
 
 A dataset is any ``Sequence[Sample]`` with a ``name`` (the task name used in record
-file names, e.g. ``shapes-vqa``) and a ``metric`` (``"vqa"``, ``"exact_match"`` or
-``"edit_distance"``) naming how predictions are scored.
+file names, e.g. ``shapes-vqa``) and a ``metric`` (a name in
+``knoblab.data.scoring.METRICS``: ``"vqa"``, ``"anls"``, ``"exact_match"``, ...) naming
+how predictions are scored.
 """
 
 from __future__ import annotations
