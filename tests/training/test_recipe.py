@@ -95,3 +95,75 @@ def test_bad_override_is_one_line_exit_2(tmp_path):
         and "did you mean train.optim.lr" in lines[0]
     )
     assert not (tmp_path / "r").exists()
+
+
+def _package_hashes() -> dict[str, str]:
+    import hashlib
+    from pathlib import Path
+
+    import knoblab
+
+    root = Path(knoblab.__file__).resolve().parent
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts  # bytecode is Python's, not ours
+    }
+
+
+@pytest.mark.slow
+def test_evaluating_the_shipped_weights_never_writes_into_the_package(tmp_path):
+    """Issue 14: ``--evaluate <shipped> --samples N`` used to rewrite the package's
+    reference-v1.recipe.json (claims set to false after a tiny evaluation)."""
+    import json
+    import subprocess
+    import sys
+
+    from knoblab.models.reference.weights import shipped_weights_path
+
+    before = _package_hashes()
+    cmd = [sys.executable, "-m", "knoblab.training.recipe", "--evaluate"]
+    proc = subprocess.run(
+        [*cmd, str(shipped_weights_path()), "--samples", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode in (0, 1), proc.stderr  # 1: a claim fails on 2 samples
+    assert _package_hashes() == before
+    report = tmp_path / "runs" / "reference-eval" / "reference-v1.evaluation.json"
+    data = json.loads(report.read_text())
+    assert data["evaluation"]["samples"] == 2 and len(data["claims"]) == 4
+    assert data["recipe"]["evaluation"]["samples"] != 2  # the shipped recipe, as it was
+
+    # A folder inside the package is refused in one line, before any work.
+    proc = subprocess.run(
+        [*cmd, "shipped", "--samples", "1", "--eval-out", str(shipped_weights_path().parent)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "--eval-out" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert _package_hashes() == before
+
+
+def test_write_evaluation_goes_to_the_named_folder(tmp_path):
+    import json
+
+    from knoblab.training.recipe import write_evaluation
+
+    weights = tmp_path / "w" / "m.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"x")
+    (tmp_path / "w" / "m.recipe.json").write_text('{"seed": 3}')
+    out = write_evaluation(weights, {"claims": []}, tmp_path / "named" / "sub")
+    assert out == tmp_path / "named" / "sub" / "m.evaluation.json"
+    assert json.loads(out.read_text()) == {
+        "weights": str(weights.resolve()),
+        "recipe": {"seed": 3},
+        "claims": [],
+    }
+    assert (tmp_path / "w" / "m.recipe.json").read_text() == '{"seed": 3}'  # untouched

@@ -13,9 +13,16 @@ The claims (issue 6): high-tier accuracy beats low by at least 15 points; all bl
 beat half by at least 10; more experts per token never lose accuracy (within one
 standard error); high tier, all blocks, full top-k answers at least 80% correctly.
 
+Evaluation never writes into the installed package: its report goes to
+``<eval-out>/<weights stem>.evaluation.json`` (``--eval-out``, default
+``runs/reference-eval`` under the current directory). ``--evaluate`` leaves the weights and
+their ``.recipe.json`` as they are (the shipped ones included); a training run also records
+the evaluation in its own ``<out>/reference-v1.recipe.json``, the file ``--install`` ships.
+
 Example:
     $ python -m knoblab.training.recipe --install                 # retrain the shipped weights
     $ python -m knoblab.training.recipe --evaluate runs/reference/reference-v1.safetensors
+    $ python -m knoblab.training.recipe --evaluate shipped --samples 30 --eval-out /tmp/ev
 """
 
 from __future__ import annotations
@@ -132,6 +139,40 @@ def install(weights: Path) -> Path:
     return target
 
 
+def _merge_json(path: Path, update: dict[str, object]) -> Path:
+    from knoblab.atomic import atomic_write
+
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(update)
+    return atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def check_eval_out(out_dir: Path) -> None:
+    """``ConfigError`` when ``out_dir`` lies inside the installed knoblab package."""
+    import knoblab
+    from knoblab.errors import ConfigError
+
+    package = Path(knoblab.__file__).resolve().parent
+    if out_dir.resolve().is_relative_to(package):
+        raise ConfigError("--eval-out", str(out_dir), f"a folder outside the package ({package})")
+
+
+def write_evaluation(weights: Path, evaluation: dict[str, object], out_dir: Path) -> Path:
+    """Write ``<out_dir>/<weights stem>.evaluation.json``: the weights' path, their recipe
+    (when one lies beside them) and ``evaluation``. Nothing is written beside the weights.
+    """
+    from knoblab.atomic import atomic_write, ensure_dir
+
+    check_eval_out(out_dir)
+    side = weights.with_suffix(".recipe.json")
+    report: dict[str, object] = {"weights": str(weights.resolve())}
+    if side.is_file():
+        report["recipe"] = json.loads(side.read_text())
+    report.update(evaluation)
+    target = ensure_dir(out_dir, "--eval-out") / f"{weights.stem}.evaluation.json"
+    return atomic_write(target, json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m knoblab.training.recipe", description=__doc__.splitlines()[0]
@@ -144,7 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="install even when a claim fails")
     parser.add_argument(
-        "--evaluate", metavar="WEIGHTS", help="only evaluate these weights (.safetensors)"
+        "--evaluate",
+        metavar="WEIGHTS",
+        help="only evaluate these weights (.safetensors; 'shipped' = the installed ones)",
+    )
+    parser.add_argument(
+        "--eval-out",
+        default="runs/reference-eval",
+        metavar="DIR",
+        help="folder for the evaluation report (never the installed package)",
     )
     parser.add_argument("--samples", type=int, default=300, help="evaluation samples per setting")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for knoblab train")
@@ -152,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from knoblab.models.reference.weights import load_reference
 
-    if args.evaluate:
+    check_eval_out(Path(args.eval_out))  # before any work
+    if args.evaluate == "shipped":
+        from knoblab.models.reference.weights import shipped_weights_path
+
+        weights = shipped_weights_path()
+    elif args.evaluate:
         weights = Path(args.evaluate)
     else:
         from knoblab.commands.train import _setup_logging
@@ -174,11 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     acc = evaluate(model, num_samples=args.samples)
     claims = check_claims(acc, model, args.samples)
     print(report(acc, claims))
-    side = weights.with_suffix(".recipe.json")
-    recipe = json.loads(side.read_text()) if side.is_file() else {}
-    recipe["evaluation"] = {"dataset": EVAL_DATASET, "samples": args.samples, "accuracy": acc}
-    recipe["claims"] = [{"claim": c, "value": v, "holds": ok} for c, v, ok in claims]
-    side.write_text(json.dumps(recipe, indent=2, sort_keys=True, default=str) + "\n")
+    evaluation = {
+        "evaluation": {"dataset": EVAL_DATASET, "samples": args.samples, "accuracy": acc},
+        "claims": [{"claim": c, "value": v, "holds": ok} for c, v, ok in claims],
+    }
+    out_file = write_evaluation(weights, evaluation, Path(args.eval_out))
+    print(f"evaluation: {out_file}")
+    if not args.evaluate:  # the training run's own recipe.json (what --install ships)
+        _merge_json(weights.with_suffix(".recipe.json"), evaluation)
     holds = all(ok for _, _, ok in claims)
     if args.install and (holds or args.force):
         print(f"installed: {install(weights)}")
