@@ -34,6 +34,7 @@ from knoblab.analysis.estimator import (
     fit_and_evaluate,
 )
 from knoblab.analysis.load import SweepResults, load_results
+from knoblab.analysis.operators import OperatorShares, load_operator_shares
 from knoblab.analysis.pareto import coupling, latency_column, pareto_front, reference_point
 from knoblab.analysis.stages import scaling_data, scaling_fits, stage_shares
 from knoblab.errors import ConfigError
@@ -57,6 +58,7 @@ class Analysis:
     budget: BudgetAnswer | None
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    operators: OperatorShares | None = None  # operator-level E1, from knoblab deep-profile
 
 
 def analyze(
@@ -66,9 +68,14 @@ def analyze(
     percentile: str = "p95",
     budget_ms: float | None = None,
     vision_tokens: str = "actual",
+    deep: str | Path | bool | None = None,
     write: bool = True,
 ) -> Analysis:
     """Analyse a results directory; with ``write``, write the report into ``out_dir``.
+
+    ``deep``: the ``knoblab deep-profile`` output for operator-level E1 (a
+    ``deep_profile.json`` or a folder); None looks beside ``results_dir``, False skips it
+    (``knoblab.analysis.operators``).
 
     Raises:
         DataError: no usable record in ``results_dir``.
@@ -107,12 +114,20 @@ def analyze(
     a = Analysis(
         res, percentile, shares, fits, fronts, coup, refs, estimator, evaluation, budget, notes
     )
+    a.operators = _operators(res, results_dir, deep)
     if write:
         from knoblab.analysis.report import write_report
 
         out = Path(out_dir) if out_dir is not None else Path(results_dir) / "analysis"
         a.files = write_report(a, out)
     return a
+
+
+def _operators(
+    res: SweepResults, results_dir: str | Path, deep: str | Path | bool | None
+) -> OperatorShares | None:
+    labels = {str(t): set(map(str, g["label"])) for t, g in res.configs.groupby("task")}
+    return load_operator_shares(results_dir, deep, tasks=list(labels), sweep_labels=labels)
 
 
 def scaling_points(a: Analysis) -> pd.DataFrame:

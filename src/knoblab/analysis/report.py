@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from knoblab.analysis import plots
+from knoblab.analysis import operators, plots
 from knoblab.analysis.estimator import FEATURES, _jsonable
 
 if TYPE_CHECKING:
@@ -207,6 +207,7 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
         },
         "estimator_evaluation": a.estimator.evaluation if a.estimator is not None else None,
         "budget": _budget_dict(a),
+        "operators": operators.to_json(a.operators),
     }
     _write_bytes(out / "analysis.json", json.dumps(_jsonable(data), indent=1, default=str).encode())
     files["analysis.json"] = out / "analysis.json"
@@ -313,6 +314,7 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
         "",
     ]
     L += [_md_table(t["fits"], 5), "", "![scaling](scaling.png)"]
+    L += operators.markdown_section(a.operators, _md_table)
     L += ["", f"## E2 — Pareto fronts (T_total {p})"]
     for task in a.fronts:
         ref = a.reference[task]
@@ -395,6 +397,7 @@ def _html(a: Analysis, t: dict[str, Any], figs: dict[str, Any], pngs: dict[str, 
         '<p class="note">Least squares within each (top_k, blocks) group; <code>all</code> pools every sample.</p>'
     ]
     B += [_html_table(t["fits"], 5)]
+    B += operators.html_section(a.operators, _html_table)
     B += [f"<h2>E2 — Pareto fronts (T_total {esc(p)})</h2>"]
     for task in a.fronts:
         s = _slug(task)

@@ -1,10 +1,12 @@
 """``knoblab analyze``: E1 stage decomposition, E2 Pareto fronts, E3 estimator and the report.
 
     knoblab analyze RESULTS_DIR [--out DIR] [--budget-ms 40] [--percentile p95]
-                    [--vision-tokens actual|target] [key=value ...] [--debug]
+                    [--vision-tokens actual|target] [--deep PATH] [key=value ...] [--debug]
 
 ``key=value`` overrides ``conf/analyze.yaml`` (results_dir, out, percentile, budget_ms,
-vision_tokens); flags win over keys. Prints the front, the estimator's held-out
+vision_tokens, deep); flags win over keys. ``--deep`` names the ``knoblab deep-profile``
+output (default: found beside RESULTS_DIR; ``deep=false`` skips it) for the operators
+section. Prints the front, the estimator's held-out
 figures, the budget answer and the records left out; writes ``report.html``,
 ``analysis.md``, ``analysis.json``, ``estimator.json`` and PNGs to ``--out``
 (default ``RESULTS_DIR/analysis``). The work is ``knoblab.analysis.analyze.analyze``.
@@ -22,6 +24,7 @@ FLAGS = {
     "--budget-ms": "budget_ms",
     "--percentile": "percentile",
     "--vision-tokens": "vision_tokens",
+    "--deep": "deep",
 }
 USAGE = __doc__.split("\n\n")[1].strip() if __doc__ else ""
 
@@ -97,6 +100,7 @@ def main(argv: list[str]) -> int:
         percentile=str(cfg["percentile"]),
         budget_ms=budget,
         vision_tokens=str(cfg["vision_tokens"]),
+        deep=cfg.get("deep"),
     )
     print_summary(a)
     return 0
@@ -152,6 +156,12 @@ def print_summary(a: Any) -> None:
     for s in a.results.skipped:
         con.print(
             f"[yellow]left out[/yellow] {escape(s.name)}: {escape(s.reason)}", highlight=False
+        )
+    if a.operators is not None:
+        srcs = ", ".join(str(s) for s in a.operators.sources)
+        con.print(
+            f"operators: top {a.operators.top} per configuration and stage from {escape(srcs)}",
+            highlight=False,
         )
     for n in a.notes:
         con.print(f"[dim]note: {escape(n)}[/dim]", highlight=False)

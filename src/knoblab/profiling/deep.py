@@ -10,6 +10,10 @@ writes per configuration ``i``:
   ``profiler_results_config_<i>_all.txt`` (all samples): the operator table
   (``key_averages().table``), as seed 002 names it;
 - ``operators_config_<i>.csv``: the same table as data;
+- ``operators_by_stage_config_<i>.csv``: self times per (stage, operator): every event is
+  charged to the ``vision``/``prefill``/``decode`` range above it (``other`` when none);
+  the range's own self time (Python and glue between operators) is the row
+  ``(untracked: Python and glue)``. ``knoblab analyze`` reads it (operator-level E1);
 
 plus ``deep_profile.json`` (configurations, files, mode, sampling plan, environment).
 
@@ -142,6 +146,52 @@ def _operator_rows(prof: Any) -> list[dict[str, Any]]:
     return rows
 
 
+STAGE_RANGES = ("vision", "prefill", "decode")
+UNTRACKED = "(untracked: Python and glue)"
+STAGE_CSV_FIELDS = ("stage", "name", "count", "self_cpu_time_us", "self_device_time_us")
+
+
+def _stage_of(event: Any) -> tuple[str, str]:
+    """(stage, operator name) of a profiler event: the stage range above it, else ``other``."""
+    if event.name in STAGE_RANGES:
+        return event.name, UNTRACKED
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name in STAGE_RANGES:
+            return parent.name, event.name
+        parent = parent.cpu_parent
+    return "other", event.name
+
+
+def stage_operator_rows(prof: Any) -> list[dict[str, Any]]:
+    """Self CPU / device time per (stage, operator), stages in order, largest first."""
+    agg: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in prof.events():
+        stage, name = _stage_of(e)
+        row = agg.setdefault(
+            (stage, name),
+            {"stage": stage, "name": name, "count": 0, "self_cpu_time_us": 0.0,
+             "self_device_time_us": 0.0},
+        )  # fmt: skip
+        row["count"] += 1
+        row["self_cpu_time_us"] += float(e.self_cpu_time_total)
+        row["self_device_time_us"] += float(getattr(e, "self_device_time_total", 0.0) or 0.0)
+    order = {s: i for i, s in enumerate((*STAGE_RANGES, "other"))}
+    return sorted(agg.values(), key=lambda r: (order[r["stage"]], -r["self_cpu_time_us"]))
+
+
+def _write_stage_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    import io
+
+    from knoblab.atomic import atomic_write
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(STAGE_CSV_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write(path, buf.getvalue())
+
+
 def deep_profile(
     cfg: Mapping[str, Any] | Any,
     *,
@@ -241,6 +291,9 @@ def deep_profile(
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["name"])
             writer.writeheader()
             writer.writerows(rows)
+        by_stage = _write_stage_csv(
+            out_dir / f"operators_by_stage_config_{ci}.csv", stage_operator_rows(prof)
+        )
         index["profiled_sample_ids"] = sample_ids
         index["configurations"].append(
             {
@@ -249,6 +302,7 @@ def deep_profile(
                 "trace": trace.name,
                 "operator_table": table_path.name,
                 "operators_csv": csv_path.name,
+                "operators_by_stage_csv": by_stage.name,
             }
         )
     index["environment"] = rec.environment_info(
