@@ -13,7 +13,7 @@ import pytest
 from knoblab import cli
 from knoblab.analysis.analyze import analyze
 from knoblab.analysis.operators import UNTRACKED, find_deep_profiles, load_operator_shares
-from knoblab.errors import ConfigError
+from knoblab.errors import ConfigError, DataError
 
 KNOBS = [
     "dataset.size=40",
@@ -114,6 +114,17 @@ def test_deep_path_given_found_beside_or_turned_off(sweep: Path, tmp_path: Path)
     # A sweep of another task ignores the deep profile found beside it.
     ops = load_operator_shares(sweep / "profile", tasks=["other-task"])
     assert ops is None
+
+
+def test_broken_deep_profile_beside_the_sweep_is_a_note(sweep: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(sweep / "profile", results / "profile")
+    (results / "deep_profile" / "shapes-vqa").mkdir(parents=True)
+    (results / "deep_profile" / "shapes-vqa" / "deep_profile.json").write_text("{not json")
+    a = analyze(results / "profile", write=False)
+    assert a.operators is None and any("deep profile beside" in n for n in a.notes)
+    with pytest.raises(DataError, match="unreadable deep-profile index"):
+        analyze(results / "profile", deep=results / "deep_profile", write=False)
 
 
 def test_older_deep_profile_without_stage_tables_reads_as_whole_inference(

@@ -37,7 +37,7 @@ from knoblab.analysis.load import SweepResults, load_results
 from knoblab.analysis.operators import OperatorShares, load_operator_shares
 from knoblab.analysis.pareto import coupling, latency_column, pareto_front, reference_point
 from knoblab.analysis.stages import scaling_data, scaling_fits, stage_shares
-from knoblab.errors import ConfigError
+from knoblab.errors import ConfigError, DataError
 
 MIN_TAIL_SAMPLES = 5
 
@@ -114,7 +114,7 @@ def analyze(
     a = Analysis(
         res, percentile, shares, fits, fronts, coup, refs, estimator, evaluation, budget, notes
     )
-    a.operators = _operators(res, results_dir, deep)
+    a.operators = _operators(res, results_dir, deep, a.notes)
     if write:
         from knoblab.analysis.report import write_report
 
@@ -124,10 +124,17 @@ def analyze(
 
 
 def _operators(
-    res: SweepResults, results_dir: str | Path, deep: str | Path | bool | None
+    res: SweepResults, results_dir: str | Path, deep: str | Path | bool | None, notes: list[str]
 ) -> OperatorShares | None:
+    """Operator shares; a broken deep profile found (not named) beside the results is a note."""
     labels = {str(t): set(map(str, g["label"])) for t, g in res.configs.groupby("task")}
-    return load_operator_shares(results_dir, deep, tasks=list(labels), sweep_labels=labels)
+    try:
+        return load_operator_shares(results_dir, deep, tasks=list(labels), sweep_labels=labels)
+    except DataError as exc:
+        if deep is not None:
+            raise
+        notes.append(f"deep profile beside the results left out: {exc}")
+        return None
 
 
 def scaling_points(a: Analysis) -> pd.DataFrame:
