@@ -33,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,7 +246,10 @@ def _intro(ops: OperatorShares) -> str:
     )
 
 
-def markdown_section(ops: OperatorShares | None, table: Any) -> list[str]:
+TableRenderer = Callable[[pd.DataFrame, int], str]
+
+
+def markdown_section(ops: OperatorShares | None, table: TableRenderer) -> list[str]:
     """Markdown lines of the operators section (empty without a deep profile).
 
     ``table`` renders a DataFrame (``report._md_table``).
@@ -258,7 +261,7 @@ def markdown_section(ops: OperatorShares | None, table: Any) -> list[str]:
     return [*lines, "", table(_display(ops), 2)]
 
 
-def html_section(ops: OperatorShares | None, table: Any) -> list[str]:
+def html_section(ops: OperatorShares | None, table: TableRenderer) -> list[str]:
     """HTML blocks of the operators section; ``table`` renders a DataFrame."""
     import html
 
