@@ -26,7 +26,11 @@ Failures: a sample that raises (corrupt image, any exception) is recorded with
 aggregates cover the samples that ran (``num_failed_samples`` says how many did not).
 A configuration that runs out of memory is recorded with ``status: "oom"``, one whose
 every sample failed (or whose knobs could not be applied) with ``status: "failed"``;
-both count as finished unless ``run.retry_failed=true``.
+both count as finished unless ``run.retry_failed=true``. A sweep whose every
+configuration failed raises one line (:func:`check_some_ok`; the CLI exits 2). A record
+already in the directory that belongs to another sweep than ``sweep.json``'s, or has a
+field of the wrong type, is refused by name before anything is written
+(:func:`knoblab.records.check_belongs`).
 
 Several processes (``torchrun``): ranks split the plan's positions with
 ``plan.shard(rank, world_size)``; rank 0 gathers the per-sample results, puts them back
