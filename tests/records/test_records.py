@@ -148,3 +148,24 @@ def test_profiling_records_still_exports_the_public_names() -> None:
     for name in records.__all__:
         assert getattr(old, name) is getattr(records, name)
     assert callable(old.environment_info) and callable(old.git_revision)
+
+
+def test_records_package_imports_only_its_layer() -> None:
+    """records -> config, errors, atomic (and numpy/pandas); never profiling or analysis."""
+    import ast
+
+    allowed = {"knoblab.records", "knoblab.config", "knoblab.errors", "knoblab.atomic"}
+    pkg = Path(records.__file__).parent
+    for path in pkg.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.startswith("knoblab"):
+                    assert any(name == a or name.startswith(a + ".") for a in allowed), (
+                        path.name,
+                        name,
+                    )
