@@ -8,8 +8,13 @@ evaluation (E3); with ``budget_ms`` it answers the budget question. With ``out_d
 (default ``<results_dir>/analysis``) it writes ``report.html``, ``analysis.md``,
 ``analysis.json``, ``estimator.json`` and the plots as PNG.
 
-NOTE: a percentile is flagged in ``notes`` when fewer than 5 samples lie above it
-(p95 needs 100 samples, p99 500): such a tail figure is one or two unlucky samples.
+NOTE: a percentile is flagged in ``notes`` by knoblab's one rule
+(:func:`knoblab.records.min_samples_for`, the same the records' warnings use): the
+``q``-th percentile needs at least one value above it, ``ceil(100 / (100 - q))``
+values (p95 needs 20, p99 100); the note quotes each configuration's own count of
+``T_total`` values. Any subset of knobs works; when the estimator cannot be fitted on
+these records (e.g. a knob it does not model), the rest of the analysis goes on and a
+one-line note says why.
 
 Example:
     >>> from knoblab.analysis.synthetic import write_synthetic_results
@@ -38,8 +43,7 @@ from knoblab.analysis.operators import OperatorShares, load_operator_shares
 from knoblab.analysis.pareto import coupling, latency_column, pareto_front, reference_point
 from knoblab.analysis.stages import scaling_data, scaling_fits, stage_shares
 from knoblab.errors import ConfigError, DataError
-
-MIN_TAIL_SAMPLES = 5
+from knoblab.records import min_samples_for
 
 
 @dataclass
@@ -86,14 +90,7 @@ def analyze(
         raise ConfigError("vision_tokens", vision_tokens, f"one of {', '.join(VISION_TOKEN_MODES)}")
     res = load_results(results_dir)
     notes = list(res.notes)
-    q = float(percentile[1:]) / 100
-    thin = res.configs[res.configs["num_valid_samples"] * (1 - q) < MIN_TAIL_SAMPLES]
-    if len(thin):
-        need = int(round(MIN_TAIL_SAMPLES / (1 - q)))
-        notes.append(
-            f"T_total {percentile} of {len(thin)} configuration(s) rests on fewer than {MIN_TAIL_SAMPLES} "
-            f"samples above it (min {int(thin['num_valid_samples'].min())} samples; {need} wanted)"
-        )
+    notes += tail_notes(res.configs, percentile)
     shares = stage_shares(res)
     fits = scaling_fits(res)
     fronts: dict[str, pd.DataFrame] = {}
@@ -109,8 +106,16 @@ def analyze(
         notes.append(
             f"records of {len(models)} models ({', '.join(models)}): the estimator pools them; fit one per model"
         )
-    estimator, evaluation = fit_and_evaluate(res, vision_tokens)
-    budget = answer_budget(res, budget_ms, percentile, estimator) if budget_ms is not None else None
+    estimator, evaluation = _fit_estimator(res, vision_tokens, notes)
+    budget = None
+    if budget_ms is not None:
+        try:
+            budget = answer_budget(res, budget_ms, percentile, estimator)
+        except (KeyError, ValueError, TypeError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            notes.append(f"unmeasured configurations not predicted ({_why(exc)})")
+            budget = answer_budget(res, budget_ms, percentile, None)
     a = Analysis(
         res, percentile, shares, fits, fronts, coup, refs, estimator, evaluation, budget, notes
     )
@@ -135,6 +140,36 @@ def _operators(
             raise
         notes.append(f"deep profile beside the results left out: {exc}")
         return None
+
+
+def tail_notes(configs: pd.DataFrame, percentile: str) -> list[str]:
+    """One note when ``T_total`` at ``percentile`` rests on too few values, with each count."""
+    need = min_samples_for(float(percentile[1:]))
+    col = "T_total_count" if "T_total_count" in configs else "num_valid_samples"
+    thin = configs[configs[col] < need]
+    if thin.empty:
+        return []
+    each = ", ".join(f"{r['label']} ({int(r[col])})" for _, r in thin.head(6).iterrows())
+    more = f" and {len(thin) - 6} more" if len(thin) > 6 else ""
+    return [
+        f"T_total {percentile} needs >= {need} values (at least one above it); "
+        f"{len(thin)} configuration(s) have fewer: {each}{more}"
+    ]
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+
+
+def _fit_estimator(
+    res: SweepResults, vision_tokens: str, notes: list[str]
+) -> tuple[LatencyEstimator | None, Evaluation | None]:
+    """The estimator and its evaluation, or (None, None) and a note when it cannot be fitted."""
+    try:
+        return fit_and_evaluate(res, vision_tokens)
+    except Exception as exc:  # noqa: BLE001 - E1/E2 stand without E3; the note says why
+        notes.append(f"latency estimator not fitted on these records ({_why(exc)})")
+        return None, None
 
 
 def scaling_points(a: Analysis) -> pd.DataFrame:

@@ -111,25 +111,27 @@ def sample_frame(
     """The sweep's samples as they would run with ``knobs``: per-sample tokens, new knob values.
 
     Vision tokens per sample come from the measured configurations with the same vision
-    knob value (the same image gets the same crops whatever top_k or blocks are); text
-    tokens are the sample's; output tokens are the sample's median over configurations.
+    knob value (the same image gets the same crops whatever top_k or blocks are; every
+    configuration when the sweep has no vision knob); text tokens are the sample's;
+    output tokens are the sample's median over configurations. Every knob of ``knobs``
+    becomes a column.
     """
     s = res.samples[res.samples["config"].isin(configs["config"])]
     vk = res.vision_knob
-    same = s[s[vk] == knobs[vk]]
+    same = s[s[vk] == knobs[vk]] if vk is not None and vk in knobs else s
     if same.empty:
         raise ConfigError(
-            vk,
-            knobs[vk],
-            f"one of the values measured: {', '.join(map(str, knob_values(configs, vk)))}",
+            str(vk),
+            knobs.get(str(vk)),
+            f"one of the values measured: {', '.join(map(str, knob_values(configs, str(vk))))}",
         )
     vis = same.groupby("sample_id")[["target_vision_tokens", "actual_vision_tokens"]].mean()
     base = s.groupby("sample_id").agg(
         input_text_tokens=("input_text_tokens", "mean"), output_tokens=("output_tokens", "median")
     )
     frame = vis.join(base, how="inner").reset_index()
-    frame["top_k"] = knobs["top_k"]
-    frame["num_active_blocks"] = knobs["num_active_blocks"]
+    for k, v in knobs.items():
+        frame[k] = v
     return frame
 
 

@@ -1,17 +1,23 @@
 """Read a results directory of ``knoblab profile`` into tables, tolerating bad records.
 
 The per-configuration JSON files are the source of truth (``samples.parquet`` is a
-convenience copy). Every ``*.json`` under the directory that looks like a record
-(named ``..._topk<k>_blocks<n>.json`` or holding ``per_sample_results``) is read; a
-record that cannot be used — unreadable JSON, ``status`` other than ``ok``, missing
-fields of an older schema, no valid sample — is listed in ``SweepResults.skipped``
-with the reason, and the rest is analysed. Nothing here raises on a bad record.
+convenience copy); they are read through :mod:`knoblab.records`, which migrates older
+layouts and checks every field's type. Every ``*.json`` under the directory that looks
+like a record is read; a record that cannot be used — unreadable JSON, a field of the
+wrong type, ``status`` other than ``ok``, a record of another sweep than its folder's
+``sweep.json`` (other model, samples or knob domain), no valid sample — is listed in
+``SweepResults.skipped`` with the reason, and the rest is analysed. Nothing here raises
+on a bad record (a ``sweep.json`` of the wrong type is a one-line ``DataError``: the
+records beside it cannot be checked).
+
+Knobs: a record lists its knobs (``knobs``); any subset works — ``tier`` or
+``vision_tokens``, ``top_k``, ``num_active_blocks``, or an adapter's own names. A knob
+a model lacks is simply not a column. Token counts a model cannot tell are NaN.
 
 NOTE: per-sample rows that carry an ``error``, a ``status`` other than ``ok``, or lack
 a timing are dropped (counted in ``SweepResults.notes``); a configuration keeps its
-recorded ``accuracy``. A
-percentile missing from ``aggregate_stats`` is computed from the per-sample rows
-(numpy's linear interpolation), and the note says so.
+recorded ``accuracy``. A percentile missing from ``aggregate_stats`` is computed from
+the per-sample rows (numpy's linear interpolation), and the note says so.
 
 Example:
     >>> from knoblab.analysis.synthetic import write_synthetic_results
@@ -23,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,32 +38,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from knoblab import records
 from knoblab.errors import DataError
+from knoblab.records import NOT_RECORDS, SEED_KNOBS, STAGES, TIER_ORDER
 
-RECORD_NAME = re.compile(r"_imgsize(tier-|tokens).*_topk\d+_blocks\d+\.json$")
-NOT_RECORDS = {"environment.json", "sweep.json", "estimator.json", "analysis.json"}
-STAGES = ("T_vision_total", "T_LLM_prefill", "T_LLM_decode")
-PERCENTILES = ("p50", "p95", "p99")
-REQUIRED_FIELDS = (
-    "accuracy",
-    "top_k",
-    "num_active_blocks",
-    "target_vision_tokens_mean",
-    "actual_vision_tokens_mean",
-    "aggregate_stats",
-    "per_sample_results",
-)
-REQUIRED_SAMPLE_FIELDS = (
-    "sample_id",
-    "actual_vision_tokens",
+RECORD_NAME = re.compile(r"_imgsize(tier-|tokens).*\.json$|_topk\d+.*\.json$|_blocks\d+.*\.json$")
+PERCENTILES = tuple(records.PERCENTILES)
+REQUIRED_FIELDS = ("accuracy", "per_sample_results")
+REQUIRED_SAMPLE_FIELDS = ("sample_id", *STAGES, "T_total")
+#: Per-sample token columns, NaN when a model cannot tell them.
+TOKEN_COLUMNS = (
     "target_vision_tokens",
+    "actual_vision_tokens",
     "input_text_tokens",
     "output_tokens",
-    *STAGES,
-    "T_total",
 )
-KNOB_ORDER = ("tier", "vision_tokens", "top_k", "num_active_blocks")
-TIER_ORDER = ("low", "medium", "high")
+KNOB_ORDER = SEED_KNOBS
 NOT_A_RECORD = "not a sweep record"
 
 
@@ -95,9 +90,10 @@ class SweepResults:
     environment: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def vision_knob(self) -> str:
-        """``tier`` or ``vision_tokens``: how this sweep set the vision-token budget."""
-        return "tier" if "tier" in self.knobs else "vision_tokens"
+    def vision_knob(self) -> str | None:
+        """``tier`` or ``vision_tokens``: how this sweep set the vision-token budget; None
+        when it set neither (a model without that knob, or an adapter's own knob names)."""
+        return next((k for k in records.VISION_KNOBS if k in self.knobs), None)
 
 
 def knob_label(knobs: Mapping[str, Any]) -> str:
@@ -121,57 +117,51 @@ def knob_values(configs: pd.DataFrame, knob: str) -> list[Any]:
 
 def _knobs_of(rec: Mapping[str, Any]) -> dict[str, Any]:
     knobs = dict(rec.get("knobs") or {})
-    if not knobs:
-        if rec.get("tier") is not None:
-            knobs["tier"] = rec["tier"]
-        else:
-            target = rec.get("target_vision_tokens") or rec.get("theoretical_vision_tokens")
-            knobs["vision_tokens"] = int(
-                target if target is not None else round(rec["target_vision_tokens_mean"])
-            )
-        knobs["top_k"] = rec["top_k"]
-        knobs["num_active_blocks"] = rec["num_active_blocks"]
     return {
         k: knobs[k]
-        for k in sorted(knobs, key=lambda k: KNOB_ORDER.index(k) if k in KNOB_ORDER else 99)
+        for k in sorted(knobs, key=lambda k: (KNOB_ORDER.index(k) if k in KNOB_ORDER else 99, k))
     }
 
 
+def _check(path: Path, sweeps: dict[Path, dict[str, Any] | None]) -> tuple[Any, str | None]:
+    """(the migrated record or None, skip reason): read, type checks, foreign check."""
+    try:
+        data = records.read_json(path)
+    except DataError as exc:
+        return None, str(exc).split(": ", 1)[-1]
+    if isinstance(data, dict) and data.get("status", "ok") != "ok":
+        detail = data.get("error") or data.get("message")
+        return None, f"status={data['status']}" + (f" ({str(detail)[:80]})" if detail else "")
+    if not records.is_record(data):
+        return None, NOT_A_RECORD
+    try:
+        rec = records.read_record(path, data)
+    except DataError as exc:
+        return None, str(exc).removeprefix(f"{path}: ")
+    if path.parent not in sweeps:  # a sweep.json of the wrong type raises (one line)
+        sweeps[path.parent] = records.read_sweep(path.parent)
+    sweep = sweeps[path.parent]
+    why = records.foreign_reason(rec, sweep) if sweep else None
+    if why:
+        return None, f"a record of another sweep than sweep.json's ({why}); never merged"
+    return rec, None
+
+
 def _read_one(
-    path: Path, rel: str
+    path: Path, rel: str, sweeps: dict[Path, dict[str, Any] | None]
 ) -> tuple[dict[str, Any] | None, pd.DataFrame | None, str | None, list[str]]:
     """(config row, sample rows, skip reason, notes) for one record file."""
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, None, f"not readable JSON ({type(exc).__name__}: {str(exc)[:80]})", []
-    if not isinstance(rec, dict) or not (
-        {"per_sample_results", "aggregate_stats", "top_k", "status"} & rec.keys()
-    ):
-        return None, None, NOT_A_RECORD, []
-    status = rec.get("status", "ok")
-    if status != "ok":
-        detail = rec.get("error") or rec.get("message")
-        return None, None, f"status={status}" + (f" ({str(detail)[:80]})" if detail else ""), []
+    rec, reason = _check(path, sweeps)
+    if reason is not None:
+        return None, None, reason, []
     missing = [f for f in REQUIRED_FIELDS if rec.get(f) is None]
     if missing:
-        return (
-            None,
-            None,
-            f"missing fields: {', '.join(missing)} (older schema or crashed run?)",
-            [],
-        )
-    if not isinstance(rec["aggregate_stats"], dict) or not isinstance(
-        rec["per_sample_results"], list
-    ):
-        return (
-            None,
-            None,
-            "aggregate_stats is not a mapping or per_sample_results is not a list",
-            [],
-        )
+        return None, None, f"missing fields: {', '.join(missing)} (crashed run?)", []
+    knobs = _knobs_of(rec)
+    if not knobs:
+        return None, None, "lists no knobs (knobs is empty)", []
     notes: list[str] = []
-    rows = [r for r in rec["per_sample_results"] if isinstance(r, dict)]
+    rows = rec["per_sample_results"]
     good = [
         r
         for r in rows
@@ -187,24 +177,35 @@ def _read_one(
         notes.append(f"{rel}: dropped {len(bad)} of {len(rows)} sample rows ({why})")
     if not good:
         return None, None, "no valid per-sample rows", notes
-    try:
-        knobs = _knobs_of(rec)
-    except (KeyError, TypeError, ValueError) as exc:
-        return None, None, f"cannot tell its knob values ({exc})", notes
     df = pd.DataFrame(good)
-    cols = [
-        "sample_id",
-        "target_vision_tokens",
-        "actual_vision_tokens",
-        "input_text_tokens",
-        "output_tokens",
-    ]
-    cols += [*STAGES, "T_total", "accuracy"]
+    cols = ["sample_id", *TOKEN_COLUMNS, *STAGES, "T_total", "accuracy"]
     df = df.reindex(columns=cols)
     for c in cols[1:]:
         df[c] = pd.to_numeric(df[c], errors="coerce")
-    agg = rec["aggregate_stats"]
-    row: dict[str, Any] = {
+    row = _config_row(path, rel, rec, knobs, df, len(rows))
+    computed = _percentiles(row, rec.get("aggregate_stats") or {}, df)
+    if computed:
+        more = " ..." if len(computed) > 4 else ""
+        notes.append(f"{rel}: {', '.join(computed[:4])}{more} computed from samples")
+    df.insert(0, "config", path.stem)
+    for k, v in knobs.items():
+        df[k] = v
+    return row, df, None, notes
+
+
+def _mean_or_nan(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+
+
+def _config_row(
+    path: Path,
+    rel: str,
+    rec: Mapping[str, Any],
+    knobs: dict[str, Any],
+    df: pd.DataFrame,
+    n_rows: int,
+) -> dict[str, Any]:
+    return {
         "config": path.stem,
         "file": rel,
         "task": rec.get("task") or path.stem.split("_imgsize")[0],
@@ -212,19 +213,26 @@ def _read_one(
         **knobs,
         "label": knob_label(knobs),
         "knobs": knobs,
-        "target_vision_tokens_mean": float(rec["target_vision_tokens_mean"]),
-        "actual_vision_tokens_mean": float(rec["actual_vision_tokens_mean"]),
+        "target_vision_tokens_mean": _mean_or_nan(rec.get("target_vision_tokens_mean")),
+        "actual_vision_tokens_mean": _mean_or_nan(rec.get("actual_vision_tokens_mean")),
         "selected_crops_mean": rec.get("selected_crops_mean"),
         "num_total_blocks": rec.get("num_total_blocks"),
         "accuracy": float(rec["accuracy"]),
         "accuracy_std": rec.get("accuracy_std"),
-        "num_samples": int(rec.get("num_samples") or len(rows)),
+        "num_samples": int(rec.get("num_samples") or n_rows),
         "num_valid_samples": len(df),
     }
+
+
+def _percentiles(row: dict[str, Any], agg: Mapping[str, Any], df: pd.DataFrame) -> list[str]:
+    """Stage means and percentiles from ``aggregate_stats``, else from the samples (named)."""
     computed = []
     for metric in (*STAGES, "T_total"):
         vals = df[metric].to_numpy(float)
-        row[f"{metric}_mean"] = float(agg.get(f"{metric}_mean", np.mean(vals)))
+        mean = agg.get(f"{metric}_mean")
+        row[f"{metric}_mean"] = float(mean) if mean is not None else float(np.mean(vals))
+        count = agg.get(f"{metric}_count")
+        row[f"{metric}_count"] = int(count) if count is not None else int(vals.size)
         for p in PERCENTILES:
             key = f"{metric}_{p}"
             if isinstance(agg.get(key), (int, float)):
@@ -232,14 +240,7 @@ def _read_one(
             else:
                 row[key] = float(np.percentile(vals, float(p[1:])))
                 computed.append(key)
-    if computed:
-        notes.append(
-            f"{rel}: {', '.join(computed[:4])}{' ...' if len(computed) > 4 else ''} computed from samples"
-        )
-    df.insert(0, "config", path.stem)
-    for k, v in knobs.items():
-        df[k] = v
-    return row, df, None, notes
+    return computed
 
 
 def load_results(results_dir: str | Path) -> SweepResults:
@@ -258,11 +259,12 @@ def load_results(results_dir: str | Path) -> SweepResults:
     skipped: list[Skipped] = []
     notes: list[str] = []
     seen: dict[tuple[Any, ...], str] = {}
+    sweeps: dict[Path, dict[str, Any] | None] = {}
     for path in sorted(root.rglob("*.json")):
         rel = str(path.relative_to(root))
-        if path.name in NOT_RECORDS:
+        if path.name in NOT_RECORDS or path.name.startswith("."):
             continue
-        row, df, reason, n = _read_one(path, rel)
+        row, df, reason, n = _read_one(path, rel, sweeps)
         notes += n
         if reason is None and row is not None:
             key = (row["task"], row["model"], tuple(sorted(row["knobs"].items(), key=str)))
@@ -280,7 +282,7 @@ def load_results(results_dir: str | Path) -> SweepResults:
     if not configs:
         why = (
             "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
-            or "no *_topk<k>_blocks<n>.json record found"
+            or "no configuration record (<task>_<knobs>.json) found"
         )
         raise DataError(f"results_dir={str(root)!r} holds no usable record ({why})")
     knob_cols = [k for k in KNOB_ORDER if any(k in c["knobs"] for c in configs)]
@@ -289,9 +291,12 @@ def load_results(results_dir: str | Path) -> SweepResults:
     env_path = root / "environment.json"
     if env_path.is_file():
         try:
-            env = json.loads(env_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            env = records.read_json(env_path)
+        except DataError:
             notes.append("environment.json is not readable JSON; ignored")
+        if not isinstance(env, dict):
+            notes.append("environment.json is not a JSON object; ignored")
+            env = {}
     cfg = pd.DataFrame(configs)
     samples = pd.concat(frames, ignore_index=True)
     return SweepResults(root, cfg, samples, skipped, knob_cols + extra, notes, env)

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 STAGE_COLORS = {"vision": "#4C72B0", "prefill": "#DD8452", "decode": "#55A868", "other": "#B0B0B0"}
+
+
+def _group_order(group: str) -> list[tuple[int, Any]]:
+    """``k=2 B=4`` < ``k=2 B=8`` < ``k=4 B=4`` (numbers as numbers); any other label sorts as text."""
+    parts = [p.split("=", 1)[-1] for p in str(group).split()]
+    return [(0, float(p)) if p.replace(".", "", 1).lstrip("-").isdigit() else (1, p) for p in parts]
 
 
 def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
@@ -132,11 +139,11 @@ def stage_bars_figure(shares: pd.DataFrame) -> Figure:
 
 
 def scaling_figure(data: pd.DataFrame, fits: pd.DataFrame) -> Figure:
-    """Prefill vs input tokens and decode vs output tokens, per (top_k, blocks) group with fit lines."""
+    """Prefill vs input tokens and decode vs output tokens, per knob group (top_k, blocks, ...) with fit lines."""
     fig = Figure(figsize=(12, 4.6), layout="tight")
     panels = (("prefill", "T_LLM_prefill", "input_tokens", "input tokens (vision + text)"),)
     panels += (("decode", "T_LLM_decode", "output_tokens", "output tokens"),)
-    groups = sorted(data["group"].unique(), key=lambda g: [int(p.split("=")[1]) for p in g.split()])
+    groups = sorted(data["group"].unique(), key=_group_order)
     colors = {g: c for g, c in zip(groups, _palette(len(groups)), strict=True)}
     for i, (stage, col, x, xlabel) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -156,7 +163,7 @@ def scaling_figure(data: pd.DataFrame, fits: pd.DataFrame) -> Figure:
                 )
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{col} (ms)")
-        ax.set_title(f"{stage} scaling, least-squares fit per (top_k, blocks)")
+        ax.set_title(f"{stage} scaling, least-squares fit per knob group")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6, loc="upper left")

@@ -103,9 +103,9 @@ def _html_table(df: pd.DataFrame, digits: int = 3, highlight: pd.Series | None =
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    from knoblab.atomic import atomic_write
+
+    atomic_write(path, data)
 
 
 def _tables(a: Analysis) -> dict[str, Any]:
@@ -194,6 +194,7 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
     data = {
         "results_dir": str(a.results.root),
         "percentile": p,
+        "knobs": list(a.results.knobs),
         "skipped": [{"name": s.name, "reason": s.reason} for s in a.results.skipped],
         "notes": a.notes,
         "stage_shares": a.shares.to_dict(orient="records"),
@@ -310,7 +311,7 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
     ]
     L += [_md_table(t["shares"], 2), "", "![stages](stages.png)", ""]
     L += [
-        "Scaling fits (least squares within each (top_k, blocks) group; `all` pools every sample):",
+        "Scaling fits (least squares within each group of the non-vision knobs, e.g. (top_k, blocks); `all` pools every sample):",
         "",
     ]
     L += [_md_table(t["fits"], 5), "", "![scaling](scaling.png)"]
@@ -394,7 +395,7 @@ def _html(a: Analysis, t: dict[str, Any], figs: dict[str, Any], pngs: dict[str, 
     B += [_img("stages", pngs["stages"], "stacked stage bars"), _html_table(t["shares"], 2)]
     B += ["<h3>Scaling</h3>", _img("scaling", pngs["scaling"], "scaling curves with fits")]
     B += [
-        '<p class="note">Least squares within each (top_k, blocks) group; <code>all</code> pools every sample.</p>'
+        '<p class="note">Least squares within each group of the non-vision knobs, e.g. (top_k, blocks); <code>all</code> pools every sample.</p>'
     ]
     B += [_html_table(t["fits"], 5)]
     B += operators.html_section(a.operators, _html_table)

@@ -4,9 +4,12 @@ Two questions a sweep answers here: which stage dominates each configuration
 (vision encoder, LLM prefill, LLM decode, and the rest of ``T_total``), and how
 prefill grows with input tokens (vision + text) and decode with output tokens.
 
-NOTE: scaling fits are made within groups of equal ``(top_k, num_active_blocks)``,
-because those knobs change the cost per token; a fit pooled over all
-configurations mixes slopes and says little (it is reported too, as ``all``).
+NOTE: scaling fits are made within groups of equal values of the knobs other than
+the vision-token budget (``top_k``, ``num_active_blocks``, or whatever knobs the
+records list), because those knobs change the cost per token; a fit pooled over all
+configurations mixes slopes and says little (it is reported too, as ``all``). A sweep
+of the vision knob alone has only the ``all`` group; token counts a model does not
+report leave that fit empty (NaN), never an error.
 The other share is ``T_total`` minus the three stages (pre/post-processing, Python
 overhead); it can be slightly negative from rounding and is kept as measured.
 
@@ -24,20 +27,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from knoblab.analysis.load import STAGES, SweepResults
+from knoblab.analysis.load import SweepResults
+from knoblab.records import STAGE_NAMES as _STAGE_NAMES
+from knoblab.records import STAGES, VISION_KNOBS
 
-STAGE_NAMES = {
-    "T_vision_total": "vision",
-    "T_LLM_prefill": "prefill",
-    "T_LLM_decode": "decode",
-    "other": "other",
-}
+STAGE_NAMES = {**_STAGE_NAMES, "other": "other"}
+#: The knobs that group the scaling fits when the records have them (seed 002's E1).
 GROUP_KNOBS = ("top_k", "num_active_blocks")
+SHORT = {"top_k": "k", "num_active_blocks": "B"}
+
+
+def group_knobs(res: SweepResults) -> list[str]:
+    """The knobs that change the cost per token: every knob but the vision-token budget."""
+    return [k for k in res.knobs if k not in VISION_KNOBS and k in res.samples]
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ def fit_line(x: np.ndarray, y: np.ndarray) -> LinearFit:
     """Ordinary least squares line via ``scipy.stats.linregress``; NaN slope when x is constant."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)  # tokens a model does not report are NaN
+    x, y = x[keep], y[keep]
     if x.size < 2 or np.ptp(x) == 0:
         return LinearFit(math.nan, float(np.mean(y)) if y.size else math.nan, math.nan, int(x.size))
     r = stats.linregress(x, y)
@@ -82,42 +92,50 @@ def stage_shares(res: SweepResults) -> pd.DataFrame:
     return out.sort_values("T_total_mean").reset_index(drop=True)
 
 
+def _group_label(knobs: list[str], values: tuple[Any, ...]) -> str:
+    return " ".join(f"{SHORT.get(k, k)}={v}" for k, v in zip(knobs, values, strict=True))
+
+
 def scaling_data(res: SweepResults) -> pd.DataFrame:
     """Per-sample rows with ``input_tokens`` (actual vision + text) and a ``group`` label."""
     s = res.samples.copy()
     s["input_tokens"] = s["actual_vision_tokens"] + s["input_text_tokens"]
-    s["group"] = [f"k={k} B={b}" for k, b in zip(s["top_k"], s["num_active_blocks"], strict=True)]
+    knobs = group_knobs(res)
+    if knobs:
+        s["group"] = [_group_label(knobs, tuple(v)) for v in s[knobs].itertuples(index=False)]
+    else:
+        s["group"] = "all"
     return s
 
 
 def scaling_fits(res: SweepResults) -> pd.DataFrame:
-    """Prefill vs input tokens and decode vs output tokens, per ``(top_k, blocks)`` group and pooled.
+    """Prefill vs input tokens and decode vs output tokens, per knob group and pooled.
 
     Columns: ``stage`` (prefill/decode), ``x`` (input_tokens/output_tokens), ``group``
-    (``k=4 B=12`` or ``all``), ``top_k``, ``num_active_blocks``, ``slope`` (ms per token),
+    (``k=4 B=12`` or ``all``), one column per grouping knob (``top_k``,
+    ``num_active_blocks`` when the sweep has them), ``slope`` (ms per token),
     ``intercept`` (ms), ``r2``, ``n``.
     """
     s = scaling_data(res)
+    knobs = group_knobs(res)
     rows = []
     for stage, x in (("T_LLM_prefill", "input_tokens"), ("T_LLM_decode", "output_tokens")):
-        groups = [("all", None, None, s)]
-        groups += [
-            (f"k={k} B={b}", k, b, g)
-            for (k, b), g in s.groupby(list(GROUP_KNOBS), sort=True)  # type: ignore[misc]
-        ]
-        for label, k, b, g in groups:
+        groups: list[tuple[str, tuple[Any, ...], pd.DataFrame]] = [("all", (None,) * len(knobs), s)]
+        if knobs:
+            for values, g in s.groupby(knobs, sort=True, dropna=False):
+                vals = values if isinstance(values, tuple) else (values,)
+                groups.append((_group_label(knobs, vals), vals, g))
+        for label, vals, g in groups:
             f = fit_line(g[x].to_numpy(), g[stage].to_numpy())
-            rows.append(
-                {
-                    "stage": STAGE_NAMES[stage],
-                    "x": x,
-                    "group": label,
-                    "top_k": k,
-                    "num_active_blocks": b,
-                    "slope": f.slope,
-                    "intercept": f.intercept,
-                    "r2": f.r2,
-                    "n": f.n,
-                }
-            )
+            row = {"stage": STAGE_NAMES[stage], "x": x, "group": label}
+            row |= {k: _plain(v) for k, v in zip(knobs, vals, strict=True)}
+            for k in GROUP_KNOBS:
+                row.setdefault(k, None)
+            row |= {"slope": f.slope, "intercept": f.intercept, "r2": f.r2, "n": f.n}
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars as Python values (JSON-friendly table cells)."""
+    return v.item() if isinstance(v, np.generic) else v

@@ -7,7 +7,11 @@ and whose accuracy follows a function of the knobs you give. The analysis must t
 recover the law: linear scaling, the estimator's coefficients, the front.
 
 NOTE: these records are made up. They exist so that analysis code can be tested
-against known answers; nothing here measures a model.
+against known answers; nothing here measures a model. They are built and written by
+the runner's own writer (:func:`knoblab.records.build_record`,
+:func:`knoblab.records.write_record`), so they have the real record's every field and
+statistic (``std`` with ``ddof=1``). Analysis tests also run on records of the real
+runner (``tests/analysis/conftest.py``).
 
 Example:
     >>> import tempfile
@@ -19,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
-TIER_CROPS: dict[str, tuple[int, int]] = {"low": (1, 3), "medium": (4, 8), "high": (9, 15)}
-STATS = ("count", "mean", "std", "min", "max", "p50", "p95", "p99")
+from knoblab import records
+from knoblab.records import TIERS as TIER_CROPS
+from knoblab.records import record_filename
+
 SAMPLE_METRICS = (
     "T_vision_total",
     "T_LLM_prefill",
@@ -102,32 +107,9 @@ def default_accuracy(knobs: Mapping[str, Any]) -> float:
 
 def aggregate(
     rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = SAMPLE_METRICS
-) -> dict[str, float]:
-    """``<metric>_<stat>`` over the rows, numpy's linear-interpolation percentiles."""
-    out: dict[str, float] = {}
-    for m in metrics:
-        x = np.asarray([r[m] for r in rows if r.get(m) is not None], dtype=float)
-        if x.size == 0:
-            continue
-        out |= {
-            f"{m}_count": float(x.size),
-            f"{m}_mean": float(x.mean()),
-            f"{m}_std": float(x.std()),
-            f"{m}_min": float(x.min()),
-            f"{m}_max": float(x.max()),
-            f"{m}_p50": float(np.percentile(x, 50)),
-            f"{m}_p95": float(np.percentile(x, 95)),
-            f"{m}_p99": float(np.percentile(x, 99)),
-        }
-    return out
-
-
-def record_filename(task: str, knobs: Mapping[str, Any], crops_mean: float) -> str:
-    """``<task>_imgsizetier-<tier>_crops<mean>_topk<k>_blocks<n>.json`` or ``..._imgsizetokens<T>_...``."""
-    tail = f"topk{knobs['top_k']}_blocks{knobs['num_active_blocks']}.json"
-    if knobs.get("tier") is not None:
-        return f"{task}_imgsizetier-{knobs['tier']}_crops{round(crops_mean)}_{tail}"
-    return f"{task}_imgsizetokens{knobs['vision_tokens']}_{tail}"
+) -> dict[str, float | int | None]:
+    """``<metric>_<stat>`` over the rows: :func:`knoblab.records.aggregate_stats` (the writer's)."""
+    return records.aggregate_stats(rows, metrics)[0]
 
 
 def write_synthetic_results(
@@ -219,38 +201,36 @@ def write_synthetic_results(
                     "T_decode_per_token": float(t["T_LLM_decode"][i] / steps)
                     if steps > 0
                     else None,
+                    "actual_num_crops": int(crops[i]),
+                    "status": "ok",
+                    "error": None,
+                    "dataset_index": i,
                 }
             )
-        record = {
-            "task": task,
-            "model": model,
-            "status": "ok",
-            "knobs": knobs,
-            "tier": vval if vkey == "tier" else None,
+        effective = {
+            "top_k": int(k),
+            "num_active_blocks": int(b),
+            "num_total_blocks": int(num_total_blocks),
+            "active_block_indices": list(range(int(b))),
             "tier_range": (
                 {"min_crops": TIER_CROPS[vval][0], "max_crops": TIER_CROPS[vval][1]}
                 if vkey == "tier"
                 else None
             ),
-            "selected_crops_mean": float(crops.mean()),
-            "selected_crops_distribution": {
-                str(c): int((crops == c).sum()) for c in np.unique(crops)
-            },
-            "target_vision_tokens_mean": float(target.mean()),
-            "actual_vision_tokens_mean": float(actual.mean()),
-            "top_k": int(k),
-            "num_active_blocks": int(b),
-            "num_total_blocks": int(num_total_blocks),
-            "active_block_indices": list(range(int(b))),
-            "accuracy": float(hits.mean()),
-            "accuracy_std": float(hits.std()),
-            "num_samples": num_samples,
-            "aggregate_stats": aggregate(rows),
-            "per_sample_results": rows,
         }
-        name = record_filename(task, knobs, float(crops.mean()))
-        (out / name).write_text(json.dumps(record, indent=1))
-    (out / "environment.json").write_text(json.dumps({"device": "synthetic", "seed": seed}))
+        record = records.build_record(
+            task=task,
+            model=model,
+            knobs=knobs,
+            effective=effective,
+            rows=rows,
+            status="ok",
+            error=None,
+            environment={"device": "synthetic", "seed": seed},
+            sampling={"sample_ids": list(range(num_samples)), "synthetic": True},
+        )
+        records.write_record(out, record)
+    records.write_json_atomic(out / "environment.json", {"device": "synthetic", "seed": seed})
     return out
 
 

@@ -12,14 +12,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from knoblab.errors import KnobLabError
+from knoblab.errors import DataError, KnobLabError
 from knoblab.models.adapter import ModelAdapter
 from knoblab.profiling import records as rec
 
@@ -50,11 +49,9 @@ def check_out_dir(out_dir: Path, identity: Mapping[str, Any]) -> dict[str, Any] 
             )
         return None
     try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise KnobLabError(
-            f"run.output_dir={str(out_dir.parent)!r}: {path} is unreadable ({exc})"
-        ) from exc
+        old = rec.read_sweep(out_dir) or {}
+    except DataError as exc:
+        raise KnobLabError(f"run.output_dir={str(out_dir.parent)!r}: {exc}") from None
     diff = identity_diff(old.get("identity", {}), identity)
     if diff:
         raise KnobLabError(

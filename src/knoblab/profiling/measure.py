@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
+from knoblab import records as rec
 from knoblab.models.adapter import ModelAdapter, Prepared
-from knoblab.profiling import records as rec
 from knoblab.profiling.timer import StageTimer
 
 #: Per-sample fields the runner measures itself; an adapter's ``Prepared.extra`` cannot override them.

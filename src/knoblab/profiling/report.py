@@ -23,8 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from knoblab.analysis.pareto import pareto_mask
+from knoblab.atomic import atomic_write
+from knoblab.records import STAGE_NAMES
+from knoblab.records import STAGES as STAGE_FIELDS
 
-STAGES = (("vision", "T_vision_total"), ("prefill", "T_LLM_prefill"), ("decode", "T_LLM_decode"))
+#: (short name, record field) of each timed stage.
+STAGES = tuple((STAGE_NAMES[s], s) for s in STAGE_FIELDS)
 
 
 def _fmt(v: Any, spec: str = ".3f") -> str:
@@ -199,10 +203,5 @@ def write_report_md(
     skipped: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md`` into ``out_dir`` atomically."""
-    path = Path(out_dir) / "report.md"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(
-        render_report_md(records, rows, plan, ran=ran, skipped=skipped), encoding="utf-8"
-    )
-    os.replace(tmp, path)
-    return path
+    text = render_report_md(records, rows, plan, ran=ran, skipped=skipped)
+    return atomic_write(Path(out_dir) / "report.md", text)

@@ -26,7 +26,11 @@ Failures: a sample that raises (corrupt image, any exception) is recorded with
 aggregates cover the samples that ran (``num_failed_samples`` says how many did not).
 A configuration that runs out of memory is recorded with ``status: "oom"``, one whose
 every sample failed (or whose knobs could not be applied) with ``status: "failed"``;
-both count as finished unless ``run.retry_failed=true``.
+both count as finished unless ``run.retry_failed=true``. A sweep whose every
+configuration failed raises one line (:func:`check_some_ok`; the CLI exits 2). A record
+already in the directory that belongs to another sweep than ``sweep.json``'s, or has a
+field of the wrong type, is refused by name before anything is written
+(:func:`knoblab.records.check_belongs`).
 
 Several processes (``torchrun``): ranks split the plan's positions with
 ``plan.shard(rank, world_size)``; rank 0 gathers the per-sample results, puts them back
@@ -41,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,9 +286,11 @@ def run_sweep(
         try:
             old = check_out_dir(out_dir, identity)
             rec.remove_stale_tmp(out_dir)
-            existing = rec.load_records(out_dir)
+            existing = rec.load_records(out_dir, strict=True)  # a mistyped record: one line
             done: dict[str, str] = {}
             for fname, r in existing.items():
+                if old is not None:  # a record of another sweep is refused, never merged
+                    rec.check_belongs(r, old, str(out_dir / fname))
                 key = rec.config_key(r.get("knobs") or {})
                 previous[key] = fname
                 if run_cfg.retry_failed and r.get("status") != "ok":
@@ -296,8 +303,8 @@ def run_sweep(
             lists_seen = list((old or {}).get("knob_lists") or [])
             if lists not in lists_seen:
                 lists_seen.append(lists)
-            rec.write_json_atomic(
-                out_dir / "sweep.json",
+            rec.write_sweep(
+                out_dir,
                 {
                     "identity": identity,
                     "knob_lists": lists_seen,
@@ -460,7 +467,10 @@ def finish(result: SweepResult, environment: Mapping[str, Any], console: Any | N
 
     console = console or wide_console()
     out_dir = result.out_dir
-    records = rec.load_records(out_dir)
+    sweep = rec.read_sweep(out_dir) or {}
+    records = {  # a foreign record (copied in mid-run) never reaches samples.parquet
+        f: r for f, r in rec.load_records(out_dir).items() if not rec.foreign_reason(r, sweep)
+    }
     result.records = records
     result.rows = summary_rows(records)
     rec.write_samples_parquet(out_dir, records)
@@ -539,4 +549,24 @@ def run_sweeps(
         )
     if console is not None and len(results) > 1:
         console.print(f"{len(results)} datasets in {time.perf_counter() - t0:.0f} s")
+    check_some_ok(results)
     return results
+
+
+def check_some_ok(results: list[SweepResult]) -> None:
+    """Raise one line when every configuration of a sweep failed (the CLI exits 2).
+
+    Raises:
+        KnobLabError: a dataset whose records are all ``oom``/``failed``; names the
+            counts per status and the first error.
+    """
+    for res in results:
+        recs = list(res.records.values())
+        if not recs or any(r.get("status") == "ok" for r in recs):
+            continue
+        counts = Counter(str(r.get("status")) for r in recs)
+        first = next((r.get("error") for r in recs if r.get("error")), None)
+        raise KnobLabError(
+            f"every configuration of the sweep in {res.out_dir} failed "
+            f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); first: {first}"
+        )

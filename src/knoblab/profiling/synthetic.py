@@ -29,8 +29,9 @@ import torch
 from knoblab.data.sample import Sample
 from knoblab.errors import DataError
 from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
+from knoblab.records import TIERS
 
-TIER_CROPS = {"low": (1, 3), "medium": (4, 8), "high": (9, 15)}
+TIER_CROPS = dict(TIERS)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Fault-injection tests: kills, concurrent sweeps, disk full, corrupt and foreign files."""
