@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from knoblab.atomic import atomic_write
+
 #: Per-sample latency figures, in milliseconds.
 LATENCY_FIELDS: tuple[str, ...] = (
     "T_vision_total",
@@ -223,18 +225,10 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
 
     NOTE: a process killed mid-write leaves at most a ``.<name>.<pid>.tmp`` file,
     never a truncated ``path``; :func:`load_records` ignores those and
-    :func:`remove_stale_tmp` deletes them.
+    :func:`remove_stale_tmp` deletes them. A full disk is one line
+    (``knoblab.atomic.atomic_write``: "disk full writing <path>; finished results are kept").
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = dumps(obj)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, dumps(obj))
 
 
 def is_record(data: Any) -> bool:
@@ -330,10 +324,7 @@ def write_samples_parquet(
             kinds = {type(v) for v in df[col] if v is not None}
             if len(kinds) > 1:
                 df[col] = [None if v is None else str(v) for v in df[col]]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 @functools.lru_cache(maxsize=8)

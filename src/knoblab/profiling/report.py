@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from knoblab.analysis.pareto import pareto_mask
+from knoblab.atomic import atomic_write
 
 STAGES = (("vision", "T_vision_total"), ("prefill", "T_LLM_prefill"), ("decode", "T_LLM_decode"))
 
@@ -200,9 +201,4 @@ def write_report_md(
 ) -> Path:
     """Write ``report.md`` into ``out_dir`` atomically."""
     path = Path(out_dir) / "report.md"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(
-        render_report_md(records, rows, plan, ran=ran, skipped=skipped), encoding="utf-8"
-    )
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, render_report_md(records, rows, plan, ran=ran, skipped=skipped))
