@@ -68,6 +68,14 @@ def describe_holder(holder: dict[str, Any]) -> str:
     )
 
 
+def _command_line() -> str:
+    """This process's command line, as the user typed it (``knoblab profile ...``)."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if prog in ("cli.py", "__main__.py", "-m", "-c"):
+        prog = "knoblab" if prog in ("cli.py", "__main__.py") else "python"
+    return " ".join([prog, *sys.argv[1:]])
+
+
 @contextlib.contextmanager
 def out_dir_lock(
     out_dir: str | os.PathLike[str], command: str | None = None
@@ -104,10 +112,8 @@ def out_dir_lock(
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) or "python",
+            "command": command or _command_line(),
         }
-        if command:
-            holder["command"] = command
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode("utf-8"), 0)
         yield holder
