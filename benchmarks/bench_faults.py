@@ -70,6 +70,15 @@ GATED = textwrap.dedent(
 )
 
 
+def _quiet() -> Any:
+    from rich.console import Console
+
+    return Console(file=io.StringIO())
+
+
+QUIET = _quiet()  # the in-process sweeps' tables are not the benchmark's output
+
+
 class Tally:
     """Counts per fault kind: injected, survived, samples lost, tracebacks."""
 
@@ -183,7 +192,9 @@ def _sweep(out: Path) -> Any:
     from knoblab.profiling.runner import run_sweep
     from knoblab.profiling.synthetic import ListDataset, WaitAdapter
 
-    return run_sweep(_synthetic_cfg(out), adapter=WaitAdapter(), dataset=ListDataset.synthetic(8))
+    return run_sweep(
+        _synthetic_cfg(out), adapter=WaitAdapter(), dataset=ListDataset.synthetic(8), console=QUIET
+    )
 
 
 @contextlib.contextmanager
@@ -368,11 +379,12 @@ def _bad_hf_row(t: Tally, root: Path) -> None:
     Image.new("RGB", (8, 8)).save(buf, format="PNG")
     imgs = [{"bytes": buf.getvalue(), "path": None}, {"bytes": b"\x89PNG junk", "path": None}]
     ds = datasets.Dataset.from_dict(
-        {"qid": [7, 8], "question": ["a", "b"], "image": imgs},
+        {"qid": [7, 8], "question": ["a", "b"], "answers": [["a"], ["b"]], "image": imgs},
         features=datasets.Features(
             {
                 "qid": datasets.Value("int64"),
                 "question": datasets.Value("string"),
+                "answers": datasets.Sequence(datasets.Value("string")),
                 "image": datasets.Image(),
             }
         ),
@@ -384,7 +396,8 @@ def _bad_hf_row(t: Tally, root: Path) -> None:
 
     data = build_hf_disk({"path": str(root / "hf"), "columns": {"sample_id": "qid"}})
     cfg = _synthetic_cfg(out) | {"dataset": {"name": "hf", "sampling": {}}}
-    (record, *_) = run_sweep(cfg, adapter=WaitAdapter(), dataset=data).records.values()
+    result = run_sweep(cfg, adapter=WaitAdapter(), dataset=data, console=QUIET)
+    (record, *_) = result.records.values()
     rows = record["per_sample_results"]
     ok = [r["sample_id"] for r in rows] == [7, 8] and "[row 1]" in (rows[1]["error"] or "")
     t.add("bad dataset input", ok, int(rows[0]["status"] != "ok"))

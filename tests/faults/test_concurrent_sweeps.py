@@ -135,3 +135,49 @@ def test_lock_of_a_killed_holder_is_taken_over(tmp_path: Path) -> None:
     )
     assert len(result.records) == 4
     assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
+TORCHRUN_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from knoblab.errors import KnobLabError
+    from knoblab.profiling.runner import run_sweep
+    from knoblab.profiling.synthetic import ListDataset, WaitAdapter
+
+    cfg = {
+        "dataset": {"name": "synthetic", "sampling": {"num_samples_per_epoch": 4, "seed": 1}},
+        "knobs": {"tier": ["low", "high"], "top_k": [1, 2], "num_active_blocks": [2]},
+        "design": {"name": "full"},
+        "run": {"output_dir": sys.argv[1], "warmup_runs": 0, "progress": False},
+    }
+    try:
+        run_sweep(cfg, adapter=WaitAdapter(), dataset=ListDataset.synthetic(6))
+    except KnobLabError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        sys.exit(2)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_torchrun_job_into_a_held_folder_is_refused_on_every_rank(tmp_path: Path) -> None:
+    """Rank 0 meets the lock; its refusal is broadcast, so no rank hangs or writes."""
+    script = tmp_path / "sweep.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    folder = tmp_path / "synthetic"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    with out_dir_lock(folder, command="the other sweep"):
+        job = subprocess.run(
+            [*cmd, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME]
+    assert job.returncode != 0
+    assert job.stderr.count("refused: output directory") == 2, job.stderr[-3000:]  # both ranks
+    job = subprocess.run(
+        [*cmd, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert len(rec.load_records(folder)) == 4
