@@ -232,3 +232,16 @@ def test_hf_disk_failed_sample_in_a_sweep_has_its_real_id(tmp_path: Path) -> Non
     rows = record["per_sample_results"]
     assert [s["sample_id"] for s in rows] == [500, 501, 502]  # never the index 1
     assert rows[1]["status"] == "failed" and "[row 1]" in rows[1]["error"]
+
+
+def test_coco_questions_file_not_utf8_is_one_line(tmp_path: Path) -> None:
+    from knoblab.data.formats import build_coco_vqa
+
+    (tmp_path / "images").mkdir()
+    questions = tmp_path / "q.json"
+    questions.write_bytes(
+        b'{"questions": [{"question_id": 1, "image_id": 1, "question": "caf\xe9"}]}'
+    )
+    with pytest.raises(DataError, match=r"q.json: not UTF-8 \(byte 0xe9 at offset 65\)") as info:
+        build_coco_vqa({"questions": str(questions), "images": str(tmp_path / "images")})
+    assert "\n" not in str(info.value)

@@ -396,11 +396,22 @@ class CocoVqaConfig:
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS  # larger images fail their sample
 
 
-def _json_records(path: Path, key: str) -> tuple[dict[str, Any], list[Any]]:
+def _load_json(path: Path) -> Any:
+    """A whole JSON file (UTF-8, or UTF-16/32 with a BOM); one ``DataError`` line otherwise."""
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(raw)  # detects UTF-8/16/32 (RFC 8259 section 8.1)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+            "save the file as UTF-8"
+        ) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+
+
+def _json_records(path: Path, key: str) -> tuple[dict[str, Any], list[Any]]:
+    data = _load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise DataError(f"{path}: expected an object with a {key!r} list (the VQAv2 layout)")
     return data, data[key]
@@ -719,10 +730,7 @@ def build_omnidocbench(cfg: Mapping[str, Any]) -> RecordDataset:
                 continue
             pages.append((where, image, text, dict(obj.get("metadata", {}))))
     else:
-        try:
-            data = json.loads(ann.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{ann}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        data = _load_json(ann)
         if not isinstance(data, list):
             raise DataError(f"{ann}: expected a list of pages (the OmniDocBench layout)")
         for i, page in enumerate(data):
