@@ -440,10 +440,15 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=4, help="SIGKILL + rerun trials")
     ap.add_argument("--concurrent", type=int, default=2, help="two-sweeps-at-once trials")
     args = ap.parse_args()
+    import logging
+
+    import datasets
     from rich.table import Table
 
     from knoblab.console import console
 
+    logging.getLogger("knoblab.data.formats").setLevel(logging.ERROR)  # the skips are expected
+    datasets.disable_progress_bars()
     t = Tally()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
