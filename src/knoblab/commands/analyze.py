@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from knoblab.errors import ConfigError
+from knoblab.errors import ConfigError, DataError
 
 CONFIG_NAME = "analyze"
 FLAGS = {
@@ -72,6 +72,20 @@ def parse_argv(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     return flags, overrides
 
 
+def _check_out(cfg: dict[str, Any]) -> None:
+    """One line (``DataError``) when the report folder is a file, before any work."""
+    from pathlib import Path
+
+    from knoblab.atomic import ensure_dir
+
+    if cfg.get("out") is not None:
+        ensure_dir(str(cfg["out"]), "out")
+        return
+    default = Path(str(cfg["results_dir"])) / "analysis"
+    if default.exists() and not default.is_dir():
+        raise DataError(f"out={str(default)!r} (the default) is a file: allowed is a directory")
+
+
 def main(argv: list[str]) -> int:
     from knoblab.config import plain
     from knoblab.hydra_utils import HELP_FLAGS, compose, print_help, wants_help
@@ -92,6 +106,7 @@ def main(argv: list[str]) -> int:
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))):
         raise ConfigError("budget_ms", budget, "a positive number of milliseconds")
 
+    _check_out(cfg)
     from knoblab.analysis.analyze import analyze
 
     a = analyze(

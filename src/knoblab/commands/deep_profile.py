@@ -23,8 +23,10 @@ def run(cfg: Any, argv: Sequence[str] = ()) -> int:
     """Profile per a composed config (under nsys when ``deep.nsys`` asks); the exit code."""
     from rich.console import Console
 
+    from knoblab.atomic import ensure_dir
     from knoblab.profiling.deep import deep_profile, maybe_wrap_in_nsys
 
+    ensure_dir(str(cfg.deep.output_dir), "deep.output_dir")  # a file there: one line
     code = maybe_wrap_in_nsys(cfg, argv)
     if code is not None:
         return code

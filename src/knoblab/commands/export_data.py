@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from knoblab.atomic import ensure_dir
 from knoblab.errors import ConfigError
 
 CONFIG_NAME = "export_data"
@@ -37,9 +38,12 @@ def run(cfg: Any) -> str:
     overwrite = data.get("overwrite", False)
     if not isinstance(overwrite, bool):
         raise ConfigError("overwrite", overwrite, "true/false")
-    dataset = build_dataset(data["dataset"])
-    plan = resolve_sampling(data, len(dataset))
     n = data.get("num_samples")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError("num_samples", n, "an integer >= 1 or null (the whole plan)")
+    dataset = build_dataset(data["dataset"])
+    ensure_dir(data["out_dir"], "out_dir")
+    plan = resolve_sampling(data, len(dataset))
     indices = itertools.islice(iter(plan), n) if n is not None else iter(plan)
     total = min(n, len(plan)) if isinstance(n, int) else len(plan)
     manifest = export_dataset(

@@ -11,8 +11,9 @@ Each line: ``{"sample_id": int, "image": "images/<image_id>.png", "image_id": st
 "question": str, "answers": [str, ...], "metadata": {...}}``; ``image`` is relative to
 the manifest's folder.
 
-NOTE: the manifest is written to ``manifest.jsonl.tmp`` and renamed at the end, so an
-interrupted export never leaves a truncated manifest (the images written so far stay).
+NOTE: the manifest is written through ``knoblab.atomic.atomic_write`` (a temporary
+file renamed at the end), so an interrupted export never leaves a truncated manifest
+(the images written so far stay); a full disk is one line naming the file.
 An existing manifest is never overwritten unless ``overwrite=True``. Samples sharing
 an ``image_id`` (several questions about one image) share one image file.
 
@@ -24,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -33,6 +35,7 @@ from typing import Any
 
 from PIL import Image
 
+from knoblab.atomic import atomic_write, ensure_dir
 from knoblab.data.sample import VQADataset
 from knoblab.errors import ConfigError, DataError
 
@@ -67,6 +70,8 @@ def _save_image(image: Any, path: Path, where: str) -> None:
             )
         image.save(path, format="PNG")
     except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(f"disk full writing {path}; finished results are kept") from None
         raise DataError(f"image in {where} cannot be exported: {exc}") from None
 
 
@@ -103,36 +108,39 @@ def export_dataset(
     total = len(dataset) if indices is None else None
     if num_samples is not None:
         total = num_samples if total is None else min(total, num_samples)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    tmp = manifest.with_name(manifest.name + ".tmp")
-    written: set[str] = set()
+    ensure_dir(out / "images", "out_dir")
     count = 0
-    from rich.progress import Progress
 
-    with (
-        open(tmp, "w", encoding="utf-8") as fh,
-        Progress(disable=not progress, transient=True) as bar,
-    ):
-        task = bar.add_task(f"export {getattr(dataset, 'name', 'dataset')}", total=total)
-        for index in order:
-            if num_samples is not None and count >= num_samples:
-                break
-            s = dataset[int(index)]
-            stem = safe_image_name(s.image_id, s.sample_id)
-            rel = f"images/{stem}.png"
-            if stem not in written:
-                _save_image(s.image, out / rel, f"sample {s.sample_id} (image_id={s.image_id!r})")
-                written.add(stem)
-            record = {
-                "sample_id": int(s.sample_id),
-                "image": rel,
-                "image_id": str(s.image_id or stem),
-                "question": s.question,
-                "answers": list(s.answers),
-                "metadata": s.metadata,
-            }
-            fh.write(json.dumps(record, default=_json_default, ensure_ascii=False) + "\n")
-            count += 1
-            bar.advance(task)
-    os.replace(tmp, manifest)
-    return manifest
+    def write(tmp: Path) -> None:
+        nonlocal count
+        from rich.progress import Progress
+
+        written: set[str] = set()
+        with (
+            open(tmp, "w", encoding="utf-8") as fh,
+            Progress(disable=not progress, transient=True) as bar,
+        ):
+            task = bar.add_task(f"export {getattr(dataset, 'name', 'dataset')}", total=total)
+            for index in order:
+                if num_samples is not None and count >= num_samples:
+                    break
+                s = dataset[int(index)]
+                stem = safe_image_name(s.image_id, s.sample_id)
+                rel = f"images/{stem}.png"
+                if stem not in written:
+                    where = f"sample {s.sample_id} (image_id={s.image_id!r})"
+                    _save_image(s.image, out / rel, where)
+                    written.add(stem)
+                record = {
+                    "sample_id": int(s.sample_id),
+                    "image": rel,
+                    "image_id": str(s.image_id or stem),
+                    "question": s.question,
+                    "answers": list(s.answers),
+                    "metadata": s.metadata,
+                }
+                fh.write(json.dumps(record, default=_json_default, ensure_ascii=False) + "\n")
+                count += 1
+                bar.advance(task)
+
+    return atomic_write(manifest, write)

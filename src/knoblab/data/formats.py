@@ -12,6 +12,18 @@ the count. A dataset left with no sample at all is a ``DataError``.
 NOTE: images are kept as paths and opened by the adapter at measurement time, so a
 file that exists but is corrupt fails only its own sample (``DataError`` there).
 
+Safety (every format): an image path that leaves the dataset folder (``../``, an
+absolute path, a symlink pointing out) is refused and reported like a malformed record
+unless ``dataset.allow_outside_paths=true``. An image of more than
+``dataset.max_image_pixels`` pixels (default 64 MP; ``null``: no knoblab limit) fails
+its own sample with one line naming its size, checked from the file header before
+anything is decoded; Pillow's own decompression-bomb warning is not the guard.
+
+Encodings: a JSONL manifest is read as UTF-8 line by line; a line with bytes that are
+not UTF-8 is reported with its ``file:line`` and skipped. A manifest starting with a
+UTF-16 (or UTF-8) byte-order mark is decoded as such; a UTF-16 file without one is
+one ``DataError`` line saying to save it as UTF-8.
+
 Example:
     >>> ds = build_jsonl({"path": "export/shapes-vqa/manifest.jsonl"})
     >>> ds.name, ds.metric, len(ds), ds[0].question
@@ -20,10 +32,12 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +79,7 @@ class RecordDataset:
         items: one entry per sample; a ``Sample`` or anything ``make`` turns into one.
         make: builds the ``Sample`` for ``items[i]`` on access (lazy formats).
         skipped: the records left out, for the summary.
+        max_image_pixels: an image file larger than this fails its sample on access.
     """
 
     def __init__(
@@ -74,10 +89,12 @@ class RecordDataset:
         items: Sequence[Any],
         make: Callable[[int, Any], Sample] | None = None,
         skipped: Sequence[Skipped] = (),
+        max_image_pixels: int | None = None,
     ):
         self.name, self.metric = name, resolve_metric(metric, "dataset.metric")
         self._items, self._make = items, make
         self.skipped = list(skipped)
+        self._pixels = _PixelCap(max_image_pixels)
         if self.skipped:
             warnings.warn(
                 f"dataset {name!r}: skipped {len(self.skipped)} malformed record(s) or missing image(s) "
@@ -92,7 +109,9 @@ class RecordDataset:
 
     def __getitem__(self, index: int) -> Sample:
         item = self._items[index]
-        return self._make(int(index), item) if self._make is not None else item
+        sample = self._make(int(index), item) if self._make is not None else item
+        self._pixels.check(sample)
+        return sample
 
     def __repr__(self) -> str:
         return f"RecordDataset(name={self.name!r}, metric={self.metric!r}, len={len(self)})"
@@ -110,6 +129,70 @@ class _Report:
         self.items.append(s)
 
 
+#: The default of ``dataset.max_image_pixels``: 64 megapixels (8000 x 8000).
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+
+
+class SampleDataError(DataError):
+    """A sample that cannot be loaded; ``sample_id`` is its real id (the runner records it)."""
+
+    def __init__(self, message: str, sample_id: Any):
+        super().__init__(message)
+        self.sample_id = sample_id
+
+
+def _check_max_pixels(value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or value < 1):
+        raise ConfigError("dataset.max_image_pixels", value, "an integer >= 1 or null (no limit)")
+
+
+def _too_large(size: tuple[int, int], cap: int) -> str:
+    w, h = size
+    return (
+        f"image is {w}x{h} = {w * h / 1e6:.1f} MP, over dataset.max_image_pixels={cap} "
+        f"({cap / 1e6:g} MP); raise the limit to measure it"
+    )
+
+
+def _header_size(image: Any) -> tuple[int, int] | str | None:
+    """(width, height) from the image header (no pixel decoding), an error text, or None."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(image) as im:
+                return im.size
+    except Image.DecompressionBombError as exc:
+        return f"image is over Pillow's decompression-bomb limit ({exc})"
+    except (OSError, ValueError, SyntaxError):
+        return None  # unreadable: the adapter reports it when it opens the image
+
+
+class _PixelCap:
+    """Fails a sample whose image file has more pixels than the cap (header read, cached)."""
+
+    def __init__(self, cap: int | None):
+        _check_max_pixels(cap)
+        self.cap = cap
+        self._sizes: dict[str, tuple[int, int] | str | None] = {}
+
+    def check(self, sample: Sample) -> None:
+        if self.cap is None or not isinstance(sample.image, (str, os.PathLike)):
+            return
+        key = os.fspath(sample.image)
+        if key not in self._sizes:
+            self._sizes[key] = _header_size(key)
+        size = self._sizes[key]
+        if size is None:
+            return
+        if isinstance(size, str) or size[0] * size[1] > self.cap:
+            why = size if isinstance(size, str) else _too_large(size, self.cap)
+            raise SampleDataError(
+                f"sample {sample.sample_id}: {key}: {why}", getattr(sample, "sample_id", None)
+            )
+
+
 def _answers(value: Any) -> list[str]:
     """Answers as a list of strings: a string, a list of strings, or VQA ``{"answer": ...}`` dicts."""
     if isinstance(value, str):
@@ -122,18 +205,37 @@ def _answers(value: Any) -> list[str]:
 
 
 class _ImageCheck:
-    """``is_file`` with a cache: many questions share one image (VQAv2: ~5 per image)."""
+    """Why an image path cannot be used, or None; cached (VQAv2: ~5 questions per image).
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._seen: dict[Path, bool] = {}
+    A path is refused when it leaves ``root`` (``../``, absolute, a symlink pointing out)
+    unless ``allow_outside``, and, with ``enabled``, when the file does not exist.
+    """
+
+    def __init__(self, enabled: bool, root: Path | None = None, allow_outside: bool = True):
+        self.enabled, self.allow_outside = enabled, allow_outside
+        self.root = root
+        self._real_root = os.path.realpath(root) if root is not None else ""
+        self._seen: dict[Path, str | None] = {}
+
+    def problem(self, path: Path, shown: str) -> str | None:
+        if path not in self._seen:
+            self._seen[path] = self._problem(path, shown)
+        return self._seen[path]
+
+    def _problem(self, path: Path, shown: str) -> str | None:
+        if not self.allow_outside and self.root is not None:
+            real = os.path.realpath(path)
+            if os.path.commonpath([real, self._real_root]) != self._real_root:
+                return (
+                    f"image {shown!r} leaves the dataset folder {self.root} (resolves to "
+                    f"{real}); set dataset.allow_outside_paths=true to allow it"
+                )
+        if self.enabled and not path.is_file():
+            return f"image {shown!r} not found under {self.root}"
+        return None
 
     def __call__(self, path: Path) -> bool:
-        if not self.enabled:
-            return True
-        if path not in self._seen:
-            self._seen[path] = path.is_file()
-        return self._seen[path]
+        return self.problem(path, str(path)) is None
 
 
 def _existing(path: str, key: str, what: str = "file") -> Path:
@@ -144,22 +246,60 @@ def _existing(path: str, key: str, what: str = "file") -> Path:
     return p
 
 
-def _read_jsonl(path: Path, report: _Report) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each parseable line; bad JSON is reported and skipped."""
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _manifest_lines(path: Path, report: _Report) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line; a line that is not UTF-8 is reported and skipped.
+
+    NOTE: a UTF-16 file with a byte-order mark is decoded whole (such files are small
+    enough: UTF-16 manifests come from Windows editors); without a BOM it is refused with
+    one line, since decoding it as UTF-8 would report every line as invalid JSON.
+    """
+    with path.open("rb") as f:
+        head = f.read(4096)
+        if head.startswith(_UTF16_BOMS):
+            f.seek(0)
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                report.skip(f"{path}:{lineno}", f"invalid JSON ({exc.msg})")
-                continue
-            if not isinstance(obj, dict):
-                report.skip(f"{path}:{lineno}", "not a JSON object")
-                continue
-            rows.append((lineno, obj))
+                text = f.read().decode("utf-16")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}: UTF-16 byte-order mark but invalid UTF-16 at byte {exc.start}: "
+                    "save the manifest as UTF-8"
+                ) from None
+            yield from enumerate(text.split("\n"), start=1)
+            return
+        if b"\x00" in head:
+            raise DataError(
+                f"{path}: not UTF-8 (NUL bytes: UTF-16 without a byte-order mark?): "
+                "save the manifest as UTF-8"
+            )
+        f.seek(3 if head.startswith(b"\xef\xbb\xbf") else 0)
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                report.skip(
+                    f"{path}:{lineno}",
+                    f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+                )
+
+
+def _read_jsonl(path: Path, report: _Report) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each parseable line; bad JSON or bytes are reported and skipped."""
+    rows = []
+    for lineno, line in _manifest_lines(path, report):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.skip(f"{path}:{lineno}", f"invalid JSON ({exc.msg})")
+            continue
+        if not isinstance(obj, dict):
+            report.skip(f"{path}:{lineno}", "not a JSON object")
+            continue
+        rows.append((lineno, obj))
     return rows
 
 
@@ -173,6 +313,8 @@ class JsonlConfig:
     name: str = ""  # task name; default: the manifest folder's name
     metric: str = "vqa"  # a name in knoblab.data.scoring.METRICS
     check_images: bool = True  # skip records whose image file does not exist
+    allow_outside_paths: bool = False  # true: measure images outside the dataset folder
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS  # larger images fail their sample
 
 
 def build_jsonl(cfg: Mapping[str, Any]) -> RecordDataset:
@@ -183,7 +325,9 @@ def build_jsonl(cfg: Mapping[str, Any]) -> RecordDataset:
     """
     c = to_dataclass(cfg, JsonlConfig, "dataset")
     manifest = _existing(c.path, "dataset.path")
-    root, report, exists = manifest.parent, _Report(), _ImageCheck(c.check_images)
+    _check_max_pixels(c.max_image_pixels)
+    root, report = manifest.parent, _Report()
+    exists = _ImageCheck(c.check_images, root, c.allow_outside_paths)
     samples: list[Sample] = []
     first_line: dict[int, int] = {}  # sample_id -> its line: ids must be unique
     for lineno, obj in _read_jsonl(manifest, report):
@@ -209,8 +353,9 @@ def build_jsonl(cfg: Mapping[str, Any]) -> RecordDataset:
             )
             continue
         path = root / image
-        if not exists(path):
-            report.skip(where, f"image {image!r} not found under {root}")
+        problem = exists.problem(path, image)
+        if problem:
+            report.skip(where, problem)
             continue
         first_line[sample_id] = lineno
         samples.append(
@@ -223,7 +368,13 @@ def build_jsonl(cfg: Mapping[str, Any]) -> RecordDataset:
                 metadata=metadata,
             )
         )
-    return RecordDataset(c.name or manifest.parent.name, c.metric, samples, skipped=report.items)
+    return RecordDataset(
+        c.name or manifest.parent.name,
+        c.metric,
+        samples,
+        skipped=report.items,
+        max_image_pixels=c.max_image_pixels,
+    )
 
 
 # ------------------------------------------------------------------------ COCO-VQA
@@ -240,13 +391,26 @@ class CocoVqaConfig:
     name: str = ""  # task name; default coco-<data_subtype>-vqa
     metric: str = "vqa"
     check_images: bool = True
+    allow_outside_paths: bool = False  # true: measure images outside the dataset folder
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS  # larger images fail their sample
+
+
+def _load_json(path: Path) -> Any:
+    """A whole JSON file (UTF-8, or UTF-16/32 with a BOM); one ``DataError`` line otherwise."""
+    raw = path.read_bytes()
+    try:
+        return json.loads(raw)  # detects UTF-8/16/32 (RFC 8259 section 8.1)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+            "save the file as UTF-8"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
 
 
 def _json_records(path: Path, key: str) -> tuple[dict[str, Any], list[Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    data = _load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise DataError(f"{path}: expected an object with a {key!r} list (the VQAv2 layout)")
     return data, data[key]
@@ -263,7 +427,8 @@ def build_coco_vqa(cfg: Mapping[str, Any]) -> RecordDataset:
     images = _existing(c.images, "dataset.images", "dir")
     qdata, questions = _json_records(qpath, "questions")
     subtype = str(qdata.get("data_subtype", ""))
-    report, exists = _Report(), _ImageCheck(c.check_images)
+    _check_max_pixels(c.max_image_pixels)
+    report, exists = _Report(), _ImageCheck(c.check_images, images, c.allow_outside_paths)
     answers_by_qid: dict[Any, tuple[list[str], dict[str, Any]]] = {}
     if c.annotations:
         apath = _existing(c.annotations, "dataset.annotations")
@@ -300,8 +465,9 @@ def build_coco_vqa(cfg: Mapping[str, Any]) -> RecordDataset:
                 "a format string with {image_id} and {data_subtype}",
             ) from exc
         path = images / fname
-        if not exists(path):
-            report.skip(where, f"image {fname!r} not found in {images}")
+        problem = exists.problem(path, fname)
+        if problem:
+            report.skip(where, problem)
             continue
         samples.append(
             Sample(
@@ -314,7 +480,9 @@ def build_coco_vqa(cfg: Mapping[str, Any]) -> RecordDataset:
             )
         )
     name = c.name or f"coco-{subtype or 'vqa'}-vqa".replace("-vqa-vqa", "-vqa")
-    return RecordDataset(name, c.metric, samples, skipped=report.items)
+    return RecordDataset(
+        name, c.metric, samples, skipped=report.items, max_image_pixels=c.max_image_pixels
+    )
 
 
 # ------------------------------------------------------------------ HF on disk
@@ -339,6 +507,8 @@ class HfDiskConfig:
             "sample_id": "",
         }
     )
+    allow_outside_paths: bool = False  # true: measure images outside the dataset folder
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS  # larger images fail their sample
 
 
 def _load_hf(c: HfDiskConfig) -> tuple[Any, Path]:
@@ -403,6 +573,7 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
     text_cols = [v for k, v in cols.items() if k != "image" and v in ds.column_names]
     table = ds.select_columns(text_cols).to_dict() if text_cols else {}
     images_null = ds.data.column(cols["image"]).is_null().to_pylist()  # arrow: no image decoding
+    _check_max_pixels(c.max_image_pixels)
     report, rows, first_row = _Report(), [], {}
     root = path if path.is_dir() else path.parent
     for i in range(len(ds)):
@@ -428,19 +599,75 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
         first_row[sample_id] = i
         rows.append((i, sample_id, question, answers, image_id))
 
+    image_of = _HfImages(ds, cols["image"], path, root, c)
+
     def make(_index: int, row: tuple[int, int, str, list[str], str]) -> Sample:
         i, sample_id, question, answers, image_id = row
-        image = ds[i][cols["image"]]  # decodes this row's image only
-        if isinstance(image, str):
-            image = root / image
-        elif isinstance(image, Mapping) and image.get("path") and not image.get("bytes"):
-            image = root / image["path"]
         return Sample(
-            sample_id=sample_id, question=question, answers=answers, image=image, image_id=image_id
+            sample_id=sample_id,
+            question=question,
+            answers=answers,
+            image=image_of(i, sample_id),
+            image_id=image_id,
         )
 
     name = c.name or (path.stem if path.is_file() else path.name)
-    return RecordDataset(name, c.metric, rows, make=make, skipped=report.items)
+    return RecordDataset(
+        name, c.metric, rows, make=make, skipped=report.items, max_image_pixels=c.max_image_pixels
+    )
+
+
+class _HfImages:
+    """Row ``i``'s image of a ``datasets`` table: a checked path, or a PIL image (capped).
+
+    The image column is read undecoded (``datasets.Image(decode=False)``) so that the
+    pixel cap is checked from the header before decoding, and so that a row whose bytes
+    do not decode fails as that row (``SampleDataError`` naming file, row and sample_id)
+    instead of as a dataset index.
+    """
+
+    def __init__(self, ds: Any, column: str, path: Path, root: Path, c: HfDiskConfig):
+        import datasets
+
+        if isinstance(ds.features.get(column), datasets.Image):
+            ds = ds.cast_column(column, datasets.Image(decode=False))
+        self.ds, self.column, self.path, self.cap = ds, column, path, c.max_image_pixels
+        self.paths = _ImageCheck(False, root, c.allow_outside_paths)
+
+    def __call__(self, i: int, sample_id: int) -> Any:
+        where = f"{self.path}[row {i}] (sample_id {sample_id})"
+        raw = self.ds[i][self.column]
+        if isinstance(raw, Mapping) and raw.get("path") and not raw.get("bytes"):
+            raw = str(raw["path"])
+        if isinstance(raw, str):
+            problem = self.paths.problem(self.paths.root / raw, raw)  # type: ignore[operator]
+            if problem:
+                raise SampleDataError(f"{where}: {problem}", sample_id)
+            return self.paths.root / raw  # type: ignore[operator]
+        if isinstance(raw, Mapping) and raw.get("bytes"):
+            return self._decode(bytes(raw["bytes"]), where, sample_id)
+        if hasattr(raw, "size") and hasattr(raw, "convert"):  # already a PIL image
+            return raw
+        raise SampleDataError(
+            f"{where}: image of type {type(raw).__name__}: allowed is image bytes or a path",
+            sample_id,
+        )
+
+    def _decode(self, data: bytes, where: str, sample_id: int) -> Any:
+        from PIL import Image
+
+        size = _header_size(io.BytesIO(data))
+        if isinstance(size, str) or (size and self.cap and size[0] * size[1] > self.cap):
+            why = size if isinstance(size, str) else _too_large(size, self.cap or 0)
+            raise SampleDataError(f"{where}: {why}", sample_id)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data))
+                img.load()
+            return img
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise SampleDataError(f"{where}: image cannot be decoded ({exc})", sample_id) from None
 
 
 # ----------------------------------------------------------------- OmniDocBench
@@ -466,6 +693,8 @@ class OmniDocBenchConfig:
         ]
     )
     check_images: bool = True
+    allow_outside_paths: bool = False  # true: measure images outside the dataset folder
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS  # larger images fail their sample
 
 
 def _page_text(page: Mapping[str, Any], ignore: set[str]) -> str:
@@ -487,7 +716,9 @@ def build_omnidocbench(cfg: Mapping[str, Any]) -> RecordDataset:
     c = to_dataclass(cfg, OmniDocBenchConfig, "dataset")
     ann = _existing(c.annotations, "dataset.annotations")
     images = _existing(c.images, "dataset.images", "dir") if c.images else ann.parent
-    report, exists, ignore = _Report(), _ImageCheck(c.check_images), set(c.ignore_categories)
+    _check_max_pixels(c.max_image_pixels)
+    report, ignore = _Report(), set(c.ignore_categories)
+    exists = _ImageCheck(c.check_images, images, c.allow_outside_paths)
     pages: list[tuple[str, str, str, dict[str, Any]]] = []  # where, image, text, metadata
     if ann.suffix == ".jsonl":
         for lineno, obj in _read_jsonl(ann, report):
@@ -498,10 +729,7 @@ def build_omnidocbench(cfg: Mapping[str, Any]) -> RecordDataset:
                 continue
             pages.append((where, image, text, dict(obj.get("metadata", {}))))
     else:
-        try:
-            data = json.loads(ann.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{ann}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        data = _load_json(ann)
         if not isinstance(data, list):
             raise DataError(f"{ann}: expected a list of pages (the OmniDocBench layout)")
         for i, page in enumerate(data):
@@ -517,8 +745,9 @@ def build_omnidocbench(cfg: Mapping[str, Any]) -> RecordDataset:
     samples: list[Sample] = []
     for where, image, text, metadata in pages:
         path = images / image
-        if not exists(path):
-            report.skip(where, f"image {image!r} not found in {images}")
+        problem = exists.problem(path, image)
+        if problem:
+            report.skip(where, problem)
             continue
         samples.append(
             Sample(
@@ -530,4 +759,6 @@ def build_omnidocbench(cfg: Mapping[str, Any]) -> RecordDataset:
                 metadata=metadata,
             )
         )
-    return RecordDataset(c.name, c.metric, samples, skipped=report.items)
+    return RecordDataset(
+        c.name, c.metric, samples, skipped=report.items, max_image_pixels=c.max_image_pixels
+    )

@@ -243,7 +243,9 @@ def measure_positions(
         except Exception as exc:  # noqa: BLE001 - one failing sample must not stop the sweep
             if is_oom(exc):
                 raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], len(rows)) from exc
-            row = _failed_row(sample_id, knobs, exc)
+            # a dataset that knows the failing sample's real id says so (never the index)
+            real_id = getattr(exc, "sample_id", None)
+            row = _failed_row(sample_id if real_id is None else real_id, knobs, exc)
         row["position"] = pos
         row["epoch"] = epoch
         row["dataset_index"] = idx

@@ -47,6 +47,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ from knoblab.profiling.design import DesignConfig, make_design
 from knoblab.profiling.distributed import barrier, broadcast, dist_info, gather
 from knoblab.profiling.hardware import HardwareConfig, apply_hardware
 from knoblab.profiling.identity import check_out_dir, model_identity
+from knoblab.profiling.lock import out_dir_lock
 from knoblab.profiling.measure import ConfigOOM, check_metric, is_oom, measure_positions
 from knoblab.profiling.report import summary_rows, write_report_md
 from knoblab.profiling.timer import StageTimer
@@ -209,6 +211,34 @@ def run_sweep(
 ) -> SweepResult:
     """Run one dataset's sweep described by ``cfg`` (the composed ``profile`` config).
 
+    Rank 0 holds the output directory's lock (``profiling.lock.out_dir_lock``) from
+    before the identity check until the report is written; a second sweep into the
+    directory is refused with one line naming the holder (``DataError``).
+
+    See :func:`_run_sweep` for the arguments.
+    """
+    with ExitStack() as locks:
+        return _run_sweep(
+            cfg,
+            adapter=adapter,
+            dataset=dataset,
+            console=console,
+            model_config=model_config,
+            locks=locks,
+        )
+
+
+def _run_sweep(
+    cfg: Mapping[str, Any] | Any,
+    *,
+    adapter: ModelAdapter,
+    dataset: Any | None = None,
+    console: Any | None = None,
+    model_config: Mapping[str, Any] | None = None,
+    locks: ExitStack,
+) -> SweepResult:
+    """Run one dataset's sweep described by ``cfg`` (the composed ``profile`` config).
+
     ``adapter`` is loaded by the caller (once for all datasets); ``dataset`` defaults
     to ``build_dataset(cfg.dataset)``. ``model_config`` is the section the adapter was
     built from, when it was (its ``kind``/``path``/``weights`` join the sweep's identity);
@@ -284,6 +314,7 @@ def run_sweep(
     previous: dict[str, str] = {}  # config key -> file name of every record already there
     if rank == 0:
         try:
+            locks.enter_context(out_dir_lock(out_dir))  # until the report is written
             old = check_out_dir(out_dir, identity)
             rec.remove_stale_tmp(out_dir)
             existing = rec.load_records(out_dir, strict=True)  # a mistyped record: one line
