@@ -452,7 +452,7 @@ class OmniDocBenchConfig:
     format: str = "omnidocbench"
     annotations: str = ""  # OmniDocBench.json, or a JSONL of {"image", "text"} pages
     images: str = ""  # the page-image folder; default: the annotation file's folder
-    prompt: str = "Read all the text in the image."  # the question asked for every page
+    question: str = "Read all the text in the image."  # the question asked for every page
     name: str = "omnidocbench"
     metric: str = "edit_distance"  # scored by 1 - normalized edit distance
     # layout categories left out of the ground truth (OmniDocBench's non-text regions)
@@ -524,7 +524,7 @@ def build_omnidocbench(cfg: Mapping[str, Any]) -> RecordDataset:
         samples.append(
             Sample(
                 sample_id=len(samples),
-                question=c.prompt,
+                question=c.question,
                 answers=[text],
                 image=path,
                 image_id=Path(image).stem,

@@ -27,6 +27,11 @@ def build_dataset(cfg: Mapping[str, Any]) -> VQADataset:
     data = dict(plain(cfg) or {})
     data.pop("sampling", None)
     fmt = data.get("format", "shapes")
+    prompt = data.pop("prompt", None)  # applied by the sweep runner (knoblab.data.prompt)
+    if isinstance(prompt, str) and fmt == "omnidocbench":
+        data.setdefault("question", prompt)  # its page question was called `prompt` before
+    elif prompt is not None and not isinstance(prompt, Mapping):
+        raise ConfigError("dataset.prompt", prompt, "a mapping {pre: text, post: text or null}")
     if fmt not in FORMATS:
         raise ConfigError("dataset.format", fmt, f"one of {', '.join(FORMATS)}")
     return load_object(FORMATS[fmt])(data)

@@ -218,6 +218,8 @@ class HFAdapter:
         self._effective: dict[str, Any] = {}
         #: knobs the generic fallback could not map -> why (empty for mapped families)
         self.unmapped: dict[str, str] = {}
+        #: a chat model: ``dataset.prompt``'s default instruction applies (knoblab.data.prompt)
+        self.instruction_tuned = bool(getattr(processor, "chat_template", None))
 
     # ----------------------------------------------------------------- knobs
     def _build_specs(self, overrides: dict[str, Sequence[Any]]) -> dict[str, KnobSpec]:
