@@ -39,6 +39,7 @@ __all__ = [
     "RecordDataset",
     "build_coco_vqa",
     "build_hf_disk",
+    "hf_records",
     "build_jsonl",
     "build_omnidocbench",
 ]
@@ -375,6 +376,14 @@ def _load_hf(c: HfDiskConfig) -> tuple[Any, Path]:
     return ds, path
 
 
+def _columns(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with a partial ``columns`` mapping completed by the defaults."""
+    data = dict(cfg)
+    if "columns" in data:  # a partial mapping keeps the defaults of the other fields
+        data["columns"] = {**HfDiskConfig().columns, **dict(data["columns"])}
+    return data
+
+
 def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
     """Hugging Face ``datasets`` from ``save_to_disk`` or Parquet; columns mapped by ``columns``.
 
@@ -382,18 +391,27 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
     (relative to the dataset folder). Text columns are checked for every row at load;
     images are decoded only when a sample is read.
     """
-    data = dict(cfg)
-    if "columns" in data:  # a partial mapping keeps the defaults of the other fields
-        data["columns"] = {**HfDiskConfig().columns, **dict(data["columns"])}
-    c = to_dataclass(data, HfDiskConfig, "dataset")
-    unknown = set(c.columns) - set(HfDiskConfig().columns)
+    c = to_dataclass(_columns(cfg), HfDiskConfig, "dataset")
+    ds, path = _load_hf(c)
+    name = c.name or (path.stem if path.is_file() else path.name)
+    root = path if path.is_dir() else path.parent
+    return hf_records(ds, c.columns, str(path), root, name, c.metric)
+
+
+def hf_records(
+    ds: Any, columns: Mapping[str, str], label: str, root: Path, name: str, metric: str
+) -> RecordDataset:
+    """A ``datasets.Dataset`` as knoblab samples, through the ``columns`` mapping.
+
+    ``label`` names the source in skip reports; relative image paths are read under ``root``.
+    """
+    unknown = set(columns) - set(HfDiskConfig().columns)
     if unknown:
         bad = sorted(unknown)[0]
         raise ConfigError(
-            f"dataset.columns.{bad}", c.columns[bad], f"one of {', '.join(HfDiskConfig().columns)}"
+            f"dataset.columns.{bad}", columns[bad], f"one of {', '.join(HfDiskConfig().columns)}"
         )
-    ds, path = _load_hf(c)
-    cols = {k: v for k, v in c.columns.items() if v}
+    cols = {k: v for k, v in columns.items() if v}
     for key in ("question", "image"):
         if key not in cols or cols[key] not in ds.column_names:
             raise ConfigError(
@@ -405,9 +423,8 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
     table = ds.select_columns(text_cols).to_dict() if text_cols else {}
     images_null = ds.data.column(cols["image"]).is_null().to_pylist()  # arrow: no image decoding
     report, rows, first_row = _Report(), [], {}
-    root = path if path.is_dir() else path.parent
     for i in range(len(ds)):
-        where = f"{path}[row {i}]"
+        where = f"{label}[row {i}]"
         try:
             question = table[cols["question"]][i]
             if not isinstance(question, str):
@@ -440,8 +457,7 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
             sample_id=sample_id, question=question, answers=answers, image=image, image_id=image_id
         )
 
-    name = c.name or (path.stem if path.is_file() else path.name)
-    return RecordDataset(name, c.metric, rows, make=make, skipped=report.items)
+    return RecordDataset(name, metric, rows, make=make, skipped=report.items)
 
 
 # ----------------------------------------------------------------- OmniDocBench

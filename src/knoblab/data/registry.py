@@ -18,6 +18,7 @@ FORMATS: dict[str, str] = {
     "jsonl": "knoblab.data.formats:build_jsonl",
     "coco_vqa": "knoblab.data.formats:build_coco_vqa",
     "hf_disk": "knoblab.data.formats:build_hf_disk",
+    "hf": "knoblab.data.hf_load:build_hf",
     "omnidocbench": "knoblab.data.formats:build_omnidocbench",
 }
 

@@ -235,12 +235,12 @@ def build(cfg: Mapping[str, Any]) -> HFAdapter:
     """The adapter for ``cfg`` (the ``model`` section with the hardware preset merged under it).
 
     ``model.path`` is a checkpoint folder or a hub id resolved from the local HF cache
-    (:func:`knoblab.models.hf.hub.resolve_checkpoint`; nothing is downloaded). The family
+    (:func:`knoblab.hub.resolve_checkpoint`; nothing is downloaded). The family
     comes from ``config.json`` (:func:`family_of`); an unmapped image-text-to-text family
     runs on the generic fallback, which names the knobs it cannot map in one logged line.
     """
     from knoblab.models.hf.generic import unmapped, unmapped_line, with_processor
-    from knoblab.models.hf.hub import resolve_checkpoint
+    from knoblab.hub import resolve_checkpoint
 
     data = {k: v for k, v in dict(cfg).items() if k not in _HARDWARE_ONLY}
     for key in ("dtype", "device"):  # a preset's null leaves the default

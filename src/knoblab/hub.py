@@ -1,6 +1,7 @@
-"""``model.path`` as users name checkpoints: a local folder, or a hub id from the local cache.
+"""Models and datasets as users name them: a local folder, or a hub id from the local cache.
 
-A hub id (``org/name``, e.g. ``Qwen/Qwen2.5-VL-3B-Instruct``) is looked up in the local
+``model.path`` and ``dataset.path`` (``dataset=hf``) may be a hub id (``org/name``, e.g.
+``Qwen/Qwen2.5-VL-3B-Instruct``); it is looked up in the local
 Hugging Face cache only — ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
 ``~/.cache/huggingface/hub`` — with ``huggingface_hub.snapshot_download(local_files_only=True)``.
 Nothing is ever downloaded: fetch the model once yourself (``hf download org/name``).
@@ -43,7 +44,7 @@ def is_hub_id(text: str) -> bool:
 
 
 def resolve_checkpoint(path: str, key: str = "model.path") -> Path:
-    """The local folder of ``path``: itself when it is a folder, else its cached hub snapshot.
+    """The local folder of model ``path``: itself when it is a folder, else its cached snapshot.
 
     Raises:
         ConfigError: neither an existing folder nor a hub id in the local cache; the
@@ -56,17 +57,30 @@ def resolve_checkpoint(path: str, key: str = "model.path") -> Path:
         raise ConfigError(
             key, path, "an existing local checkpoint folder, or a hub id org/name in the HF cache"
         )
+    return cached_snapshot(path, "model", key)
+
+
+def cached_snapshot(repo_id: str, repo_type: str, key: str) -> Path:
+    """The snapshot folder of hub repository ``repo_id`` in the local cache (never downloads).
+
+    Raises:
+        ConfigError: not in the cache; names the folder it looked in.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     cache = hub_cache_dir()
+    folder = cache / (f"{repo_type}s--" + repo_id.replace("/", "--"))
     try:
-        return Path(snapshot_download(path, cache_dir=cache, local_files_only=True))
+        return Path(
+            snapshot_download(repo_id, repo_type=repo_type, cache_dir=cache, local_files_only=True)
+        )
     except (LocalEntryNotFoundError, OSError, ValueError):
+        fetch = "hf download " + (f"--repo-type {repo_type} " if repo_type != "model" else "")
         raise ConfigError(
             key,
-            path,
+            repo_id,
             "a local folder or a hub id already in the local HF cache (nothing is downloaded)",
-            f"looked in {cache / ('models--' + path.replace('/', '--'))}; "
-            "set HF_HUB_CACHE or HF_HOME, or fetch it first with `hf download " + path + "`",
+            f"looked in {folder}; set HF_HUB_CACHE or HF_HOME, or fetch it first with "
+            f"`{fetch}{repo_id}`",
         ) from None
