@@ -126,11 +126,11 @@ def family_of(path: str | Path, family: str = "auto") -> Family:
         return mapped if mapped is not None else generic_family(Path(path), model_type)
     chosen = load_object(FAMILIES[family])
     if model_type not in chosen.model_types:
-        right = f"model=hf_{mapped.name}" if mapped is not None else "model=hf"
+        right = f"model=hf_{mapped.name} or " if mapped is not None else ""
         raise ConfigError(
             "model.family",
             family,
-            f"{right} or model=hf (reads the family from config.json)",
+            f"{right}model=hf (reads the family from config.json)",
             f"{path} holds a {model_type!r} checkpoint, not {family}",
         )
     return chosen
