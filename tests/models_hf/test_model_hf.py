@@ -10,9 +10,9 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from knoblab.errors import CheckpointError, ConfigError
+from knoblab.hub import hub_cache_dir, resolve_checkpoint
 from knoblab.hydra_utils import compose
 from knoblab.models.hf import build, family_of
-from knoblab.hub import hub_cache_dir, resolve_checkpoint
 from knoblab.models.hf.tiny import write_tiny_checkpoint
 from knoblab.models.registry import build_adapter
 

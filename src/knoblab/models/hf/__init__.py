@@ -239,8 +239,8 @@ def build(cfg: Mapping[str, Any]) -> HFAdapter:
     comes from ``config.json`` (:func:`family_of`); an unmapped image-text-to-text family
     runs on the generic fallback, which names the knobs it cannot map in one logged line.
     """
-    from knoblab.models.hf.generic import unmapped, unmapped_line, with_processor
     from knoblab.hub import resolve_checkpoint
+    from knoblab.models.hf.generic import unmapped, unmapped_line, with_processor
 
     data = {k: v for k, v in dict(cfg).items() if k not in _HARDWARE_ONLY}
     for key in ("dtype", "device"):  # a preset's null leaves the default
