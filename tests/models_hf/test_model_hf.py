@@ -121,3 +121,38 @@ def test_unmapped_family_falls_back_and_names_what_it_cannot_map(tmp_path, caplo
     (tmp_path / "gpt2" / "config.json").write_text('{"model_type": "gpt2"}')
     with pytest.raises(ConfigError, match=r"model_type 'gpt2' is not one in transformers"):
         family_of(tmp_path / "gpt2")
+
+
+def test_cli_generic_fallback_profiles_and_wrong_family_is_exit_2(tmp_path, capsys):
+    """``knoblab profile model=hf`` on an unmapped MoE family; a wrong preset: one line, exit 2."""
+    from knoblab import cli
+    from knoblab.profiling import records as rec
+
+    ckpt = write_tiny_checkpoint("glm4v_moe", tmp_path / "glm")
+    common = [
+        f"model.path={ckpt}",
+        "model.dtype=fp32",
+        "dataset.size=4",
+        "dataset.sampling.num_samples_per_epoch=1",
+        "knobs=hf",
+        "run.warmup_runs=0",
+        "run.num_runs_per_sample=1",
+        "run.progress=false",
+    ]
+    argv = [
+        "profile",
+        "model=hf",
+        "design=full",
+        "knobs.vision_tokens=[16,64]",
+        "knobs.top_k=[1,2]",
+    ]
+    assert cli.main([*argv, *common, f"run.output_dir={tmp_path / 'out'}"]) == 0
+    records = rec.load_records(tmp_path / "out" / "shapes-vqa")
+    seen = {(r["knobs"]["vision_tokens"], r["knobs"]["top_k"]) for r in records.values()}
+    assert seen == {(v, k) for v in (16, 64) for k in (1, 2)}
+    assert all(r["status"] == "ok" for r in records.values())
+    capsys.readouterr()
+    assert cli.main(["profile", "model=hf_qwen3_vl_moe", *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "model.family='qwen3_vl_moe' is invalid" in err and "'glm4v_moe' checkpoint" in err
