@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -156,3 +157,13 @@ def test_cli_generic_fallback_profiles_and_wrong_family_is_exit_2(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
     assert "model.family='qwen3_vl_moe' is invalid" in err and "'glm4v_moe' checkpoint" in err
+
+
+def test_chat_template_from_jinja_or_the_older_json(tmp_path):
+    from knoblab.models.hf import _chat_template
+
+    assert _chat_template(tmp_path) is None
+    (tmp_path / "chat_template.json").write_text(json.dumps({"chat_template": "{{ x }}"}))
+    assert _chat_template(tmp_path) == "{{ x }}"
+    (tmp_path / "chat_template.jinja").write_text("{{ y }}")
+    assert _chat_template(tmp_path) == "{{ y }}"  # the newer file wins

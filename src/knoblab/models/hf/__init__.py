@@ -136,6 +136,19 @@ def family_of(path: str | Path, family: str = "auto") -> Family:
     return chosen
 
 
+def _chat_template(path: Path) -> str | None:
+    """The checkpoint's chat template: chat_template.jinja, or the older chat_template.json."""
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    try:
+        saved = json.loads((path / "chat_template.json").read_text())
+    except (OSError, ValueError):
+        return None
+    template = saved.get("chat_template") if isinstance(saved, dict) else None
+    return template if isinstance(template, str) else None
+
+
 def load_processor(family: Family, path: str | Path) -> Any:
     """The checkpoint's processor; built from its parts when ``AutoProcessor`` cannot.
 
@@ -152,10 +165,7 @@ def load_processor(family: Family, path: str | Path) -> Any:
             tok = AutoTokenizer.from_pretrained(path)
             ip = transformers_class(family.image_processor_class).from_pretrained(path)
             cls = processor_without_video(transformers_class(family.processor_class))
-            template = None
-            jinja = Path(path) / "chat_template.jinja"
-            if jinja.is_file():
-                template = jinja.read_text()
+            template = _chat_template(Path(path))
             kwargs: dict[str, Any] = {"chat_template": template}
             params = inspect.signature(cls.__init__).parameters
             if "video_processor" in params:
