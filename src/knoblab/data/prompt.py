@@ -7,7 +7,8 @@ lmms-eval sends it. ``post: null`` (the default) means the dataset's default:
 - lmms-eval's short-answer instruction, ``"\\nAnswer the question using a single word or
   phrase."`` (its VQAv2 / GQA / TextVQA ``post_prompt``,
   https://github.com/EvolvingLMMs-Lab/lmms-eval/blob/main/lmms_eval/tasks/vqav2/vqav2.yaml),
-  for VQA-style metrics (``vqa``, ``exact_match``) asked of an instruction-tuned model
+  for short-answer metrics (:data:`VQA_STYLE`: ``vqa``, ``exact_match``, ``anls`` and their
+  variants) asked of an instruction-tuned model
   (an adapter whose ``instruction_tuned`` is true: a Hugging Face checkpoint with a
   chat template);
 - nothing otherwise: the built-in reference model answers shapes-vqa in one word already
@@ -36,8 +37,10 @@ from knoblab.data.sample import Sample
 
 #: lmms-eval's ``post_prompt`` of its short-answer VQA tasks.
 SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
-#: Metrics whose datasets get :data:`SHORT_ANSWER` by default.
-VQA_STYLE = ("vqa", "exact_match")
+#: Metrics whose datasets get :data:`SHORT_ANSWER` by default: the short-answer scorers
+#: lmms-eval pairs with it (VQAv2, GQA, TextVQA, DocVQA/ANLS). ChartQA's relaxed accuracy
+#: is left out: lmms-eval asks it "Answer the question with a single word." instead.
+VQA_STYLE = ("vqa", "vqa_lenient", "exact_match", "exact_match_normalized", "anls")
 
 
 @dataclass(frozen=True)
