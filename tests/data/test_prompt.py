@@ -20,6 +20,8 @@ from knoblab.profiling.runner import run_sweep
 CASES = [
     (None, "vqa", True, "jsonl", ("", SHORT_ANSWER)),  # lmms-eval's default for a chat model
     (None, "exact_match", True, "coco_vqa", ("", SHORT_ANSWER)),
+    (None, "anls", True, "hf", ("", SHORT_ANSWER)),  # lmms-eval's DocVQA prompt
+    (None, "relaxed_accuracy", True, "hf", ("", "")),  # ChartQA: another instruction there
     (None, "vqa", False, "jsonl", ("", "")),  # the reference model: never a default prompt
     (None, "vqa", True, "shapes", ("", "")),  # shapes-vqa: no default prompt for any model
     (None, "edit_distance", True, "omnidocbench", ("", "")),  # OCR: the question says it all
