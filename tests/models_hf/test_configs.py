@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from knoblab._lazy import load_object
 from knoblab.config import to_dataclass
 from knoblab.errors import ConfigError
 from knoblab.hydra_utils import compose
@@ -29,6 +31,8 @@ def test_shipped_config_validates(path, tmp_path):
     cfg = to_dataclass(
         {k: v for k, v in data.items() if k != "kind"} | {"path": str(tmp_path)}, HFConfig, "model"
     )
+    model_type = load_object(FAMILIES[data["family"]]).model_types[0]
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
     assert family_of(tmp_path, cfg.family).name == data["family"]
     composed = compose("profile", [f"model={path.stem}", "hardware=h100"])
     assert composed.model.family == data["family"] and composed.hardware.device == "cuda"
@@ -41,7 +45,7 @@ def test_bad_model_keys_are_one_line_errors(tmp_path):
         build({"path": str(tmp_path), "dtype": "int8"})
     with pytest.raises(ConfigError, match="did you mean model.max_new_tokens"):
         build({"path": str(tmp_path), "max_new_token": 3})
-    with pytest.raises(ConfigError, match="a directory with a config.json"):
+    with pytest.raises(ConfigError, match="a folder with a readable config.json"):
         build({"path": str(tmp_path)})
     with pytest.raises(ConfigError, match=r"model.family='gpt2' is invalid"):
         build({"path": str(tmp_path), "family": "gpt2"})

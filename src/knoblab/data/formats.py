@@ -53,6 +53,7 @@ __all__ = [
     "RecordDataset",
     "build_coco_vqa",
     "build_hf_disk",
+    "hf_records",
     "build_jsonl",
     "build_omnidocbench",
 ]
@@ -544,6 +545,14 @@ def _load_hf(c: HfDiskConfig) -> tuple[Any, Path]:
     return ds, path
 
 
+def _columns(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with a partial ``columns`` mapping completed by the defaults."""
+    data = dict(cfg)
+    if "columns" in data:  # a partial mapping keeps the defaults of the other fields
+        data["columns"] = {**HfDiskConfig().columns, **dict(data["columns"])}
+    return data
+
+
 def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
     """Hugging Face ``datasets`` from ``save_to_disk`` or Parquet; columns mapped by ``columns``.
 
@@ -551,18 +560,46 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
     (relative to the dataset folder). Text columns are checked for every row at load;
     images are decoded only when a sample is read.
     """
-    data = dict(cfg)
-    if "columns" in data:  # a partial mapping keeps the defaults of the other fields
-        data["columns"] = {**HfDiskConfig().columns, **dict(data["columns"])}
-    c = to_dataclass(data, HfDiskConfig, "dataset")
-    unknown = set(c.columns) - set(HfDiskConfig().columns)
+    c = to_dataclass(_columns(cfg), HfDiskConfig, "dataset")
+    ds, path = _load_hf(c)
+    name = c.name or (path.stem if path.is_file() else path.name)
+    root = path if path.is_dir() else path.parent
+    return hf_records(
+        ds,
+        c.columns,
+        str(path),
+        root,
+        name,
+        c.metric,
+        allow_outside_paths=c.allow_outside_paths,
+        max_image_pixels=c.max_image_pixels,
+    )
+
+
+def hf_records(
+    ds: Any,
+    columns: Mapping[str, str],
+    label: str,
+    root: Path,
+    name: str,
+    metric: str,
+    *,
+    allow_outside_paths: bool = False,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> RecordDataset:
+    """A ``datasets.Dataset`` as knoblab samples, through the ``columns`` mapping.
+
+    ``label`` names the source in skip reports; relative image paths are read under ``root``
+    and refused when they leave it unless ``allow_outside_paths``; images over
+    ``max_image_pixels`` fail their sample.
+    """
+    unknown = set(columns) - set(HfDiskConfig().columns)
     if unknown:
         bad = sorted(unknown)[0]
         raise ConfigError(
-            f"dataset.columns.{bad}", c.columns[bad], f"one of {', '.join(HfDiskConfig().columns)}"
+            f"dataset.columns.{bad}", columns[bad], f"one of {', '.join(HfDiskConfig().columns)}"
         )
-    ds, path = _load_hf(c)
-    cols = {k: v for k, v in c.columns.items() if v}
+    cols = {k: v for k, v in columns.items() if v}
     for key in ("question", "image"):
         if key not in cols or cols[key] not in ds.column_names:
             raise ConfigError(
@@ -573,11 +610,10 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
     text_cols = [v for k, v in cols.items() if k != "image" and v in ds.column_names]
     table = ds.select_columns(text_cols).to_dict() if text_cols else {}
     images_null = ds.data.column(cols["image"]).is_null().to_pylist()  # arrow: no image decoding
-    _check_max_pixels(c.max_image_pixels)
+    _check_max_pixels(max_image_pixels)
     report, rows, first_row = _Report(), [], {}
-    root = path if path.is_dir() else path.parent
     for i in range(len(ds)):
-        where = f"{path}[row {i}]"
+        where = f"{label}[row {i}]"
         try:
             question = table[cols["question"]][i]
             if not isinstance(question, str):
@@ -599,7 +635,7 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
         first_row[sample_id] = i
         rows.append((i, sample_id, question, answers, image_id))
 
-    image_of = _HfImages(ds, cols["image"], path, root, c)
+    image_of = _HfImages(ds, cols["image"], label, root, allow_outside_paths, max_image_pixels)
 
     def make(_index: int, row: tuple[int, int, str, list[str], str]) -> Sample:
         i, sample_id, question, answers, image_id = row
@@ -611,9 +647,8 @@ def build_hf_disk(cfg: Mapping[str, Any]) -> RecordDataset:
             image_id=image_id,
         )
 
-    name = c.name or (path.stem if path.is_file() else path.name)
     return RecordDataset(
-        name, c.metric, rows, make=make, skipped=report.items, max_image_pixels=c.max_image_pixels
+        name, metric, rows, make=make, skipped=report.items, max_image_pixels=max_image_pixels
     )
 
 
@@ -626,13 +661,21 @@ class _HfImages:
     instead of as a dataset index.
     """
 
-    def __init__(self, ds: Any, column: str, path: Path, root: Path, c: HfDiskConfig):
+    def __init__(
+        self,
+        ds: Any,
+        column: str,
+        label: str,
+        root: Path,
+        allow_outside_paths: bool,
+        max_image_pixels: int | None,
+    ):
         import datasets
 
         if isinstance(ds.features.get(column), datasets.Image):
             ds = ds.cast_column(column, datasets.Image(decode=False))
-        self.ds, self.column, self.path, self.cap = ds, column, path, c.max_image_pixels
-        self.paths = _ImageCheck(False, root, c.allow_outside_paths)
+        self.ds, self.column, self.path, self.cap = ds, column, label, max_image_pixels
+        self.paths = _ImageCheck(False, root, allow_outside_paths)
 
     def __call__(self, i: int, sample_id: int) -> Any:
         where = f"{self.path}[row {i}] (sample_id {sample_id})"
@@ -678,7 +721,7 @@ class OmniDocBenchConfig:
     format: str = "omnidocbench"
     annotations: str = ""  # OmniDocBench.json, or a JSONL of {"image", "text"} pages
     images: str = ""  # the page-image folder; default: the annotation file's folder
-    prompt: str = "Read all the text in the image."  # the question asked for every page
+    question: str = "Read all the text in the image."  # the question asked for every page
     name: str = "omnidocbench"
     metric: str = "edit_similarity"  # 1 - OmniDocBench's normalised edit distance
     # layout categories left out of the ground truth (OmniDocBench's non-text regions)
@@ -752,7 +795,7 @@ def build_omnidocbench(cfg: Mapping[str, Any]) -> RecordDataset:
         samples.append(
             Sample(
                 sample_id=len(samples),
-                question=c.prompt,
+                question=c.question,
                 answers=[text],
                 image=path,
                 image_id=Path(image).stem,

@@ -201,6 +201,7 @@ def deep_profile(
     """Profile the chosen configurations; returns the ``deep_profile.json`` index."""
     from torch.profiler import ProfilerActivity, profile
 
+    from knoblab.data.prompt import prompt_for, with_prompt
     from knoblab.data.registry import build_dataset
     from knoblab.models.registry import build_adapter
     from knoblab.sampling import resolve_sampling
@@ -221,6 +222,8 @@ def deep_profile(
     plan = resolve_sampling(data, len(dataset))  # run.stage1_repeats -> FutureWarning, mapped
     if adapter is None:
         adapter = build_adapter(data.get("model") or {}, data.get("hardware") or {})
+    # dataset.prompt, as the sweep runner applies it (knoblab.data.prompt)
+    dataset = with_prompt(dataset, prompt_for(data.get("dataset"), dataset, adapter))
     if deep.configurations is not None:
         specs = adapter.knobs()
         from knoblab.models.adapter import check_knob

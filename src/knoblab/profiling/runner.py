@@ -56,6 +56,7 @@ import torch
 
 from knoblab.config import plain, to_dataclass
 from knoblab.console import console as wide_console
+from knoblab.data.prompt import prompt_for, with_prompt
 from knoblab.errors import ConfigError, DataError, KnobLabError
 from knoblab.models.adapter import ModelAdapter, check_knob
 from knoblab.profiling import records as rec
@@ -271,6 +272,9 @@ def _run_sweep(
             f"dataset.name={ds_name!r} has no samples: allowed is a dataset with >= 1 sample"
         )
     check_metric(getattr(dataset, "metric", "exact_match"))
+    # dataset.prompt: text around every question (knoblab.data.prompt); part of the identity
+    prompt = prompt_for(data.get("dataset"), dataset, adapter)
+    dataset = with_prompt(dataset, prompt)
     lists = knob_lists(data.get("knobs"), adapter)
     configs = make_design(
         design.name, lists, levels=design.levels, num_points=design.num_points, seed=design.seed
@@ -294,8 +298,12 @@ def _run_sweep(
     sample_ids = [int(i) for i in plan.indices().tolist()]
     identity = {
         "model": model_identity(adapter, model_config or {}),
-        "dataset": {k: v for k, v in (data.get("dataset") or {}).items() if k != "sampling"}
-        | {"name": ds_name, "size": len(dataset)},
+        "dataset": {
+            k: v for k, v in (data.get("dataset") or {}).items() if k not in ("sampling", "prompt")
+        }
+        | {"name": ds_name, "size": len(dataset)}
+        # only a prompt that is there: sweeps from before dataset.prompt stay resumable
+        | ({"prompt": prompt.as_dict()} if prompt else {}),
         "device": getattr(adapter, "device", "cpu"),
         "dtype": getattr(adapter, "dtype", "float32"),
         "max_new_tokens": run_cfg.max_new_tokens,
@@ -306,7 +314,7 @@ def _run_sweep(
         dtype=identity["dtype"],
         seed=plan.seed,
         sampling=plan_desc,
-        extra={"world_size": world},
+        extra={"world_size": world, "prompt": prompt.as_dict()},
     )
 
     # Rank 0 checks the directory and decides what is left; the others follow.

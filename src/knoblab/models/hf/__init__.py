@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 from knoblab._lazy import load_object
 from knoblab.config import to_dataclass
-from knoblab.errors import ConfigError
+from knoblab.errors import CheckpointError, ConfigError
 from knoblab.models.hf.base import (
     DTYPES,
     Family,
@@ -34,6 +35,8 @@ from knoblab.models.hf.base import (
     processor_without_video,
     transformers_class,
 )
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["FAMILIES", "HFAdapter", "HFConfig", "build", "family_of", "load_processor"]
 
@@ -57,8 +60,8 @@ _HARDWARE_ONLY = ("kind", "compile", "memory_savings", "num_threads", "tf32", "c
 class HFConfig:
     """The ``model`` section of a Hugging Face checkpoint."""
 
-    path: str = ""  # local directory with config.json, weights and processor files
-    family: str = "auto"  # a key of FAMILIES, or auto (from config.json's model_type)
+    path: str = ""  # checkpoint folder, or a hub id org/name from the local HF cache
+    family: str = "auto"  # auto (config.json's model_type), generic, or a key of FAMILIES
     name: str = ""  # name in records; default: the directory name
     dtype: str = "bf16"  # bf16 | fp16 | fp32
     device: str = "cpu"  # device the model runs on (ignored when device_map is set)
@@ -71,37 +74,79 @@ class HFConfig:
 
     def __post_init__(self) -> None:
         if not self.path:
-            raise ConfigError("path", self.path, "a local checkpoint directory")
+            raise ConfigError(
+                "path", self.path, "a checkpoint folder or a hub id org/name in the local HF cache"
+            )
         if self.dtype not in DTYPES:
             raise ConfigError("dtype", self.dtype, f"one of {', '.join(DTYPES)}")
         if not isinstance(self.knob_values, dict):
             raise ConfigError("knob_values", self.knob_values, "a mapping knob -> list of values")
-        if self.family != "auto" and self.family not in FAMILIES:
-            raise ConfigError("family", self.family, f"auto or one of {', '.join(FAMILIES)}")
+        if self.family not in ("auto", "generic", *FAMILIES):
+            raise ConfigError(
+                "family", self.family, f"auto, generic or one of {', '.join(FAMILIES)}"
+            )
         if self.max_new_tokens < 1:
             raise ConfigError("max_new_tokens", self.max_new_tokens, "an integer >= 1")
 
 
+def checkpoint_model_type(path: str | Path) -> str:
+    """``config.json``'s ``model_type`` of the checkpoint at ``path``."""
+    cfg_file = Path(path) / "config.json"
+    try:
+        data = json.loads(cfg_file.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(
+            "model.path", str(path), "a folder with a readable config.json (a saved checkpoint)"
+        ) from None
+    model_type = data.get("model_type", "") if isinstance(data, dict) else ""
+    if not isinstance(model_type, str) or not model_type:
+        raise ConfigError("model.path", str(path), "a checkpoint whose config.json has model_type")
+    return model_type
+
+
 def family_of(path: str | Path, family: str = "auto") -> Family:
-    """The family of the checkpoint at ``path`` (``family`` wins unless ``auto``)."""
+    """The family of the checkpoint at ``path``, from ``config.json``'s ``model_type``.
+
+    ``family="auto"`` (``model=hf``) takes the mapped family of that model type, or the
+    generic fallback (:mod:`knoblab.models.hf.generic`) for any other image-text-to-text
+    type; ``generic`` forces the fallback. A named family must match the checkpoint:
+    a SmolVLM checkpoint under ``model=hf_qwen2_5_vl`` is a one-line ``ConfigError``.
+    """
+    from knoblab.models.hf.generic import generic_family
+
+    if family not in ("auto", "generic", *FAMILIES):
+        raise ConfigError("model.family", family, f"auto, generic or one of {', '.join(FAMILIES)}")
+    model_type = checkpoint_model_type(path)
+    if family == "generic":
+        return generic_family(Path(path), model_type)
+    mapped = next(
+        (f for f in map(load_object, FAMILIES.values()) if model_type in f.model_types), None
+    )
     if family == "auto":
-        cfg_file = Path(path) / "config.json"
-        if not cfg_file.is_file():
-            raise ConfigError(
-                "model.path", str(path), "a directory with a config.json (a saved checkpoint)"
-            )
-        model_type = json.loads(cfg_file.read_text()).get("model_type", "")
-        for ref in FAMILIES.values():
-            if model_type in load_object(ref).model_types:
-                return load_object(ref)
+        return mapped if mapped is not None else generic_family(Path(path), model_type)
+    chosen = load_object(FAMILIES[family])
+    if model_type not in chosen.model_types:
+        right = f"model=hf_{mapped.name} or " if mapped is not None else ""
         raise ConfigError(
             "model.family",
-            f"auto (model_type {model_type!r})",
-            f"a checkpoint of {', '.join(FAMILIES)}",
+            family,
+            f"{right}model=hf (reads the family from config.json)",
+            f"{path} holds a {model_type!r} checkpoint, not {family}",
         )
-    if family not in FAMILIES:
-        raise ConfigError("model.family", family, f"auto or one of {', '.join(FAMILIES)}")
-    return load_object(FAMILIES[family])
+    return chosen
+
+
+def _chat_template(path: Path) -> str | None:
+    """The checkpoint's chat template: chat_template.jinja, or the older chat_template.json."""
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    try:
+        saved = json.loads((path / "chat_template.json").read_text())
+    except (OSError, ValueError):
+        return None
+    template = saved.get("chat_template") if isinstance(saved, dict) else None
+    return template if isinstance(template, str) else None
 
 
 def load_processor(family: Family, path: str | Path) -> Any:
@@ -120,10 +165,7 @@ def load_processor(family: Family, path: str | Path) -> Any:
             tok = AutoTokenizer.from_pretrained(path)
             ip = transformers_class(family.image_processor_class).from_pretrained(path)
             cls = processor_without_video(transformers_class(family.processor_class))
-            template = None
-            jinja = Path(path) / "chat_template.jinja"
-            if jinja.is_file():
-                template = jinja.read_text()
+            template = _chat_template(Path(path))
             kwargs: dict[str, Any] = {"chat_template": template}
             params = inspect.signature(cls.__init__).parameters
             if "video_processor" in params:
@@ -141,32 +183,28 @@ def load_processor(family: Family, path: str | Path) -> Any:
             ) from None
 
 
-def build(cfg: Mapping[str, Any]) -> HFAdapter:
-    """The adapter for ``cfg`` (the ``model`` section with the hardware preset merged under it)."""
+def load_model(family: Family, path: Path, c: HFConfig) -> Any:
+    """The model of ``family`` from ``path``, every weight from the checkpoint.
+
+    Raises:
+        CheckpointError: weights missing from the checkpoint (they would be random),
+            unexpected (they belong to another model) or of the wrong shape; the first
+            few keys are named.
+        ConfigError: the checkpoint does not load with these settings.
+    """
     import torch
 
-    data = {k: v for k, v in dict(cfg).items() if k not in _HARDWARE_ONLY}
-    for key in ("dtype", "device"):  # a preset's null leaves the default
-        if data.get(key, "") is None:
-            del data[key]
-    c = to_dataclass(data, HFConfig, "model")
-    if not c.device_map:  # a one-line error, not torch's AssertionError at .to("cuda")
-        from knoblab.models.registry import check_device
-
-        check_device(c.device, "model.device")
-    path = Path(c.path).expanduser()
-    if not path.is_dir():
-        raise ConfigError("model.path", c.path, "an existing local checkpoint directory")
-    family = family_of(path, c.family)
-    kwargs: dict[str, Any] = {"dtype": DTYPES[c.dtype]}
+    kwargs: dict[str, Any] = {"dtype": DTYPES[c.dtype], "output_loading_info": True}
     if c.device_map:
         kwargs["device_map"] = c.device_map
     if c.attn_implementation:
         kwargs["attn_implementation"] = c.attn_implementation
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report is ours: one line, below
     try:
-        model = transformers_class(family.model_class).from_pretrained(path, **kwargs)
-        if not c.device_map:
-            model = model.to(torch.device(c.device))
+        model, info = transformers_class(family.model_class).from_pretrained(path, **kwargs)
     except (OSError, ValueError, ImportError, RuntimeError, KeyError) as exc:
         # transformers' messages span lines; keep the first (the cause) on one line
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -179,12 +217,67 @@ def build(cfg: Mapping[str, Any]) -> HFAdapter:
             c.path,
             f"a loadable {family.name} checkpoint for these settings ({reason})",
         ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    check_loading_info(info, c.path)
+    if not c.device_map:
+        model = model.to(torch.device(c.device))
+    return model
+
+
+def check_loading_info(info: Mapping[str, Any], path: str) -> None:
+    """``CheckpointError`` when ``from_pretrained`` left weights random or unused."""
+    for kind, what in (
+        ("missing_keys", "missing from the checkpoint (they would be random)"),
+        ("unexpected_keys", "in the checkpoint but not in the model (another model's weights?)"),
+        ("mismatched_keys", "of another shape than the model's"),
+    ):
+        keys = sorted(str(k if isinstance(k, str) else k[0]) for k in info.get(kind) or ())
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            raise CheckpointError(
+                f"model.path={path}: {len(keys)} weights {what}: {', '.join(keys[:3])}{more}; "
+                "knoblab never measures random weights"
+            )
+
+
+def build(cfg: Mapping[str, Any]) -> HFAdapter:
+    """The adapter for ``cfg`` (the ``model`` section with the hardware preset merged under it).
+
+    ``model.path`` is a checkpoint folder or a hub id resolved from the local HF cache
+    (:func:`knoblab.hub.resolve_checkpoint`; nothing is downloaded). The family
+    comes from ``config.json`` (:func:`family_of`); an unmapped image-text-to-text family
+    runs on the generic fallback, which names the knobs it cannot map in one logged line.
+    """
+    from knoblab.hub import resolve_checkpoint
+    from knoblab.models.hf.generic import unmapped, unmapped_line, with_processor
+
+    data = {k: v for k, v in dict(cfg).items() if k not in _HARDWARE_ONLY}
+    for key in ("dtype", "device"):  # a preset's null leaves the default
+        if data.get(key, "") is None:
+            del data[key]
+    c = to_dataclass(data, HFConfig, "model")
+    if not c.device_map:  # a one-line error, not torch's AssertionError at .to("cuda")
+        from knoblab.models.registry import check_device
+
+        check_device(c.device, "model.device")
+    path = resolve_checkpoint(c.path)
+    family = family_of(path, c.family)
+    model = load_model(family, path, c)
     processor = load_processor(family, path)
-    return HFAdapter(
+    generic = family.name not in FAMILIES
+    if generic:
+        family = with_processor(family, processor)
+    local = Path(c.path).expanduser()
+    adapter = HFAdapter(
         model,
         processor,
         family,
-        name=c.name or path.name,
+        name=c.name or (local.name if local.is_dir() else c.path.rsplit("/", 1)[-1]),
         max_new_tokens=c.max_new_tokens,
         knob_values=c.knob_values,
     )
+    if generic:
+        adapter.unmapped = unmapped(model, family, adapter.knobs())
+        _log.warning(unmapped_line(family, adapter.unmapped, list(adapter.knobs())))
+    return adapter

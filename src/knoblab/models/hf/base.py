@@ -216,6 +216,10 @@ class HFAdapter:
         self._vision_saved = family.vision.snapshot(processor, model) if family.vision else None
         self._knobs = self._build_specs(dict(knob_values or {}))
         self._effective: dict[str, Any] = {}
+        #: knobs the generic fallback could not map -> why (empty for mapped families)
+        self.unmapped: dict[str, str] = {}
+        #: a chat model: ``dataset.prompt``'s default instruction applies (knoblab.data.prompt)
+        self.instruction_tuned = bool(getattr(processor, "chat_template", None))
 
     # ----------------------------------------------------------------- knobs
     def _build_specs(self, overrides: dict[str, Sequence[Any]]) -> dict[str, KnobSpec]:
@@ -372,6 +376,7 @@ class HFAdapter:
         key = (
             "cache"
             if _accepts(model, "cache", "prepare_inputs_for_generation")
+            or _accepts(model, "cache")  # e.g. Gemma3: prepare_inputs passes **kwargs on
             else "past_key_values"
         )
         kwargs[key] = DynamicCache(config=model.config.get_text_config(decoder=True))

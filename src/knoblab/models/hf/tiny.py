@@ -290,6 +290,117 @@ def _deepseek_ocr2() -> tuple[Any, Any]:
     return transformers_class("DeepseekOcr2ForConditionalGeneration")(config), processor
 
 
+def _gemma3() -> tuple[Any, Any]:
+    # an unmapped family (the generic fallback): fixed 32-px views, 4 tokens per image
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<pad>", "<bos>", "<end_of_turn>", "<start_of_image>", "<end_of_image>"]
+    special += ["<image_soft_token>"]
+    base = tiny_tokenizer(special, eos="<end_of_turn>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=base.backend_tokenizer,
+        unk_token="[UNK]",
+        eos_token="<end_of_turn>",
+        pad_token="<pad>",
+        bos_token="<bos>",
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    )
+    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
+    ip = transformers_class("Gemma3ImageProcessorPil")(size={"height": 32, "width": 32})
+    processor = transformers_class("Gemma3Processor")(
+        image_processor=ip, tokenizer=tok, image_seq_length=4
+    )
+    config = transformers_class("Gemma3Config")(
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            sliding_window=16,
+            eos_token_id=ids["<end_of_turn>"],
+            pad_token_id=ids["<pad>"],
+            bos_token_id=ids["<bos>"],
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        mm_tokens_per_image=4,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+    )
+    return transformers_class("Gemma3ForConditionalGeneration")(config), processor
+
+
+def _glm4v_moe() -> tuple[Any, Any]:
+    # an unmapped MoE family (the generic fallback): a Qwen-style pixel budget, 4 experts
+    special = ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|begin_of_image|>"]
+    special += ["<|end_of_image|>", "<|image|>", "<|video|>", "<|begin_of_video|>"]
+    special += ["<|end_of_video|>"]
+    tok = tiny_tokenizer(special, eos="<|user|>")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
+    patch = 14
+    ip = transformers_class("Glm4vImageProcessorPil")(
+        patch_size=patch,
+        merge_size=2,
+        temporal_patch_size=2,
+        size={"shortest_edge": (2 * patch) ** 2, "longest_edge": (2 * patch) ** 2 * 64},
+    )
+    processor = processor_without_video(transformers_class("Glm4vProcessor"))(
+        image_processor=ip, tokenizer=tok, video_processor=None
+    )
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,  # head_dim 16, half rotary: 8 = 2 * sum(mrope_section)
+        num_key_value_heads=1,
+        moe_intermediate_size=16,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_shared_experts=1,
+        first_k_dense_replace=1,
+        eos_token_id=ids["<|user|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
+    )
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=patch,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=32,
+        image_size=56,
+    )
+    config = transformers_class("Glm4vMoeConfig")(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        image_start_token_id=ids["<|begin_of_image|>"],
+        image_end_token_id=ids["<|end_of_image|>"],
+        video_start_token_id=ids["<|begin_of_video|>"],
+        video_end_token_id=ids["<|end_of_video|>"],
+    )
+    return transformers_class("Glm4vMoeForConditionalGeneration")(config), processor
+
+
 BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen2_5_vl": lambda: _qwen("qwen2_5_vl"),
     "qwen3_vl": lambda: _qwen("qwen3_vl"),
@@ -298,6 +409,9 @@ BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "idefics3": lambda: _idefics3("idefics3"),
     "llava_onevision": _llava_onevision,
     "deepseek_ocr2": _deepseek_ocr2,
+    # unmapped families: they run on the generic fallback (knoblab.models.hf.generic)
+    "gemma3": _gemma3,
+    "glm4v_moe": _glm4v_moe,
 }
 
 
