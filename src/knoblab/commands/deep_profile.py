@@ -29,10 +29,14 @@ def run(cfg: Any, argv: Sequence[str] = ()) -> int:
     if code is not None:
         return code
     index = deep_profile(cfg)
+    traces = index["traces"]
+    skipped = traces["skipped_configurations"]
     Console().print(
         f"{len(index['configurations'])} configuration(s) profiled ({index['mode']} mode, "
-        f"{len(index['profiled_sample_ids'])} sample(s) each); traces and operator tables in "
-        f"[bold]{index['out_dir']}[/bold]"
+        f"{len(index['profiled_sample_ids'])} sample(s) each); traces ({traces['written_mb']:.1f} MB"
+        f"{', gzip' if traces['gzip'] else ''}"
+        f"{f', {len(skipped)} skipped at deep.max_trace_mb' if skipped else ''}) "
+        f"and operator tables in [bold]{index['out_dir']}[/bold]"
     )
     return 0
 
