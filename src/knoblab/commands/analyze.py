@@ -88,6 +88,10 @@ def main(argv: list[str]) -> int:
     budget = cfg.get("budget_ms")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))):
         raise ConfigError("budget_ms", budget, "a positive number of milliseconds")
+    from knoblab.profiling.tracking import require
+
+    logger = str((cfg.get("run") or {}).get("logger") or "none")
+    require(logger)  # before the work: a missing package is one line naming the extra
 
     from knoblab.analysis.analyze import analyze
 
@@ -99,7 +103,46 @@ def main(argv: list[str]) -> int:
         vision_tokens=str(cfg["vision_tokens"]),
     )
     print_summary(a)
+    if logger != "none":
+        log_to_tracker(a, cfg, logger)
     return 0
+
+
+def log_to_tracker(a: Any, cfg: dict[str, Any], logger: str) -> list[str]:
+    """Log the analysis into the sweep's run(s) (``tracking.json``); prints and returns the ids.
+
+    Metrics: the estimator's held-out figures (``estimator/<level>/<target>/MAPE``, ...)
+    and the budget answer; tables: each task's front; files: the report and its data.
+    """
+    from knoblab.profiling.tracking import log_analysis
+
+    metrics: dict[str, float] = {}
+    if a.evaluation is not None:
+        for _, r in a.evaluation.metrics.iterrows():
+            for m in ("MAPE", "RMSPE", "within_5", "within_10"):
+                metrics[f"estimator/{r['level']}/{r['target']}/{m}"] = float(r[m])
+    if a.budget is not None and a.budget.latency_ms is not None:
+        metrics["budget/latency_ms"] = float(a.budget.latency_ms)
+        if a.budget.accuracy is not None:
+            metrics["budget/accuracy"] = float(a.budget.accuracy)
+    cols = ["label", "accuracy", "latency", "on_front"]
+    tables = {
+        f"front_{task}": [
+            {c: (bool(v) if c == "on_front" else v) for c, v in r.items()}
+            for r in front[[c for c in cols if c in front]].to_dict("records")
+        ]
+        for task, front in a.fronts.items()
+    }
+    ids = log_analysis(
+        str(cfg["results_dir"]),
+        logger,
+        cfg.get("tracking"),
+        metrics,
+        tables,
+        list(a.files.values()),
+    )
+    print(f"analysis logged to {logger}: run {', '.join(ids)}")
+    return ids
 
 
 def print_summary(a: Any) -> None:
