@@ -4,10 +4,15 @@
                     [--vision-tokens actual|target] [key=value ...] [--debug]
 
 ``key=value`` overrides ``conf/analyze.yaml`` (results_dir, out, percentile, budget_ms,
-vision_tokens); flags win over keys. Prints the front, the estimator's held-out
-figures, the budget answer and the records left out; writes ``report.html``,
-``analysis.md``, ``analysis.json``, ``estimator.json`` and PNGs to ``--out``
-(default ``RESULTS_DIR/analysis``). The work is ``knoblab.analysis.analyze.analyze``.
+vision_tokens, run.logger, tracking.*); flags win over keys. Prints the front, the
+estimator's held-out figures, the budget answer and the records left out; writes
+``report.html``, ``analysis.md``, ``analysis.json``, ``estimator.json`` and PNGs to
+``--out`` (default ``RESULTS_DIR/analysis``). The work is
+``knoblab.analysis.analyze.analyze``.
+
+``run.logger=tensorboard|mlflow|wandb`` logs the analysis (estimator figures, fronts,
+the report files) into the sweep's run: the one named by the ``tracking.json`` that
+``knoblab profile run.logger=...`` left in RESULTS_DIR or one folder below it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ FLAGS = {
     "--vision-tokens": "vision_tokens",
 }
 USAGE = __doc__.split("\n\n")[1].strip() if __doc__ else ""
+#: Shown by ``--help``; tests/commands/test_help_examples.py runs each one on a tiny sweep.
+EXAMPLES = (
+    "knoblab analyze results/profile/shapes-vqa",
+    "knoblab analyze results/profile/shapes-vqa --budget-ms 40 --percentile p99",
+    "knoblab analyze results/profile --out reports/all vision_tokens=target run.logger=tensorboard",
+)
 
 
 def parse_argv(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -75,7 +86,7 @@ def main(argv: list[str]) -> int:
 
     if wants_help(argv):
         flags, overrides = parse_argv([a for a in argv if a not in HELP_FLAGS])
-        return print_help(USAGE, CONFIG_NAME, overrides, flags)
+        return print_help(__doc__ or USAGE, CONFIG_NAME, overrides, flags, examples=EXAMPLES)
     flags, overrides = parse_argv(argv)
     cfg = plain(compose(CONFIG_NAME, overrides))
     cfg.update(flags)
