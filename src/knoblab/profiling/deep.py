@@ -300,6 +300,33 @@ def _write_tables(
     return table_path, csv_path
 
 
+def _save_config(
+    prof: Any,
+    out_dir: Path,
+    ci: int,
+    knobs: Mapping[str, Any],
+    sample_ids: list[Any],
+    budget: _TraceBudget,
+    opts: Any,
+) -> dict[str, Any]:
+    """Write one configuration's trace (unless the cap is reached) and tables; its index entry."""
+    trace: Path | None = out_dir / f"trace_config_{ci}{'.json.gz' if opts.gzip else '.json'}"
+    if budget.full:
+        budget.skip(ci)
+        trace = None
+    else:
+        _export_trace(prof, trace, opts.gzip)
+        budget.add(trace)
+    table_path, csv_path = _write_tables(prof, out_dir, ci, knobs, sample_ids, opts)
+    return {
+        "index": ci,
+        "knobs": dict(knobs),
+        "trace": trace.name if trace is not None else None,
+        "operator_table": table_path.name,
+        "operators_csv": csv_path.name,
+    }
+
+
 def deep_profile(
     cfg: Mapping[str, Any] | Any,
     *,
@@ -354,9 +381,8 @@ def deep_profile(
     }
     budget = _TraceBudget(deep.max_trace_mb, console)
     table_opts = SimpleNamespace(
-        cuda=cuda, samples=deep.samples, mode=deep.mode, row_limit=deep.row_limit
+        cuda=cuda, samples=deep.samples, mode=deep.mode, row_limit=deep.row_limit, gzip=deep.gzip
     )
-    ext = ".json.gz" if deep.gzip else ".json"
     with _progress(run_cfg.progress, console) as progress:
         bar = progress.add_task(rec.task_name(name), total=len(configs) * len(chosen))
         last = [0.0]
@@ -376,23 +402,9 @@ def deep_profile(
                     _stages(adapter, prepared, timer, run_cfg.max_new_tokens)
                     sample_ids.append(sample.sample_id)
                     _tick(progress, bar, last)
-            trace: Path | None = out_dir / f"trace_config_{ci}{ext}"
-            if budget.full:
-                budget.skip(ci)
-                trace = None
-            else:
-                _export_trace(prof, trace, deep.gzip)
-                budget.add(trace)
-            table_path, csv_path = _write_tables(prof, out_dir, ci, knobs, sample_ids, table_opts)
             index["profiled_sample_ids"] = sample_ids
             index["configurations"].append(
-                {
-                    "index": ci,
-                    "knobs": knobs,
-                    "trace": trace.name if trace is not None else None,
-                    "operator_table": table_path.name,
-                    "operators_csv": csv_path.name,
-                }
+                _save_config(prof, out_dir, ci, knobs, sample_ids, budget, table_opts)
             )
         progress.refresh()
     index["traces"] = {
