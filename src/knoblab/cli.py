@@ -39,7 +39,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _usage() -> str:
-    lines = ["usage: knoblab <command> [overrides ...] [--debug]", "", "commands:"]
+    lines = [
+        "usage: knoblab <command> [overrides ...] [--debug]",
+        "       knoblab <command> --help     (its config groups, examples and config)",
+        "       knoblab --version",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<20} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += [
         "",
@@ -54,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from knoblab.help import version
+
+        print(f"knoblab {version()}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
@@ -77,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"knoblab {name}: interrupted; finished results are kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `knoblab profile --help | head`: the reader left, no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

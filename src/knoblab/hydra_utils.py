@@ -260,8 +260,12 @@ def print_help(
     config_name: str,
     overrides: Sequence[str] = (),
     updates: Mapping[str, Any] | None = None,
+    examples: Sequence[str] = (),
 ) -> int:
-    """Print ``usage`` and the composed config with ``overrides`` applied; returns 0.
+    """Print ``usage``, ``examples``, the config groups and the composed config; returns 0.
+
+    The config groups and their options are read from ``knoblab/conf``
+    (:func:`knoblab.help.render_groups`), so a new option file shows up without code.
 
     Every Hydra-configured command answers ``-h``/``--help`` this way. ``-h``,
     ``--help``, ``-m`` and ``--multirun`` are dropped from ``overrides`` (they are not
@@ -272,10 +276,12 @@ def print_help(
     Example:
         >>> print_help("knoblab plan [overrides]", "plan", ["dataset.size=10"])  # doctest: +SKIP
     """
+    from knoblab.help import render_help
+
     rest = [a for a in overrides if a not in (*HELP_FLAGS, "-m", "--multirun")]
-    print(usage.strip())
+    cfg = compose(config_name, rest)  # a bad override: the one-line error, before any text
+    print(render_help(usage, config_name, examples))
     print("\nConfig (with your overrides), every key overridable as key=value:\n")
-    cfg = compose(config_name, rest)
     for key, value in (updates or {}).items():
         cfg[key] = value
     print(OmegaConf.to_yaml(cfg))
@@ -324,7 +330,12 @@ def run_multirun(
 
 
 def run_command(
-    argv: Sequence[str], usage: str, config_name: str, task: Callable[[DictConfig], Any], prog: str
+    argv: Sequence[str],
+    usage: str,
+    config_name: str,
+    task: Callable[[DictConfig], Any],
+    prog: str,
+    examples: Sequence[str] = (),
 ) -> int:
     """A Hydra-configured command's whole ``main``: ``--help``, ``-m`` sweeps, or one run.
 
@@ -332,7 +343,7 @@ def run_command(
         >>> run_command(["dataset.size=10"], __doc__, "plan", run, "knoblab plan")  # doctest: +SKIP
     """
     if wants_help(argv):
-        return print_help(usage, config_name, argv)
+        return print_help(usage, config_name, argv, examples=examples)
     multirun, overrides = split_multirun(argv)
     if multirun:
         return run_multirun(config_name, task, overrides, prog)

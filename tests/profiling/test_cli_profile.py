@@ -192,7 +192,7 @@ def test_deep_profile_cli_with_legacy_stage1_repeats(tmp_path: Path, capsys) -> 
     )
     index = json.loads((tmp_path / "shapes-vqa" / "deep_profile.json").read_text())
     assert index["profiled_sample_ids"] == [0, 1, 2] and len(index["configurations"]) == 1
-    assert (tmp_path / "shapes-vqa" / "trace_config_0.json").exists()
+    assert (tmp_path / "shapes-vqa" / "trace_config_0.json.gz").exists()
     assert (tmp_path / "shapes-vqa" / "profiler_results_config_0_all.txt").exists()
     assert "1 configuration(s) profiled" in stdout
 

@@ -4,12 +4,16 @@
                     [--vision-tokens actual|target] [--deep PATH] [key=value ...] [--debug]
 
 ``key=value`` overrides ``conf/analyze.yaml`` (results_dir, out, percentile, budget_ms,
-vision_tokens, deep); flags win over keys. ``--deep`` names the ``knoblab deep-profile``
-output (default: found beside RESULTS_DIR; ``deep=false`` skips it) for the operators
-section. Prints the front, the estimator's held-out
-figures, the budget answer and the records left out; writes ``report.html``,
-``analysis.md``, ``analysis.json``, ``estimator.json`` and PNGs to ``--out``
-(default ``RESULTS_DIR/analysis``). The work is ``knoblab.analysis.analyze.analyze``.
+vision_tokens, deep, run.logger, tracking.*); flags win over keys. ``--deep`` names the
+``knoblab deep-profile`` output (default: found beside RESULTS_DIR; ``deep=false`` skips it)
+for the operators section. Prints the front, the estimator's held-out figures, the budget
+answer and the records left out; writes ``report.html``, ``analysis.md``,
+``analysis.json``, ``estimator.json`` and PNGs to ``--out`` (default
+``RESULTS_DIR/analysis``). The work is ``knoblab.analysis.analyze.analyze``.
+
+``run.logger=tensorboard|mlflow|wandb`` logs the analysis (estimator figures, fronts,
+the report files) into the sweep's run: the one named by the ``tracking.json`` that
+``knoblab profile run.logger=...`` left in RESULTS_DIR or one folder below it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ FLAGS = {
     "--deep": "deep",
 }
 USAGE = __doc__.split("\n\n")[1].strip() if __doc__ else ""
+#: Shown by ``--help``; tests/commands/test_help_examples.py runs each one on a tiny sweep.
+EXAMPLES = (
+    "knoblab analyze results/profile/shapes-vqa",
+    "knoblab analyze results/profile/shapes-vqa --budget-ms 40 --percentile p99",
+    "knoblab analyze results/profile --out reports/all vision_tokens=target run.logger=tensorboard",
+)
 
 
 def parse_argv(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -92,7 +102,7 @@ def main(argv: list[str]) -> int:
 
     if wants_help(argv):
         flags, overrides = parse_argv([a for a in argv if a not in HELP_FLAGS])
-        return print_help(USAGE, CONFIG_NAME, overrides, flags)
+        return print_help(__doc__ or USAGE, CONFIG_NAME, overrides, flags, examples=EXAMPLES)
     flags, overrides = parse_argv(argv)
     cfg = plain(compose(CONFIG_NAME, overrides))
     cfg.update(flags)
@@ -105,6 +115,10 @@ def main(argv: list[str]) -> int:
     budget = cfg.get("budget_ms")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))):
         raise ConfigError("budget_ms", budget, "a positive number of milliseconds")
+    from knoblab.profiling.tracking import require
+
+    logger = str((cfg.get("run") or {}).get("logger") or "none")
+    require(logger)  # before the work: a missing package is one line naming the extra
 
     _check_out(cfg)
     from knoblab.analysis.analyze import analyze
@@ -118,7 +132,46 @@ def main(argv: list[str]) -> int:
         deep=cfg.get("deep"),
     )
     print_summary(a)
+    if logger != "none":
+        log_to_tracker(a, cfg, logger)
     return 0
+
+
+def log_to_tracker(a: Any, cfg: dict[str, Any], logger: str) -> list[str]:
+    """Log the analysis into the sweep's run(s) (``tracking.json``); prints and returns the ids.
+
+    Metrics: the estimator's held-out figures (``estimator/<level>/<target>/MAPE``, ...)
+    and the budget answer; tables: each task's front; files: the report and its data.
+    """
+    from knoblab.profiling.tracking import log_analysis
+
+    metrics: dict[str, float] = {}
+    if a.evaluation is not None:
+        for _, r in a.evaluation.metrics.iterrows():
+            for m in ("MAPE", "RMSPE", "within_5", "within_10"):
+                metrics[f"estimator/{r['level']}/{r['target']}/{m}"] = float(r[m])
+    if a.budget is not None and a.budget.latency_ms is not None:
+        metrics["budget/latency_ms"] = float(a.budget.latency_ms)
+        if a.budget.accuracy is not None:
+            metrics["budget/accuracy"] = float(a.budget.accuracy)
+    cols = ["label", "accuracy", "latency", "on_front"]
+    tables = {
+        f"front_{task}": [
+            {c: (bool(v) if c == "on_front" else v) for c, v in r.items()}
+            for r in front[[c for c in cols if c in front]].to_dict("records")
+        ]
+        for task, front in a.fronts.items()
+    }
+    ids = log_analysis(
+        str(cfg["results_dir"]),
+        logger,
+        cfg.get("tracking"),
+        metrics,
+        tables,
+        list(a.files.values()),
+    )
+    print(f"analysis logged to {logger}: run {', '.join(ids)}")
+    return ids
 
 
 def print_summary(a: Any) -> None:

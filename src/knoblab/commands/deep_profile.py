@@ -3,12 +3,11 @@
 Library: ``knoblab.profiling.deep.deep_profile``. See docs/profiling.md. ``-m`` /
 ``--multirun`` sweeps comma-separated override values with Hydra's launcher; each job
 writes to ``<deep.output_dir>/job<N>/`` (N: Hydra's job number) unless the sweep sets
-``deep.output_dir`` itself, so jobs do not overwrite each other's traces.
+``deep.output_dir`` itself, so jobs do not overwrite each other's traces. Traces are
+gzip'd (``deep.gzip``) and stop at ``deep.max_trace_mb``; a progress bar counts
+configurations x samples.
 
-Example:
-    knoblab deep-profile deep.mode=full deep.samples=all dataset.sampling.num_samples_per_epoch=20 \\
-        'deep.configurations=[{tier: high, top_k: 4, num_active_blocks: 4}]'
-    knoblab deep-profile -m deep.mode=minimal,full
+    knoblab deep-profile [GROUP=OPTION ...] [key=value ...] [-m] [--debug]
 """
 
 from __future__ import annotations
@@ -17,6 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 CONFIG_NAME = "deep_profile"
+#: Shown by ``--help``; tests/commands/test_help_examples.py runs each one (tiny settings).
+EXAMPLES = (
+    "knoblab deep-profile deep.mode=full deep.samples=all dataset.sampling.num_samples_per_epoch=20 deep.max_trace_mb=50",
+    "knoblab deep-profile 'deep.configurations=[{tier: high, top_k: 4, num_active_blocks: 4}]'",
+    "knoblab deep-profile design=boundary deep.gzip=false deep.output_dir=results/deep_boundary",
+)
 
 
 def run(cfg: Any, argv: Sequence[str] = ()) -> int:
@@ -31,10 +36,14 @@ def run(cfg: Any, argv: Sequence[str] = ()) -> int:
     if code is not None:
         return code
     index = deep_profile(cfg)
+    traces = index["traces"]
+    skipped = traces["skipped_configurations"]
     Console().print(
         f"{len(index['configurations'])} configuration(s) profiled ({index['mode']} mode, "
-        f"{len(index['profiled_sample_ids'])} sample(s) each); traces and operator tables in "
-        f"[bold]{index['out_dir']}[/bold]"
+        f"{len(index['profiled_sample_ids'])} sample(s) each); traces ({traces['written_mb']:.1f} MB"
+        f"{', gzip' if traces['gzip'] else ''}"
+        f"{f', {len(skipped)} skipped at deep.max_trace_mb' if skipped else ''}) "
+        f"and operator tables in [bold]{index['out_dir']}[/bold]"
     )
     return 0
 
@@ -68,7 +77,7 @@ def main(argv: list[str]) -> int:
     from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
 
     if wants_help(argv):
-        return print_help(__doc__ or "", CONFIG_NAME, argv)
+        return print_help(__doc__ or "", CONFIG_NAME, argv, examples=EXAMPLES)
     multirun, rest = split_multirun(argv)
     if multirun:
         from knoblab.hydra_utils import normalize_overrides

@@ -19,6 +19,38 @@ from knoblab.errors import ConfigError, UnknownKeyError
 KEYS = ("tier", "vision_tokens", "top_k", "num_active_blocks", "input_text_tokens", "output_tokens")
 FLAGS = ("--estimator", "--results", "--json")
 USAGE = __doc__.split("\n\n")[1].strip() if __doc__ else ""
+#: Shown by ``--help``; tests/commands/test_help_examples.py runs each one on a tiny sweep.
+EXAMPLES = (
+    "knoblab estimate tier=high top_k=4 num_active_blocks=4 --results results/profile/shapes-vqa",
+    "knoblab estimate vision_tokens=144 top_k=2 num_active_blocks=3 --estimator results/profile/shapes-vqa/analysis/estimator.json",
+    "knoblab estimate tier=low top_k=1 num_active_blocks=2 output_tokens=16 --results results/profile/shapes-vqa --json",
+)
+ARGUMENTS = """\
+Config groups: none (estimate reads no Hydra config; its key=value are knob settings)
+
+Knob settings (key=value):
+  top_k=K                 MoE experts per token, an integer >= 1 (required)
+  num_active_blocks=N     active transformer blocks, 1..the model's blocks (required)
+  tier=NAME               a vision tier measured in the sweep (the reference model: low, medium,
+                          high); it stands for the mean vision tokens the sweep's records show
+  vision_tokens=T         target vision tokens instead of a tier (give one of the two); mapped to
+                          the tokens the model sees by the sweep's mean actual/target ratio
+  input_text_tokens=X     prompt text tokens (default: the sweep's mean)
+  output_tokens=Y         generated tokens, the prefill's first one included (default: the sweep's mean)
+
+Where the estimator comes from (one of the two):
+  --estimator PATH        an estimator.json written by knoblab analyze (RESULTS/analysis/estimator.json)
+  --results DIR           fit one now on a results directory of knoblab profile
+
+Output:
+  (default)               a table: predicted mean ms per stage (T_vision_total, T_LLM_prefill,
+                          T_LLM_decode, T_total) with the band low..high
+  --json                  one JSON object: value, low, high (per stage), inputs, band_source,
+                          extrapolated, knobs
+
+The band comes from the estimator's leave-configurations-out errors (``band: ...`` says which);
+a setting outside the measured knob or token range prints an ``extrapolating:`` line per input.
+"""
 
 
 def _number(key: str, text: str, integer: bool) -> float | int:
@@ -91,7 +123,11 @@ def load_estimator(flags: dict[str, Any]) -> Any:
 
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
-        print(USAGE)
+        from knoblab.help import render_help
+
+        print(render_help(__doc__ or USAGE, None, EXAMPLES))
+        print()
+        print(ARGUMENTS)
         return 0
     knobs, flags = parse_argv(argv)
     est = load_estimator(flags)

@@ -1,8 +1,6 @@
 """``knoblab export-data``: write dataset samples as a JSONL manifest plus images.
 
-    knoblab export-data out_dir=exports/hard num_samples=200 dataset.variant=hard
-    knoblab export-data dataset=shapes_vqa_hard dataset/sampling@dataset.sampling=random
-    knoblab export-data -m dataset=shapes_vqa,shapes_vqa_hard   # one folder per dataset
+    knoblab export-data [GROUP=OPTION ...] [key=value ...] [-m] [--debug]
 
 The samples are the first ``num_samples`` of the dataset's sampling plan (default:
 indices 0, 1, 2, ...). The work is ``knoblab.data.export.export_dataset``.
@@ -17,6 +15,12 @@ from knoblab.atomic import ensure_dir
 from knoblab.errors import ConfigError
 
 CONFIG_NAME = "export_data"
+#: Shown by ``--help``; tests/commands/test_help_examples.py runs each one.
+EXAMPLES = (
+    "knoblab export-data out_dir=exports/hard num_samples=200 dataset.variant=hard",
+    "knoblab export-data dataset=shapes_vqa_hard dataset/sampling@dataset.sampling=random num_samples=50 out_dir=exports/hard_random",
+    "knoblab export-data -m dataset=shapes_vqa,shapes_vqa_hard num_samples=20   # one folder per dataset",
+)
 
 
 def run(cfg: Any) -> str:
@@ -56,4 +60,4 @@ def run(cfg: Any) -> str:
 def main(argv: list[str]) -> int:
     from knoblab.hydra_utils import run_command
 
-    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab export-data")
+    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab export-data", EXAMPLES)

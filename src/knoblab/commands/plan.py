@@ -1,8 +1,6 @@
 """``knoblab plan``: preview the dataset sampling plan a run would use.
 
-    knoblab plan dataset.size=5000 dataset.sampling.num_samples_per_epoch=100 dataset.sampling.num_epochs=3
-    knoblab plan dataset/sampling@dataset.sampling=random dataset.sampling.seed=7
-    knoblab plan repeats=2500            # legacy key: shows the mapping applied
+    knoblab plan [GROUP=OPTION ...] [key=value ...] [-m] [--debug]
 
 Prints the effective settings, the seed in effect, samples per epoch, the total, the
 first indices of each epoch (capped by ``preview.max_epochs`` / ``preview.max_indices``)
@@ -19,6 +17,12 @@ from knoblab.config import plain, to_dataclass
 from knoblab.errors import ConfigError
 
 CONFIG_NAME = "plan"
+#: Shown by ``--help``; tests/commands/test_help_examples.py runs each one.
+EXAMPLES = (
+    "knoblab plan dataset.size=5000 dataset.sampling.num_samples_per_epoch=100 dataset.sampling.num_epochs=3",
+    "knoblab plan dataset/sampling@dataset.sampling=random dataset.sampling.seed=7",
+    "knoblab plan repeats=2500 dataset.size=1000   # legacy key: shows the mapping applied",
+)
 
 
 @dataclass
@@ -131,4 +135,4 @@ def main(argv: list[str]) -> int:
     """``knoblab plan [overrides]``; ``-m`` sweeps the overrides with Hydra's launcher."""
     from knoblab.hydra_utils import run_command
 
-    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab plan")
+    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab plan", EXAMPLES)

@@ -5,15 +5,12 @@ reference weights; ``train=smoke`` is a tiny run for tests, ``train=toy`` the to
 classifier. Every key under ``train.trainer`` is passed to ``lightning.pytorch.Trainer``
 unchanged (add one that the YAML does not list with ``+train.trainer.<arg>=...``).
 
-Examples::
+More: ``train.resume=last`` continues ``output_dir/checkpoints/last.ckpt``;
+``train.train_chunk_size=200 train.val_chunk_size=20`` loads in chunks; ``-m
+train.optim.lr=1e-3,3e-3`` is a Hydra sweep; ``torchrun --nproc-per-node=2 -m knoblab.cli
+train train.trainer.strategy=ddp train.trainer.devices=2`` trains on two processes.
 
-    knoblab train                                        # the reference recipe
-    knoblab train train=smoke train.output_dir=/tmp/run
-    knoblab train train.trainer.gradient_clip_val=0.5 train.trainer.accumulate_grad_batches=4
-    knoblab train train.resume=last                      # continue output_dir/checkpoints/last.ckpt
-    knoblab train train.train_chunk_size=200 train.val_chunk_size=20 train.mixing=sequential
-    torchrun --nproc-per-node=2 -m knoblab.cli train train.trainer.strategy=ddp train.trainer.devices=2
-    knoblab train -m train.optim.lr=1e-3,3e-3            # a Hydra sweep (basic or submitit launcher)
+    knoblab train [train=PRESET] [key=value ...] [-m] [--debug]
 
 Logs go to ``<output_dir>/logs`` (CSV; ``train.logger=tensorboard|wandb`` when
 installed); checkpoints to ``<output_dir>/checkpoints`` (``last.ckpt`` always).
@@ -26,6 +23,13 @@ import sys
 from typing import Any
 
 from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
+
+#: Shown by ``--help``; tests/commands/test_help_examples.py runs each one.
+EXAMPLES = (
+    "knoblab train train=smoke train.output_dir=runs/smoke",
+    "knoblab train train=smoke train.output_dir=runs/smoke train.resume=last train.trainer.max_epochs=3",
+    "knoblab train train=toy train.optim.lr=3e-3 train.trainer.max_epochs=2 train.output_dir=runs/toy",
+)
 
 
 def _setup_logging() -> None:
@@ -57,7 +61,7 @@ def _run(cfg: Any) -> int:
 
 def main(argv: list[str]) -> int:
     if wants_help(argv):
-        return print_help(__doc__ or "", "train", argv)
+        return print_help(__doc__ or "", "train", argv, examples=EXAMPLES)
     multirun, rest = split_multirun(argv)
     flags = [a for a in rest if a.startswith("--")]
     if flags:

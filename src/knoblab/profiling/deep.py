@@ -5,7 +5,10 @@ configuration, the same inference the sweep times (vision, prefill, decode; each
 stage a ``record_function`` range and, on CUDA, an NVTX range) under the profiler, and
 writes per configuration ``i``:
 
-- ``trace_config_<i>.json``: a Chrome trace (open in ``chrome://tracing`` or Perfetto);
+- ``trace_config_<i>.json.gz``: a gzip'd Chrome trace (Perfetto and ``chrome://tracing``
+  open it as is; ``deep.gzip=false`` writes plain ``.json``), until the traces written
+  reach ``deep.max_trace_mb`` MB: after that no more traces are written (one line says
+  so, ``deep_profile.json`` lists the skipped ones), the tables below still are;
 - ``profiler_results_config_<i>_sample_<id>.txt`` (first sample only) or
   ``profiler_results_config_<i>_all.txt`` (all samples): the operator table
   (``key_averages().table``), as seed 002 names it;
@@ -20,7 +23,8 @@ plus ``deep_profile.json`` (configurations, files, mode, sampling plan, environm
 Modes (seed 003): ``minimal`` records no shapes, no stacks, no memory (a few % of
 overhead); ``full`` records shapes, stacks and memory (10-30 %): never use its
 timings as latencies. ``deep.samples``: ``first`` profiles one inference of the
-first sample after warmup; ``all`` profiles every sample of the plan.
+first sample after warmup; ``all`` profiles every sample of the plan. A rich progress
+bar counts configurations x samples (``run.progress``).
 
 Sampling: the workload's samples come from ``dataset.sampling.*`` exactly as in
 Stage 1. The legacy ``run.stage1_repeats`` maps to it with a FutureWarning (seed 000,
@@ -41,16 +45,21 @@ Example:
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
+from knoblab.atomic import ensure_dir
 from knoblab.config import plain, to_dataclass
 from knoblab.errors import ConfigError, DataError
 from knoblab.models.adapter import ModelAdapter, Prepared
@@ -76,6 +85,9 @@ class DeepConfig:
         output_dir: traces and tables go to ``<output_dir>/<task>/``.
         nsys: rerun under ``nsys profile`` when nsys is on the PATH.
         row_limit: rows of the operator table.
+        gzip: write traces gzip'd (``.json.gz``, ~10x smaller); false: plain ``.json``.
+        max_trace_mb: stop writing traces once those written add up to this many MB
+            (on disk); the operator tables and CSVs are still written. Null: no cap.
     """
 
     mode: str = "minimal"
@@ -84,6 +96,8 @@ class DeepConfig:
     output_dir: str = "results/deep_profile"
     nsys: bool = False
     row_limit: int = 40
+    gzip: bool = True
+    max_trace_mb: float | None = 200.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -96,6 +110,12 @@ class DeepConfig:
             )
         if self.row_limit < 1:
             raise ConfigError("row_limit", self.row_limit, "an integer >= 1")
+        if self.max_trace_mb is not None and (
+            isinstance(self.max_trace_mb, bool) or not self.max_trace_mb > 0
+        ):
+            raise ConfigError(
+                "deep.max_trace_mb", self.max_trace_mb, "a number of MB > 0, or null (no cap)"
+            )
 
 
 def nsys_command(argv: Sequence[str], out_dir: str | Path) -> list[str] | None:
@@ -192,15 +212,187 @@ def _write_stage_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     return atomic_write(path, buf.getvalue())
 
 
+def _chosen_configs(
+    deep: DeepConfig, data: Mapping[str, Any], adapter: ModelAdapter, design: DesignConfig
+) -> list[dict[str, Any]]:
+    """``deep.configurations`` checked against the model, else the design's configurations."""
+    if deep.configurations is None:
+        lists = knob_lists(data.get("knobs"), adapter)
+        return make_design(
+            design.name, lists, levels=design.levels, num_points=design.num_points, seed=design.seed
+        )
+    from knoblab.models.adapter import check_knob
+
+    specs = adapter.knobs()
+    configs = []
+    for i, c in enumerate(deep.configurations):
+        for k, v in c.items():
+            try:
+                check_knob(specs, k, v, adapter.name)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"deep.configurations[{i}].{k}", v, exc.allowed, exc.hint
+                ) from None
+        configs.append(dict(c))
+    return configs
+
+
+def _export_trace(prof: Any, path: Path, compress: bool) -> None:
+    """Write ``prof``'s Chrome trace to ``path`` (atomically), gzip'd when ``compress``.
+
+    NOTE: torch's ``export_chrome_trace`` gzips only when its path ends in ``.gz``; the
+    atomic writer's temporary name does not, so the plain JSON goes to a temporary file
+    first and is streamed through gzip (level 6: ~10x smaller than the JSON at a few
+    times less CPU than gzip's default level 9).
+    """
+    from knoblab.atomic import atomic_write
+
+    if not compress:
+        atomic_write(path, lambda p: prof.export_chrome_trace(str(p)))
+        return
+
+    def write(p: Path) -> None:
+        plain_json = p.with_name(p.name + ".json")
+        try:
+            prof.export_chrome_trace(str(plain_json))
+            with open(plain_json, "rb") as src, gzip.open(p, "wb", compresslevel=6) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        finally:
+            plain_json.unlink(missing_ok=True)
+
+    atomic_write(path, write)
+
+
+class _TraceBudget:
+    """Counts the MB of traces written; says once when ``max_mb`` is reached."""
+
+    def __init__(self, max_mb: float | None, console: Any):
+        self.max_mb, self.console = max_mb, console
+        self.written_mb = 0.0
+        self.skipped: list[int] = []
+
+    @property
+    def full(self) -> bool:
+        return self.max_mb is not None and self.written_mb >= self.max_mb
+
+    def add(self, path: Path) -> None:
+        self.written_mb += path.stat().st_size / 2**20
+
+    def skip(self, ci: int) -> None:
+        if not self.skipped:
+            self.console.print(
+                f"[yellow]deep.max_trace_mb={self.max_mb:g} reached ({self.written_mb:.1f} MB of "
+                "traces written): no more traces from configuration "
+                f"{ci} on; operator tables are still written[/yellow]"
+            )
+        self.skipped.append(ci)
+
+
+def _progress(enabled: bool, console: Any) -> Any:
+    """A rich progress bar (configurations x samples) with elapsed time and ETA.
+
+    NOTE: no auto-refresh thread: with ``with_stack`` (full mode) the profiler traces the
+    Python calls of every thread, and a render thread would land in each trace. The
+    loop refreshes it (:func:`_tick`) at most twice a second instead.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        auto_refresh=False,
+    )
+
+
+def _tick(progress: Any, bar: Any, last: list[float]) -> None:
+    """Advance the bar by one sample; redraw when 0.5 s passed since the last redraw."""
+    progress.advance(bar)
+    now = time.perf_counter()
+    if now - last[0] >= 0.5:
+        progress.refresh()
+        last[0] = now
+
+
+def _write_tables(
+    prof: Any, out_dir: Path, ci: int, knobs: Mapping[str, Any], sample_ids: list[Any], deep: Any
+) -> tuple[Path, Path]:
+    """The operator table (text, seed 002's name) and the same rows as CSV."""
+    from knoblab.atomic import atomic_write
+
+    sort_by = "self_cuda_time_total" if deep.cuda else "self_cpu_time_total"
+    suffix = f"sample_{sample_ids[0]}" if deep.samples == "first" else "all"
+    table_path = out_dir / f"profiler_results_config_{ci}_{suffix}.txt"
+    more = "..." if len(sample_ids) > 20 else ""
+    header = (
+        f"# configuration {ci}: {dict(knobs)}; mode={deep.mode}; samples={sample_ids[:20]}{more}\n"
+    )
+    table = prof.key_averages().table(sort_by=sort_by, row_limit=deep.row_limit)
+    atomic_write(table_path, header + table + "\n")
+    rows = _operator_rows(prof)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["name"])
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path = out_dir / f"operators_config_{ci}.csv"
+    atomic_write(csv_path, buf.getvalue())
+    return table_path, csv_path
+
+
+def _save_config(
+    prof: Any,
+    out_dir: Path,
+    ci: int,
+    knobs: Mapping[str, Any],
+    sample_ids: list[Any],
+    budget: _TraceBudget,
+    opts: Any,
+) -> dict[str, Any]:
+    """Write one configuration's trace (unless the cap is reached) and tables; its index entry."""
+    trace: Path | None = out_dir / f"trace_config_{ci}{'.json.gz' if opts.gzip else '.json'}"
+    if budget.full:
+        budget.skip(ci)
+        trace = None
+    else:
+        _export_trace(prof, trace, opts.gzip)
+        budget.add(trace)
+    table_path, csv_path = _write_tables(prof, out_dir, ci, knobs, sample_ids, opts)
+    by_stage = _write_stage_csv(
+        out_dir / f"operators_by_stage_config_{ci}.csv", stage_operator_rows(prof)
+    )
+    return {
+        "index": ci,
+        "knobs": dict(knobs),
+        "trace": trace.name if trace is not None else None,
+        "operator_table": table_path.name,
+        "operators_csv": csv_path.name,
+        "operators_by_stage_csv": by_stage.name,
+    }
+
+
 def deep_profile(
     cfg: Mapping[str, Any] | Any,
     *,
     adapter: ModelAdapter | None = None,
     dataset: Any | None = None,
+    console: Any | None = None,
 ) -> dict[str, Any]:
     """Profile the chosen configurations; returns the ``deep_profile.json`` index."""
     from torch.profiler import ProfilerActivity, profile
 
+    from knoblab.console import console as wide_console
     from knoblab.data.prompt import prompt_for, with_prompt
     from knoblab.data.registry import build_dataset
     from knoblab.models.registry import build_adapter
@@ -211,6 +403,7 @@ def deep_profile(
     deep = to_dataclass(data.get("deep"), DeepConfig, "deep")
     run_cfg = to_dataclass(data.get("run"), RunConfig, "run")
     design = to_dataclass(data.get("design"), DesignConfig, "design")
+    console = console or wide_console()
     apply_hardware(data.get("hardware"))
     if dataset is None:
         dataset = build_dataset(data.get("dataset") or {})
@@ -224,28 +417,10 @@ def deep_profile(
         adapter = build_adapter(data.get("model") or {}, data.get("hardware") or {})
     # dataset.prompt, as the sweep runner applies it (knoblab.data.prompt)
     dataset = with_prompt(dataset, prompt_for(data.get("dataset"), dataset, adapter))
-    if deep.configurations is not None:
-        specs = adapter.knobs()
-        from knoblab.models.adapter import check_knob
-
-        configs = []
-        for i, c in enumerate(deep.configurations):
-            for k, v in c.items():
-                try:
-                    check_knob(specs, k, v, adapter.name)
-                except ConfigError as exc:
-                    raise ConfigError(
-                        f"deep.configurations[{i}].{k}", v, exc.allowed, exc.hint
-                    ) from None
-            configs.append(dict(c))
-    else:
-        lists = knob_lists(data.get("knobs"), adapter)
-        configs = make_design(
-            design.name, lists, levels=design.levels, num_points=design.num_points, seed=design.seed
-        )
+    configs = _chosen_configs(deep, data, adapter, design)
 
     out_dir = Path(deep.output_dir) / rec.task_name(name)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir, "deep.output_dir")
     cuda = str(getattr(adapter, "device", "cpu")).startswith("cuda") and torch.cuda.is_available()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     full = deep.mode == "full"
@@ -262,52 +437,40 @@ def deep_profile(
         "stage1_overrides": sampling_overrides(plan),
         "configurations": [],
     }
-    sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-    for ci, knobs in enumerate(configs):
-        adapter.apply_knobs(knobs)
-        prepared_first = adapter.preprocess(dataset[chosen[0]])
-        for _ in range(max(run_cfg.warmup_runs, 1)):  # warm up outside the profiler
-            _stages(adapter, prepared_first, timer, run_cfg.max_new_tokens)
-        sample_ids = []
-        with profile(
-            activities=activities,
-            record_shapes=full,
-            with_stack=full,
-            profile_memory=full,
-        ) as prof:
-            for idx in chosen:
-                sample = dataset[idx]
-                prepared = prepared_first if idx == chosen[0] else adapter.preprocess(sample)
-                _stages(adapter, prepared, timer, run_cfg.max_new_tokens)
-                sample_ids.append(sample.sample_id)
-        trace = out_dir / f"trace_config_{ci}.json"
-        prof.export_chrome_trace(str(trace))
-        suffix = f"sample_{sample_ids[0]}" if deep.samples == "first" else "all"
-        table_path = out_dir / f"profiler_results_config_{ci}_{suffix}.txt"
-        header = f"# configuration {ci}: {knobs}; mode={deep.mode}; samples={sample_ids[:20]}{'...' if len(sample_ids) > 20 else ''}\n"
-        table_path.write_text(
-            header + prof.key_averages().table(sort_by=sort_by, row_limit=deep.row_limit) + "\n"
-        )
-        rows = _operator_rows(prof)
-        csv_path = out_dir / f"operators_config_{ci}.csv"
-        with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["name"])
-            writer.writeheader()
-            writer.writerows(rows)
-        by_stage = _write_stage_csv(
-            out_dir / f"operators_by_stage_config_{ci}.csv", stage_operator_rows(prof)
-        )
-        index["profiled_sample_ids"] = sample_ids
-        index["configurations"].append(
-            {
-                "index": ci,
-                "knobs": knobs,
-                "trace": trace.name,
-                "operator_table": table_path.name,
-                "operators_csv": csv_path.name,
-                "operators_by_stage_csv": by_stage.name,
-            }
-        )
+    budget = _TraceBudget(deep.max_trace_mb, console)
+    table_opts = SimpleNamespace(
+        cuda=cuda, samples=deep.samples, mode=deep.mode, row_limit=deep.row_limit, gzip=deep.gzip
+    )
+    with _progress(run_cfg.progress, console) as progress:
+        bar = progress.add_task(rec.task_name(name), total=len(configs) * len(chosen))
+        last = [0.0]
+        for ci, knobs in enumerate(configs):
+            progress.update(bar, description=f"[{ci + 1}/{len(configs)}] {_label(knobs)}")
+            adapter.apply_knobs(knobs)
+            prepared_first = adapter.preprocess(dataset[chosen[0]])
+            for _ in range(max(run_cfg.warmup_runs, 1)):  # warm up outside the profiler
+                _stages(adapter, prepared_first, timer, run_cfg.max_new_tokens)
+            sample_ids = []
+            with profile(
+                activities=activities, record_shapes=full, with_stack=full, profile_memory=full
+            ) as prof:
+                for idx in chosen:
+                    sample = dataset[idx]
+                    prepared = prepared_first if idx == chosen[0] else adapter.preprocess(sample)
+                    _stages(adapter, prepared, timer, run_cfg.max_new_tokens)
+                    sample_ids.append(sample.sample_id)
+                    _tick(progress, bar, last)
+            index["profiled_sample_ids"] = sample_ids
+            index["configurations"].append(
+                _save_config(prof, out_dir, ci, knobs, sample_ids, budget, table_opts)
+            )
+        progress.refresh()
+    index["traces"] = {
+        "gzip": deep.gzip,
+        "written_mb": round(budget.written_mb, 3),
+        "max_trace_mb": deep.max_trace_mb,
+        "skipped_configurations": budget.skipped,
+    }
     index["environment"] = rec.environment_info(
         device=str(getattr(adapter, "device", "cpu")),
         dtype=str(getattr(adapter, "dtype", "float32")),
@@ -317,6 +480,10 @@ def deep_profile(
     rec.write_json_atomic(out_dir / "deep_profile.json", index)
     index["out_dir"] = str(out_dir)
     return index
+
+
+def _label(knobs: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in knobs.items())
 
 
 def maybe_wrap_in_nsys(cfg: Mapping[str, Any] | Any, argv: Sequence[str]) -> int | None:

@@ -68,6 +68,7 @@ from knoblab.profiling.lock import out_dir_lock
 from knoblab.profiling.measure import ConfigOOM, check_metric, is_oom, measure_positions
 from knoblab.profiling.report import summary_rows, write_report_md
 from knoblab.profiling.timer import StageTimer
+from knoblab.profiling.tracking import SweepTracking, open_tracking
 
 
 @dataclass
@@ -82,6 +83,8 @@ class RunConfig:
         retry_failed: rerun configurations recorded as ``oom`` or ``failed``.
         progress: show the rich progress bar (rank 0 only).
         stage1_repeats: deprecated (Stage-2's old key); use ``dataset.sampling.*``.
+        logger: ``none``, ``tensorboard``, ``mlflow`` or ``wandb``: log each configuration's
+            row and the reports there (rank 0; ``profiling.tracking``, ``tracking.*``).
     """
 
     output_dir: str = "results/profile"
@@ -91,6 +94,7 @@ class RunConfig:
     retry_failed: bool = False
     progress: bool = True
     stage1_repeats: int | None = None
+    logger: str = "none"
 
     def __post_init__(self) -> None:
         if self.num_runs_per_sample < 1:
@@ -320,6 +324,7 @@ def _run_sweep(
     # Rank 0 checks the directory and decides what is left; the others follow.
     decision: dict[str, Any] | Exception
     previous: dict[str, str] = {}  # config key -> file name of every record already there
+    tracking = SweepTracking()  # run.logger: rank 0 opens the run below
     if rank == 0:
         try:
             locks.enter_context(out_dir_lock(out_dir))  # until the report is written
@@ -351,6 +356,7 @@ def _run_sweep(
                     "configurations": asked,
                 },
             )
+            tracking = open_tracking(data, out_dir, environment)
             decision = {"done": done}
         except KnobLabError as exc:
             decision = exc
@@ -435,6 +441,7 @@ def _run_sweep(
                 )
                 fname = _write_record(out_dir, task, record, previous)
                 ran.append(fname)
+                tracking.on_record(record)
                 for w in record["warnings"]:
                     if not w.startswith(("p50 ", "p95 ", "p99 ")):  # those: once, at the end
                         console.print(f"[yellow]warning:[/yellow] {_label(knobs)}: {w}")
@@ -445,6 +452,7 @@ def _run_sweep(
     result = SweepResult(out_dir=out_dir, records={}, ran=ran, skipped=skipped, plan=plan_desc)
     if rank == 0:
         finish(result, environment, console=console)
+        tracking.on_end(result)
     # No rank returns before rank 0 has written the records, the table and the report.
     barrier(world)
     result.seconds = {
