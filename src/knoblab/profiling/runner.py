@@ -330,7 +330,14 @@ def _run_sweep(
             locks.enter_context(out_dir_lock(out_dir))  # until the report is written
             old = check_out_dir(out_dir, identity)
             rec.remove_stale_tmp(out_dir)
-            existing = rec.load_records(out_dir, strict=True)  # a mistyped record: one line
+            damaged: list[str] = []  # not JSON at all: measured again, with a warning
+            existing = rec.load_records(out_dir, strict=True, unreadable=damaged)
+            if damaged and not quiet:
+                console.print(
+                    f"[yellow]warning:[/yellow] {len(damaged)} record file(s) in {out_dir} are "
+                    f"not readable JSON ({', '.join(damaged[:3])}"
+                    f"{' ...' if len(damaged) > 3 else ''}): measured again"
+                )
             done: dict[str, str] = {}
             for fname, r in existing.items():
                 if old is not None:  # a record of another sweep is refused, never merged

@@ -157,12 +157,16 @@ def is_record(data: Any) -> bool:
     )
 
 
+class UnreadableJSON(DataError):
+    """A file that does not parse as JSON at all (truncated, empty, random bytes)."""
+
+
 def read_json(path: Path) -> Any:
-    """Parsed JSON of ``path``; a one-line ``DataError`` when unreadable."""
+    """Parsed JSON of ``path``; a one-line :class:`UnreadableJSON` when unreadable."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(
+        raise UnreadableJSON(
             f"{path}: not readable JSON ({type(exc).__name__}: {str(exc)[:80]})"
         ) from None
 
@@ -197,11 +201,22 @@ def read_sweep(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return data
 
 
-def load_records(out_dir: str | os.PathLike[str], *, strict: bool = False) -> dict[str, Record]:
+def load_records(
+    out_dir: str | os.PathLike[str],
+    *,
+    strict: bool = False,
+    unreadable: list[str] | None = None,
+) -> dict[str, Record]:
     """``{file name: record}`` for every configuration record in ``out_dir``, migrated.
 
-    Temporary files are never read. With ``strict`` a bad record raises (one line
-    naming the file and the field); without, unreadable or mistyped files are skipped.
+    Temporary files are never read. With ``strict`` a mistyped record raises (one line
+    naming the file and the field); without, mistyped files are skipped. A file that is
+    not JSON at all is skipped either way and its name appended to ``unreadable``.
+
+    NOTE: the atomic writer never leaves a truncated record, so an unparseable one was
+    damaged from outside and holds nothing usable: the sweep measures its configuration
+    again (and says so). A parseable record of the wrong shape may be a user's file or
+    another sweep's, so a rerun refuses it rather than overwrite it.
     """
     out: dict[str, Record] = {}
     d = Path(out_dir)
@@ -212,6 +227,10 @@ def load_records(out_dir: str | os.PathLike[str], *, strict: bool = False) -> di
             continue
         try:
             rec = read_record(p)
+        except UnreadableJSON:
+            if unreadable is not None:
+                unreadable.append(p.name)
+            continue
         except DataError:
             if strict:
                 raise
