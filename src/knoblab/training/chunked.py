@@ -1,7 +1,7 @@
 """Lightning integration of chunked loading: one epoch = one training chunk + one validation chunk.
 
 With chunking on (``train.train_chunk_size`` and/or ``train.val_chunk_size``, see
-``knoblab.sampling.chunked``), every Lightning epoch trains on the next chunk of the
+``knoblab.sampling.chunked``; the rules in ``resolve_chunking`` below), every Lightning epoch trains on the next chunk of the
 training stream and then validates on the next chunk of the validation stream; both
 streams walk their whole dataset pass after pass. The positions of both streams are
 saved in Lightning checkpoints (the datamodule's ``state_dict``), so
@@ -47,22 +47,108 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as L
 
+from knoblab._compat.lightning import set_batch_limit
 from knoblab.sampling.chunked import (
     ChunkedDataLoader,
-    ChunkSizes,
+    check_chunk_size,
+    plain_loader,
     resolve_chunk_sizes,
     validate_chunk_sizes,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChunkedDataModule", "ChunkedLoaders"]
+__all__ = ["ChunkConfig", "ChunkPlan", "ChunkedDataModule", "ChunkedLoaders", "resolve_chunking"]
+
+
+@dataclasses.dataclass
+class ChunkConfig:
+    """Config schema of the chunking keys (section ``train``; sizes in batches per rank)."""
+
+    train_chunk_size: int | None = None
+    """Training batches per chunk (= per Lightning epoch); null: no chunk size given."""
+    val_chunk_size: int | None = None
+    """Validation batches per chunk (one chunk after each training chunk); null: not given."""
+
+    def __post_init__(self) -> None:
+        for name in ("train_chunk_size", "val_chunk_size"):
+            value = getattr(self, name)
+            if value is not None:
+                check_chunk_size(name, value)
+
+    @property
+    def enabled(self) -> bool:
+        """Chunking is on when either size is given (seed 001, guarantee 3)."""
+        return self.train_chunk_size is not None or self.val_chunk_size is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkPlan:
+    """What ``resolve_chunking`` decided; pass the ``limit_*`` fields to the Trainer."""
+
+    chunked: bool
+    """True when chunked loading is on (either chunk size was given)."""
+    train_chunk_size: int | None
+    """Training batches per chunk (None when not chunked)."""
+    val_chunk_size: int | None
+    """Validation batches per chunk (None when not chunked or there is no validation set)."""
+    limit_train_batches: int | float | None
+    """The Trainer's ``limit_train_batches``: unchanged when not chunked, else None (all)."""
+    limit_val_batches: int | float | None
+    """The Trainer's ``limit_val_batches``: unchanged when not chunked, else None (all)."""
+
+
+def resolve_chunking(
+    train_chunk_size: int | None,
+    val_chunk_size: int | None,
+    train_batches: int,
+    val_batches: int | None,
+    limit_train_batches: int | float | None = None,
+    limit_val_batches: int | float | None = None,
+) -> ChunkPlan:
+    """Seed 001's rules: the chunk sizes (``resolve_chunk_sizes``) and their precedence
+    over Lightning's ``limit_train_batches`` / ``limit_val_batches``.
+
+    =====================  ==============================  ==================================
+    given                  chunk sizes used                ``limit_train/val_batches``
+    =====================  ==============================  ==================================
+    neither                no chunking                     used exactly as Lightning does
+    train only             train: given, val: whole val    ignored (one INFO line)
+    val only               train: whole train, val: given  ignored (one INFO line)
+    both                   both as given                   ignored (one INFO line)
+    =====================  ==============================  ==================================
+
+    NOTE (reading of seed 001): its "Implementation Guards" snippet turns
+    ``limit_batches`` alone into chunking (``chunk_size if chunk_size is not None else
+    limit_batches``). That contradicts the seed's own Backward Compatibility Guarantee
+    ("``limit_train_batches`` and ``limit_val_batches`` continue to work when no chunk
+    sizes are specified"); we follow the guarantee: ``limit_*`` alone never enables chunking.
+
+    Example:
+        >>> resolve_chunking(2000, None, 10_000, 300, limit_train_batches=50)
+        ChunkPlan(chunked=True, train_chunk_size=2000, val_chunk_size=300, limit_train_batches=None, limit_val_batches=None)
+    """
+    sizes = resolve_chunk_sizes(train_chunk_size, val_chunk_size, train_batches, val_batches)
+    if not sizes.chunked:
+        return ChunkPlan(False, None, None, limit_train_batches, limit_val_batches)
+    for key, limit, chunk in (
+        (
+            "limit_train_batches",
+            limit_train_batches,
+            f"train.train_chunk_size={sizes.train_chunk_size}",
+        ),
+        ("limit_val_batches", limit_val_batches, f"train.val_chunk_size={sizes.val_chunk_size}"),
+    ):
+        if limit is not None:
+            log.info("%s=%s is ignored: chunked loading is on (%s)", key, limit, chunk)
+    return ChunkPlan(True, sizes.train_chunk_size, sizes.val_chunk_size, None, None)
 
 
 def _limit(value: Any) -> Any:
@@ -139,7 +225,7 @@ class ChunkedLoaders:
         self._train: ChunkedDataLoader | None = None
         self._val: ChunkedDataLoader | None = None
         self._pending: dict[str, Any] = {}
-        self.sizes: ChunkSizes | None = None
+        self.sizes: ChunkPlan | None = None
         validate_chunk_sizes(train_chunk_size, val_chunk_size)  # fail now, not at the first epoch
 
     @property
@@ -149,7 +235,7 @@ class ChunkedLoaders:
             return self._force
         return self.train_chunk_size is not None or self.val_chunk_size is not None
 
-    def _resolve(self, trainer: Any) -> ChunkSizes:
+    def _resolve(self, trainer: Any) -> ChunkPlan:
         """Chunk sizes in batches; needs the world size, hence done when loaders are asked for."""
         world = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
 
@@ -168,14 +254,14 @@ class ChunkedLoaders:
         train_size = self.train_chunk_size
         if self.chunked and train_size is None and self.val_chunk_size is None:
             train_size = train_batches  # forced chunked mode: both partitions whole
-        self.sizes = resolve_chunk_sizes(
+        self.sizes = resolve_chunking(
             train_size, self.val_chunk_size, train_batches, val_batches, *limits
         )
         if self.sizes.chunked and trainer is not None:
             # Seed 001: chunk sizes take precedence; limit_* are ignored (INFO logged above).
             for attr in ("limit_train_batches", "limit_val_batches"):
                 if _limit(getattr(trainer, attr)) not in (None, 0):
-                    setattr(trainer, attr, 1.0)
+                    set_batch_limit(trainer, attr, 1.0)
         return self.sizes
 
     def _make(self, which: str, trainer: Any) -> ChunkedDataLoader:
@@ -198,10 +284,10 @@ class ChunkedLoaders:
     def train_dataloader(self, trainer: Any = None) -> Any:
         """The training loader: one chunk per ``iter()`` when chunked, else a plain DataLoader."""
         if not self.chunked:
-            return ChunkedDataLoader(
+            # a real DataLoader: Lightning adds its DistributedSampler and applies limit_*
+            return plain_loader(
                 self.train_dataset,
                 self.batch_size,
-                None,
                 self.shuffle,
                 self.seed,
                 **self.dataloader_kwargs,
@@ -217,10 +303,9 @@ class ChunkedLoaders:
         if self.val_dataset is None:
             return []
         if not self.chunked:
-            return ChunkedDataLoader(
+            return plain_loader(
                 self.val_dataset,
                 self.val_batch_size,
-                None,
                 self.val_shuffle,
                 self.seed + 1,
                 **self.dataloader_kwargs,
