@@ -26,6 +26,7 @@ is gone (so the list shrinks as they are fixed).
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
 from pathlib import Path
 
@@ -173,11 +174,12 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def _violations() -> set[tuple[str, str]]:
+@functools.cache
+def _violations() -> frozenset[tuple[str, str]]:
     edges, found = _graph()
     for comp in _cycles(edges):
         found.append(("cycle", " <-> ".join(comp)))
-    return set(found)
+    return frozenset(found)
 
 
 def test_imports_flow_downward_without_cycles() -> None:
