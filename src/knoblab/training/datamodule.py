@@ -214,11 +214,7 @@ class MultiDatasetDataModule(L.LightningDataModule):
             return self.chunks.train_dataloader(self.trainer)
         rank, world = self._rank_world()
         t = self.trainer
-        if (
-            world > 1
-            and t is not None
-            and uses_distributed_sampler(t)
-        ):
+        if world > 1 and t is not None and uses_distributed_sampler(t):
             raise ConfigError(
                 "use_distributed_sampler",
                 True,
