@@ -624,6 +624,10 @@ class ChunkedDataLoader:
 
     def _serve(self) -> Iterator[Any]:
         # A generator: the chunk is claimed when the first batch is asked for, not at iter().
+        # Cost of the simple state, measured 2026-12-02: the counting frame adds 0.1-0.3 us
+        # per batch and the iter() per chunk ~40 us per chunk, against ~42 us per batch of
+        # bench_chunked's trivial dataset (< 1 %), so no fast path (iterator reuse across
+        # chunks, torch's private _num_yielded) is kept behind it.
         n = len(self)
         chunk, done = self._position()
         self.batches_served, self._chunk_open = chunk * n + done, True
