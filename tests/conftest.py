@@ -9,7 +9,11 @@ marks it: a new slow test slows ``make test-fast`` until it gets a marker here o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: marker -> node-id prefixes (a file, or a file::test) that carry it.
 LANES: dict[str, tuple[str, ...]] = {
@@ -89,3 +93,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for marker, prefixes in LANES.items():
             if node.startswith(prefixes):
                 item.add_marker(marker)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Not even import a file or folder whose whole lane ``-m "not <marker>"`` leaves out.
+
+    Why: collecting imports every test module, and the slow ones import Lightning and
+    transformers (seconds of the fast lane's budget for tests it then deselects).
+    """
+    expr = config.getoption("markexpr") or ""
+    try:
+        rel = collection_path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return None
+    for marker, prefixes in LANES.items():
+        if f"not {marker}" not in expr:
+            continue
+        for prefix in prefixes:
+            if prefix.endswith("/"):
+                hit = rel == prefix[:-1] or rel.startswith(prefix)
+            else:
+                hit = rel == prefix  # a whole file; a file::test prefix never matches a path
+            if hit:
+                return True
+    return None

@@ -170,7 +170,7 @@ def test_sampling_options_resolve_to_a_plan(option: str) -> None:
 
 @pytest.mark.parametrize("option", _options("train"))
 def test_train_presets_fit_the_schema(option: str) -> None:
-    from knoblab.training.chunked import ChunkConfig
+    from knoblab.training.chunk_rules import ChunkConfig
     from knoblab.training.runner import TrainConfig
     from knoblab.training.tasks import TASKS
 

@@ -9,7 +9,7 @@ import pytest
 
 from knoblab.config import to_dataclass
 from knoblab.errors import ConfigError, UnknownKeyError
-from knoblab.training.chunked import ChunkConfig, resolve_chunking
+from knoblab.training.chunk_rules import ChunkConfig, resolve_chunking
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "100", True])
@@ -69,7 +69,7 @@ def test_both_given_are_used():
 
 @pytest.mark.parametrize("train,val", [(2000, None), (None, 200), (2000, 200)])
 def test_chunk_sizes_take_precedence_over_limits(train, val, caplog):
-    with caplog.at_level(logging.INFO, logger="knoblab.training.chunked"):
+    with caplog.at_level(logging.INFO, logger="knoblab.training.chunk_rules"):
         r = resolve_chunking(train, val, 10_000, 300, limit_train_batches=50, limit_val_batches=7)
     assert (r.limit_train_batches, r.limit_val_batches) == (None, None)
     assert r.train_chunk_size == (train or 10_000) and r.val_chunk_size == (val or 300)

@@ -39,7 +39,7 @@ from knoblab.errors import CheckpointError, ConfigError, UnknownKeyError
 from knoblab.sampling.weighted import weights_from_scores
 from knoblab.training.callbacks import CurriculumCallback, EpochHeartbeat, Heartbeat
 from knoblab.training.checkpoint import AtomicCheckpointIO, save_weights
-from knoblab.training.chunked import ChunkConfig
+from knoblab.training.chunk_rules import ChunkConfig
 from knoblab.training.datamodule import DatasetSpec, MultiDatasetDataModule
 from knoblab.training.module import KnobLabModule
 from knoblab.training.tasks import TrainTask
