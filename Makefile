@@ -1,6 +1,7 @@
 # Two commands set up and run everything on a fresh machine:
 #   make demo   -> creates .venv, installs knoblab, runs the main job on built-in defaults
-#   make test   -> installs the dev extras, runs the whole test suite
+#   make test   -> installs the dev extras, runs the whole test suite (what CI runs)
+#   make test-fast -> the unit tests only: no slow, multiprocess, crash or HF-matrix tests
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +10,7 @@ PIP    := $(PY) -m pip
 # would pull a multi-GB CUDA build. pyproject declares torch>=2.4 only.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv install install-dev demo test lint format bench browser clean
+.PHONY: venv install install-dev demo test test-fast lint format bench browser clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,10 @@ browser:
 test: install-dev browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/python -m pytest -q
+
+# Seconds, for the edit-test loop; markers are set in tests/conftest.py (LANES) and in place.
+test-fast: install-dev
+	$(VENV)/bin/python -m pytest -q -m "not slow and not multiprocess and not crash and not hf"
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks

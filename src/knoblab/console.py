@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,3 +24,13 @@ def console(piped_width: int = 120) -> Console:
 
     c = Console()
     return c if c.is_terminal else Console(width=piped_width)
+
+
+def log_to_stderr() -> None:
+    """Show knoblab's INFO lines (heartbeats, curriculum, chunks) on stderr; once per process."""
+    logger = logging.getLogger("knoblab")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

@@ -12,10 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from knoblab.config import to_dataclass
-from knoblab.errors import CheckpointError, ConfigError, DataError, UnknownKeyError
+from knoblab.errors import CheckpointError, ConfigError, DataError
 from knoblab.sampling.chunked import (
-    ChunkConfig,
     ChunkedDataLoader,
     ChunkedSampler,
     resolve_chunk_sizes,
@@ -40,38 +38,11 @@ def test_bad_chunk_size_names_the_key(bad, key):
     kwargs = {"train_chunk_size": None, "val_chunk_size": None, key: bad}
     with pytest.raises(ConfigError, match=rf"train\.{key}="):
         resolve_chunk_sizes(**kwargs, train_batches=10, val_batches=5)
-    with pytest.raises(ConfigError) as e:
-        to_dataclass({key: bad}, ChunkConfig, "train")
-    assert e.value.key == f"train.{key}"
-    assert "\n" not in str(e.value)
 
 
-def test_chunk_config_schema():
-    cfg = to_dataclass({"train_chunk_size": 2000}, ChunkConfig, "train")
-    assert cfg == ChunkConfig(2000, None) and cfg.enabled
-    assert not to_dataclass({}, ChunkConfig, "train").enabled
-    with pytest.raises(UnknownKeyError, match="did you mean train.train_chunk_size"):
-        to_dataclass({"train_chunk_sise": 3}, ChunkConfig, "train")
-
-
-def test_neither_given_keeps_limits_exactly():
-    r = resolve_chunk_sizes(
-        None,
-        None,
-        train_batches=10_000,
-        val_batches=300,
-        limit_train_batches=2000,
-        limit_val_batches=0.25,
-    )
-    assert not r.chunked
-    assert (r.train_chunk_size, r.val_chunk_size) == (None, None)
-    assert (r.limit_train_batches, r.limit_val_batches) == (2000, 0.25)
-
-
-def test_limits_alone_never_enable_chunking():
-    # The seed's "Implementation Guards" snippet would chunk here; its guarantee says no.
-    r = resolve_chunk_sizes(None, None, 10_000, 300, limit_train_batches=2000)
-    assert not r.chunked and r.limit_train_batches == 2000
+def test_neither_given_is_not_chunked():
+    r = resolve_chunk_sizes(None, None, train_batches=10_000, val_batches=300)
+    assert not r.chunked and (r.train_chunk_size, r.val_chunk_size) == (None, None)
 
 
 def test_train_only_infers_val_as_whole_partition():
@@ -87,19 +58,6 @@ def test_val_only_infers_train_as_whole_partition():
 def test_both_given_are_used():
     r = resolve_chunk_sizes(2000, 200, train_batches=10_000, val_batches=300)
     assert (r.chunked, r.train_chunk_size, r.val_chunk_size) == (True, 2000, 200)
-
-
-@pytest.mark.parametrize("train,val", [(2000, None), (None, 200), (2000, 200)])
-def test_chunk_sizes_take_precedence_over_limits(train, val, caplog):
-    with caplog.at_level(logging.INFO, logger="knoblab.sampling.chunked"):
-        r = resolve_chunk_sizes(
-            train, val, 10_000, 300, limit_train_batches=50, limit_val_batches=7
-        )
-    assert (r.limit_train_batches, r.limit_val_batches) == (None, None)
-    assert r.train_chunk_size == (train or 10_000) and r.val_chunk_size == (val or 300)
-    msgs = [m for m in caplog.messages if "ignored" in m]
-    assert len(msgs) == 2
-    assert "limit_train_batches=50" in msgs[0] and "limit_val_batches=7" in msgs[1]
 
 
 def test_chunk_larger_than_partition_warns_and_uses_partition():
@@ -239,10 +197,12 @@ def test_billion_index_sampler_is_constant_memory():
 # -- ChunkedDataLoader ----------------------------------------------------------------------
 
 
-def test_without_chunk_size_it_is_a_plain_dataloader():
+def test_without_chunk_size_it_serves_whole_passes_of_a_plain_dataloader():
     dl = ChunkedDataLoader(list(range(10)), batch_size=3)
-    assert type(dl) is DataLoader
-    assert ids(dl) == list(range(10))
+    assert isinstance(dl, ChunkedDataLoader) and type(dl.dataloader) is DataLoader
+    assert ids(dl) == list(range(10)) and ids(dl) == list(range(10)) and len(dl) == 4
+    with pytest.raises(TypeError, match="no single DataLoader"):
+        _ = ChunkedDataLoader(list(range(10)), batch_size=3, chunk_size=1).dataloader
     a = ids(ChunkedDataLoader(list(range(10)), 3, shuffle=True, seed=1))
     b = ids(ChunkedDataLoader(list(range(10)), 3, shuffle=True, seed=1))
     assert a == b and sorted(a) == list(range(10))
@@ -402,12 +362,8 @@ def test_workers_keep_the_order(persistent):
     )
     it = iter(dl)
     assert ids(it) == ids(ref)
-    live = dl._live
-    # persistent workers: one inner iteration runs on across chunks (no drain per chunk)
-    assert (live is not None) == persistent
     for _ in range(3):
         assert ids(dl) == ids(ref)
-    assert dl._live is live
     next(iter(dl))  # abandon chunk 4 after one batch: chunk 5 comes next, from a new iteration
     next(iter(ref))
     assert ids(dl) == ids(ref)

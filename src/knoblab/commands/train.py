@@ -18,10 +18,9 @@ installed); checkpoints to ``<output_dir>/checkpoints`` (``last.ckpt`` always).
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Any
 
+from knoblab.console import log_to_stderr
 from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
 
 #: Shown by ``--help``; tests/commands/test_help_examples.py runs each one.
@@ -32,20 +31,10 @@ EXAMPLES = (
 )
 
 
-def _setup_logging() -> None:
-    """INFO lines of knoblab (heartbeats, curriculum, chunks) on stderr, once."""
-    logger = logging.getLogger("knoblab")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-
-
 def _run(cfg: Any) -> int:
     from knoblab.training.runner import run_training
 
-    _setup_logging()
+    log_to_stderr()
     result = run_training(cfg)
     if result.trainer.is_global_zero:
         m = result.metrics

@@ -34,15 +34,8 @@ from PIL import Image, ImageDraw
 
 from knoblab.data.sample import Sample
 from knoblab.errors import ConfigError
+from knoblab.models.reference.vocab import COLORS, SHAPES  # the reference model's vocabulary
 
-COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (230, 40, 40),
-    "green": (40, 200, 60),
-    "blue": (50, 90, 240),
-    "yellow": (240, 220, 40),
-    "white": (245, 245, 245),
-}
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 QUESTION_TYPES: tuple[str, ...] = ("count", "color", "exist", "position")
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 

@@ -18,7 +18,6 @@ _EXPORTS = {
     "ChunkedSampler": "chunked",
     "ChunkedDataLoader": "chunked",
     "resolve_chunk_sizes": "chunked",
-    "ChunkConfig": "chunked",
     "ChunkSizes": "chunked",
     "validate_chunk_sizes": "chunked",
     "PlanShard": "plan",

@@ -1,7 +1,7 @@
 """Lightning integration of chunked loading: one epoch = one training chunk + one validation chunk.
 
 With chunking on (``train.train_chunk_size`` and/or ``train.val_chunk_size``, see
-``knoblab.sampling.chunked``), every Lightning epoch trains on the next chunk of the
+``knoblab.sampling.chunked``; the rules in ``resolve_chunking`` below), every Lightning epoch trains on the next chunk of the
 training stream and then validates on the next chunk of the validation stream; both
 streams walk their whole dataset pass after pass. The positions of both streams are
 saved in Lightning checkpoints (the datamodule's ``state_dict``), so
@@ -53,16 +53,13 @@ from typing import Any
 
 import lightning.pytorch as L
 
-from knoblab.sampling.chunked import (
-    ChunkedDataLoader,
-    ChunkSizes,
-    resolve_chunk_sizes,
-    validate_chunk_sizes,
-)
+from knoblab._compat.lightning import set_batch_limit
+from knoblab.sampling.chunked import ChunkedDataLoader, plain_loader, validate_chunk_sizes
+from knoblab.training.chunk_rules import ChunkConfig, ChunkPlan, resolve_chunking
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChunkedDataModule", "ChunkedLoaders"]
+__all__ = ["ChunkConfig", "ChunkPlan", "ChunkedDataModule", "ChunkedLoaders", "resolve_chunking"]
 
 
 def _limit(value: Any) -> Any:
@@ -139,7 +136,7 @@ class ChunkedLoaders:
         self._train: ChunkedDataLoader | None = None
         self._val: ChunkedDataLoader | None = None
         self._pending: dict[str, Any] = {}
-        self.sizes: ChunkSizes | None = None
+        self.sizes: ChunkPlan | None = None
         validate_chunk_sizes(train_chunk_size, val_chunk_size)  # fail now, not at the first epoch
 
     @property
@@ -149,7 +146,7 @@ class ChunkedLoaders:
             return self._force
         return self.train_chunk_size is not None or self.val_chunk_size is not None
 
-    def _resolve(self, trainer: Any) -> ChunkSizes:
+    def _resolve(self, trainer: Any) -> ChunkPlan:
         """Chunk sizes in batches; needs the world size, hence done when loaders are asked for."""
         world = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
 
@@ -168,14 +165,14 @@ class ChunkedLoaders:
         train_size = self.train_chunk_size
         if self.chunked and train_size is None and self.val_chunk_size is None:
             train_size = train_batches  # forced chunked mode: both partitions whole
-        self.sizes = resolve_chunk_sizes(
+        self.sizes = resolve_chunking(
             train_size, self.val_chunk_size, train_batches, val_batches, *limits
         )
         if self.sizes.chunked and trainer is not None:
             # Seed 001: chunk sizes take precedence; limit_* are ignored (INFO logged above).
             for attr in ("limit_train_batches", "limit_val_batches"):
                 if _limit(getattr(trainer, attr)) not in (None, 0):
-                    setattr(trainer, attr, 1.0)
+                    set_batch_limit(trainer, attr, 1.0)
         return self.sizes
 
     def _make(self, which: str, trainer: Any) -> ChunkedDataLoader:
@@ -198,10 +195,10 @@ class ChunkedLoaders:
     def train_dataloader(self, trainer: Any = None) -> Any:
         """The training loader: one chunk per ``iter()`` when chunked, else a plain DataLoader."""
         if not self.chunked:
-            return ChunkedDataLoader(
+            # a real DataLoader: Lightning adds its DistributedSampler and applies limit_*
+            return plain_loader(
                 self.train_dataset,
                 self.batch_size,
-                None,
                 self.shuffle,
                 self.seed,
                 **self.dataloader_kwargs,
@@ -217,10 +214,9 @@ class ChunkedLoaders:
         if self.val_dataset is None:
             return []
         if not self.chunked:
-            return ChunkedDataLoader(
+            return plain_loader(
                 self.val_dataset,
                 self.val_batch_size,
-                None,
                 self.val_shuffle,
                 self.seed + 1,
                 **self.dataloader_kwargs,

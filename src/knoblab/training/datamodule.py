@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
+from knoblab._compat.lightning import set_batch_limit, uses_distributed_sampler
 from knoblab.errors import ConfigError
 from knoblab.sampling.weighted import WeightedMultiDatasetSampler
 from knoblab.training.chunked import ChunkedLoaders
@@ -213,11 +214,7 @@ class MultiDatasetDataModule(L.LightningDataModule):
             return self.chunks.train_dataloader(self.trainer)
         rank, world = self._rank_world()
         t = self.trainer
-        if (
-            world > 1
-            and t is not None
-            and getattr(t._accelerator_connector, "use_distributed_sampler", False)
-        ):
+        if world > 1 and t is not None and uses_distributed_sampler(t):
             raise ConfigError(
                 "use_distributed_sampler",
                 True,
@@ -233,7 +230,7 @@ class MultiDatasetDataModule(L.LightningDataModule):
                 "limit_train_batches=%s is ignored: train.train_chunk_size is set",
                 t.limit_train_batches,
             )
-            t.limit_train_batches = 1.0
+            set_batch_limit(t, "limit_train_batches", 1.0)
         assert self.sampler is not None
         self.sampler.set_rank(rank, world, self._epoch_samples(world) or self.sampler.num_samples)
         return _FirstBatchDataLoader(

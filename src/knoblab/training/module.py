@@ -31,6 +31,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
+from knoblab._compat.torch import set_last_lr
 from knoblab.config import to_dataclass
 from knoblab.errors import CheckpointError, ConfigError
 from knoblab.training.checkpoint import load_model_from_checkpoint, load_state_into
@@ -234,7 +235,7 @@ class KnobLabModule(L.LightningModule):
                 lrs = sched.get_lr()
                 for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
                     group["lr"] = lr
-                sched._last_lr = lrs
+                set_last_lr(sched, lrs)
             return
         total = self.total_steps()
         if total > sched.max_steps and self.trainer.is_global_zero:

@@ -209,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.evaluate:
         weights = Path(args.evaluate)
     else:
-        from knoblab.commands.train import _setup_logging
+        from knoblab.console import log_to_stderr
         from knoblab.hydra_utils import compose
         from knoblab.training.runner import run_training
 
-        _setup_logging()
+        log_to_stderr()
         out = Path(args.out)
         weights = out / "reference-v1.safetensors"
         overrides = [

@@ -33,12 +33,13 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
+from knoblab._compat.lightning import quiet_cloud_tip
 from knoblab.config import plain, to_dataclass
 from knoblab.errors import CheckpointError, ConfigError, UnknownKeyError
-from knoblab.sampling.chunked import ChunkConfig
 from knoblab.sampling.weighted import weights_from_scores
 from knoblab.training.callbacks import CurriculumCallback, EpochHeartbeat, Heartbeat
 from knoblab.training.checkpoint import AtomicCheckpointIO, save_weights
+from knoblab.training.chunk_rules import ChunkConfig
 from knoblab.training.datamodule import DatasetSpec, MultiDatasetDataModule
 from knoblab.training.module import KnobLabModule
 from knoblab.training.tasks import TrainTask
@@ -267,30 +268,11 @@ def build_logger(tc: TrainConfig, out: Path) -> Any:
     return loggers.WandbLogger(save_dir=str(out), project="knoblab")
 
 
-class _NoCloudTip(logging.Filter):
-    """Drops the line Lightning prints at every Trainer start advertising its cloud logger.
-
-    Why: knoblab trains offline and picks its own loggers (``train.logger``); Lightning
-    has no switch for the line, which it logs at INFO through its rank-zero logger.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
-
-
-def _quiet_lightning_tip() -> None:
-    from lightning_utilities.core import rank_zero
-
-    target = rank_zero.log  # the logger Lightning's rank_zero_info writes to
-    if not any(isinstance(f, _NoCloudTip) for f in target.filters):
-        target.addFilter(_NoCloudTip())
-
-
 def build_trainer(
     tc: TrainConfig, callbacks: list[L.Callback], logger: Any, out: Path
 ) -> L.Trainer:
     """A ``Trainer`` with every ``train.trainer`` key passed through unchanged."""
-    _quiet_lightning_tip()
+    quiet_cloud_tip()  # Lightning's cloud-logger advert: knoblab trains offline
     kwargs = _check_kwargs("train.trainer", tc.trainer, L.Trainer.__init__, _OWNED)
     kwargs.setdefault("accelerator", "cpu")
     _check_accelerator(kwargs["accelerator"])

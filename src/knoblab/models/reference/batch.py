@@ -27,6 +27,7 @@ import torch
 from knoblab.models.reference.config import ReferenceConfig
 from knoblab.models.reference.preprocess import prepare_image
 from knoblab.models.reference.tokenizer import WordTokenizer
+from knoblab.models.reference.vocab import COLORS, SHAPES
 from knoblab.models.tiling import plan_tiling
 
 
@@ -163,8 +164,6 @@ def patch_labels(sample: Any, vi: Any, plan: Any, cfg: ReferenceConfig) -> torch
     objects = (getattr(sample, "metadata", None) or {}).get("objects")
     if not objects:
         return None
-    from knoblab.data.shapes import COLORS, SHAPES
-
     colours = list(COLORS)
     side = cfg.patches_per_side
     pos = vi.positions  # (crops, tpc, 2) patch centres in image coordinates
@@ -188,8 +187,6 @@ def patch_labels(sample: Any, vi: Any, plan: Any, cfg: ReferenceConfig) -> torch
 
 def question_mentions(question: str) -> list[tuple[str | None, str]]:
     """The ``(colour or None, shape)`` objects a shapes-vqa question names, in order."""
-    from knoblab.data.shapes import COLORS, SHAPES
-
     words = question.lower().split()
     out: list[tuple[str | None, str]] = []
     for i, w in enumerate(words):
@@ -206,8 +203,6 @@ def relevance_labels(question: str, labels: torch.Tensor) -> torch.Tensor:
     ``labels`` are the token's patch labels (see ``patch_labels``; -100 for unknown, which
     gives -100 here too).
     """
-    from knoblab.data.shapes import COLORS, SHAPES
-
     colours = list(COLORS)
     out = torch.zeros_like(labels)
     out[labels < 0] = -100

@@ -1,0 +1,66 @@
+"""Lightning privates and undocumented behaviours knoblab relies on (see ``knoblab._compat``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = ["CLOUD_TIP_PREFIX", "quiet_cloud_tip", "set_batch_limit", "uses_distributed_sampler"]
+
+#: How the line Lightning logs at every ``Trainer`` start, advertising its cloud logger, begins.
+CLOUD_TIP_PREFIX = "\N{ELECTRIC LIGHT BULB} Tip:"
+
+
+def uses_distributed_sampler(trainer: Any) -> bool:
+    """The Trainer's ``use_distributed_sampler`` flag.
+
+    Why: Lightning keeps the constructor argument only on the private
+    ``trainer._accelerator_connector``; a data module that shards itself must refuse a
+    Trainer that would also shard its loader.
+    """
+    connector = getattr(trainer, "_accelerator_connector", None)
+    if connector is None or not hasattr(connector, "use_distributed_sampler"):
+        raise RuntimeError(
+            "lightning.Trainer no longer has _accelerator_connector.use_distributed_sampler: "
+            "update knoblab._compat.lightning.uses_distributed_sampler"
+        )
+    return bool(connector.use_distributed_sampler)
+
+
+def set_batch_limit(trainer: Any, attr: str, value: int | float) -> None:
+    """Overwrite ``trainer.limit_train_batches`` / ``trainer.limit_val_batches`` after init.
+
+    Why: chunked loading must make Lightning ignore a user's ``limit_*`` (seed 001: chunk
+    sizes take precedence). Lightning has no setter; its loops read these attributes
+    when they set up their data (after ``*_dataloader()`` is called), so a write from
+    the data module takes effect for that epoch.
+    """
+    if attr not in ("limit_train_batches", "limit_val_batches"):
+        raise ValueError(f"attr={attr!r}: allowed is limit_train_batches or limit_val_batches")
+    if not hasattr(trainer, attr):
+        raise RuntimeError(
+            f"lightning.Trainer no longer has {attr}: update knoblab._compat.lightning.set_batch_limit"
+        )
+    setattr(trainer, attr, value)
+
+
+class _NoCloudTip(logging.Filter):
+    """Drops the line Lightning logs at every Trainer start advertising its cloud logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(CLOUD_TIP_PREFIX)
+
+
+def quiet_cloud_tip() -> None:
+    """Filter Lightning's "💡 Tip: ..." line out of its rank-zero logger (idempotent).
+
+    Why: knoblab trains offline and picks its own loggers; Lightning has no switch for
+    the line, which it logs at INFO through ``lightning_utilities``' rank-zero logger.
+    The filter matches the line's text, so a reworded tip passes through (harmless; the
+    test in tests/_compat says so).
+    """
+    from lightning_utilities.core import rank_zero
+
+    target = rank_zero.log  # the logger Lightning's rank_zero_info writes to
+    if not any(isinstance(f, _NoCloudTip) for f in target.filters):
+        target.addFilter(_NoCloudTip())
