@@ -21,7 +21,6 @@ from typing import Any
 
 from knoblab.records import *  # noqa: F403 - the re-export of the public names
 from knoblab.records import __all__ as _records_all
-from knoblab.records.aggregate import _mode  # noqa: F401 - kept for older imports
 
 #: The packages whose versions go into ``environment.json``.
 PACKAGES: tuple[str, ...] = (
