@@ -39,10 +39,9 @@ RECORD_NAME = re.compile(r"_imgsize(tier-|tokens).*_topk\d+_blocks\d+\.json$")
 NOT_RECORDS = {"environment.json", "sweep.json", "estimator.json", "analysis.json"}
 STAGES = ("T_vision_total", "T_LLM_prefill", "T_LLM_decode")
 PERCENTILES = ("p50", "p95", "p99")
+# top_k / num_active_blocks are knobs a model may lack (a dense model): not required
 REQUIRED_FIELDS = (
     "accuracy",
-    "top_k",
-    "num_active_blocks",
     "target_vision_tokens_mean",
     "actual_vision_tokens_mean",
     "aggregate_stats",
