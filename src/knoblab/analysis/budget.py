@@ -116,7 +116,7 @@ def sample_frame(
     """
     s = res.samples[res.samples["config"].isin(configs["config"])]
     vk = res.vision_knob
-    same = s[s[vk] == knobs[vk]]
+    same = s[s[vk] == knobs[vk]] if vk in knobs else s
     if same.empty:
         raise ConfigError(
             vk,
@@ -128,8 +128,9 @@ def sample_frame(
         input_text_tokens=("input_text_tokens", "mean"), output_tokens=("output_tokens", "median")
     )
     frame = vis.join(base, how="inner").reset_index()
-    frame["top_k"] = knobs["top_k"]
-    frame["num_active_blocks"] = knobs["num_active_blocks"]
+    for k, v in knobs.items():  # any knob set, the model's own names included
+        if k != vk:
+            frame[k] = v
     return frame
 
 

@@ -491,6 +491,9 @@ def _migrate_v1(d: dict[str, Any]) -> dict[str, Any]:
         knobs[name] = {"kind": factor, "values": sorted(seen), "factor": factor}
         ranges[name] = [float(min(seen)), float(max(seen))]
     terms = {s: [[list(f), free] for f, free in t] for s, t in STAGE_TERMS.items()}
+    full = {s: [term_name(f) for f, _ in t] for s, t in STAGE_TERMS.items()}
+    if d.get("features", full) == full:  # else: a v1 file of other terms, refused by load
+        d["features"] = full
     d["space"] = asdict(FeatureSpace(d.get("vision_tokens", "actual"), knobs, ranges, terms))
     d["format_version"] = FORMAT_VERSION
     return d
