@@ -105,7 +105,7 @@ FEATURES: dict[str, list[tuple[str, None, bool]]] = {
 class _Blocks:
     """One stage's rows, compressed per configuration (see the module NOTE)."""
 
-    R: list[np.ndarray]  # per configuration: R of QR([X/scale | y]), (<= p+1) x (p+1)
+    R: np.ndarray  # configurations x (p+1) x (p+1): R of QR([X/scale | y]), zero-padded
     scale: np.ndarray  # column scaling of X (conditioning only: NNLS is scale-invariant)
     median: np.ndarray  # per configuration: its median latency (the weight's scale)
     count: np.ndarray  # per configuration: its number of rows
@@ -121,10 +121,14 @@ def _compress(
     bounds = np.searchsorted(codes[order], np.arange(n + 1))
     Xy = np.column_stack([X / scale, y])[order]
     ref_sorted = ref[order]
-    R, med, cnt = [], np.zeros(n), np.zeros(n, dtype=int)
+    q = Xy.shape[1]
+    # zero rows add nothing to a sum of squares: pad each R to (p+1) x (p+1) and stack
+    R, med, cnt = np.zeros((n, q, q)), np.zeros(n), np.zeros(n, dtype=int)
     for c in range(n):
         rows = Xy[bounds[c] : bounds[c + 1]]
-        R.append(np.linalg.qr(rows, mode="r") if len(rows) else np.zeros((0, Xy.shape[1])))
+        if len(rows):
+            r = np.linalg.qr(rows, mode="r")
+            R[c, : r.shape[0]] = r
         cnt[c] = len(rows)
         med[c] = float(np.median(ref_sorted[bounds[c] : bounds[c + 1]])) if len(rows) else 1.0
     return _Blocks(R, scale, med, cnt, free)
@@ -152,8 +156,7 @@ def _solve(b: _Blocks, use: np.ndarray) -> np.ndarray:
     absmed = np.abs(b.median[use])
     floor = max(_repeated_median(absmed, b.count[use]) * 0.05, 1e-9)
     w = 1.0 / np.maximum(absmed, floor)
-    blocks = [b.R[c] * wc for c, wc in zip(np.flatnonzero(use), w, strict=True)]
-    M = np.vstack(blocks) if blocks else np.zeros((0, p + 1))
+    M = (b.R[use] * w[:, None, None]).reshape(-1, p + 1)
     A = np.column_stack([M[:, :p], -M[:, :p][:, b.free]])
     sol, _ = nnls(A, M[:, p], maxiter=50 * A.shape[1])
     beta = sol[:p].copy()
