@@ -583,6 +583,13 @@ def leave_configurations_out(
     if vision_tokens not in VISION_TOKEN_MODES:
         raise ConfigError("vision_tokens", vision_tokens, f"one of {', '.join(VISION_TOKEN_MODES)}")
     space = space or FeatureSpace.from_samples(samples, knobs, vision_tokens)
+    return _evaluate(samples, space)[0]
+
+
+def _evaluate(
+    samples: pd.DataFrame, space: FeatureSpace
+) -> tuple[Evaluation, dict[str, list[float]]]:
+    """The evaluation, and the fit on every configuration (the same blocks serve both)."""
     blocks, designs, codes, n = _all_blocks(samples, space)
     loco = n >= 3
     method = "leave-one-configuration-out" if loco else "in-sample (fewer than 3 configurations)"
@@ -590,8 +597,10 @@ def leave_configurations_out(
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(n + 1))
     everyone = np.ones(n, dtype=bool)
+    coef_all = {}
     for s in FIT_STAGES:
-        beta_all = None if loco else _solve(blocks[s], everyone)
+        beta_all = _solve(blocks[s], everyone)
+        coef_all[s] = beta_all.tolist()
         for c in range(n):
             rows = order[bounds[c] : bounds[c + 1]]
             if loco:
@@ -613,7 +622,8 @@ def leave_configurations_out(
             rows.append(
                 {"level": level, "target": t, **error_metrics(frame[f"pred_{t}"], frame[t])}
             )
-    return Evaluation(per_config, per_sample, pd.DataFrame(rows), method, band_coverage(per_config))
+    ev = Evaluation(per_config, per_sample, pd.DataFrame(rows), method, band_coverage(per_config))
+    return ev, coef_all
 
 
 def _relative_errors(per_config: pd.DataFrame, target: str) -> np.ndarray:
@@ -689,11 +699,15 @@ def _knob_token_tables(res: SweepResults, space: FeatureSpace) -> dict[str, dict
 
 
 def _fit_only(
-    res: SweepResults, vision_tokens: str, space: FeatureSpace | None = None
+    res: SweepResults,
+    vision_tokens: str,
+    space: FeatureSpace | None = None,
+    coef: dict[str, list[float]] | None = None,
 ) -> LatencyEstimator:
     s, c = res.samples, res.configs
     space = space or FeatureSpace.from_samples(s, res.knobs, vision_tokens)
-    est = LatencyEstimator(fit_coefficients(s, vision_tokens, space=space), vision_tokens, space)
+    coef = coef or fit_coefficients(s, vision_tokens, space=space)
+    est = LatencyEstimator(coef, vision_tokens, space)
     if "tier" in space.knobs:
         for tier in space.knobs["tier"]["values"]:
             sub = c[c["tier"] == tier]
@@ -747,9 +761,11 @@ def fit_and_evaluate(
     res: SweepResults, vision_tokens: str = "actual"
 ) -> tuple[LatencyEstimator, Evaluation]:
     """The fitted estimator and its leave-configurations-out evaluation."""
+    if vision_tokens not in VISION_TOKEN_MODES:
+        raise ConfigError("vision_tokens", vision_tokens, f"one of {', '.join(VISION_TOKEN_MODES)}")
     space = FeatureSpace.from_samples(res.samples, res.knobs, vision_tokens)
-    est = _fit_only(res, vision_tokens, space)
-    ev = leave_configurations_out(res.samples, vision_tokens, space=space)
+    ev, coef = _evaluate(res.samples, space)
+    est = _fit_only(res, vision_tokens, space, coef)
     pc = ev.per_config
     for t in TARGETS:
         rel = _relative_errors(pc, t)
