@@ -15,10 +15,11 @@ one intra-op thread on CPU (the cpu preset). The profiler settings are those of
 
 Rounds are interleaved: each round runs the three modes in a seeded random order, so
 load that comes and goes hits all of them alike; each round gives a paired ratio
-(mode / none), and the table reports the median over rounds with the range. Two
-figures per mode: the inference time inside the profiler (what a latency read off a
-profiled run would be inflated by), and the whole profiled pass including the
-profiler's start, stop and ``key_averages`` (what a deep-profile run costs).
+(mode / none), and the table reports the median over rounds with the range. Per mode:
+the inference time inside the profiler (what a latency read off a profiled run would
+be inflated by), as wall time and as this process's CPU time (which other processes'
+load barely moves), and the whole profiled pass including the profiler's start, stop
+and ``key_averages`` (what a deep-profile run costs).
 
     python benchmarks/bench_profiler_overhead.py                    # 8 samples, 9 rounds, CPU
     python benchmarks/bench_profiler_overhead.py --device cuda --samples 16
@@ -71,18 +72,18 @@ def _profiler(mode: str, cuda: bool) -> Iterator[Any]:
 
 def one_pass(
     adapter: Any, prepared: list[Any], mode: str, max_new: int, cuda: bool, sync: Any
-) -> tuple[float, float]:
-    """(inference seconds inside the profiler, whole pass seconds incl. start/stop/table)."""
+) -> tuple[float, float, float]:
+    """Seconds: inference inside the profiler (wall, CPU), whole pass incl. start/stop/table."""
     t0 = time.perf_counter()
     with _profiler(mode, cuda) as prof:
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         for p in prepared:
             _stages(adapter, p, max_new, mode != "none", sync)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
     if prof is not None:
         prof.key_averages()  # deep-profile's operator table needs it
     t3 = time.perf_counter()
-    return t2 - t1, t3 - t0
+    return t2 - t1, c2 - c1, t3 - t0
 
 
 def main() -> None:
@@ -114,15 +115,14 @@ def main() -> None:
     prepared = [adapter.preprocess(ds[i]) for i in range(args.samples)]
     for mode in MODES:  # warm up every path once (allocator, profiler init, kineto)
         one_pass(adapter, prepared[:2], mode, args.max_new_tokens, cuda, sync)
-    times: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
+    times: dict[str, list[tuple[float, float, float]]] = {m: [] for m in MODES}
     order = random.Random(args.seed)
     for _ in range(args.rounds):
         modes = list(MODES)
         order.shuffle(modes)
         for mode in modes:
             times[mode].append(one_pass(adapter, prepared, mode, args.max_new_tokens, cuda, sync))
-    base = np.array([t for t, _ in times["none"]])
-    base_all = np.array([w for _, w in times["none"]])
+    base, base_cpu, base_all = (np.array(col) for col in zip(*times["none"], strict=True))
     device = torch.cuda.get_device_name() if cuda else "CPU, 1 thread"
     t = Table(
         title=(
@@ -136,18 +136,19 @@ def main() -> None:
         "inference ms / sample",
         "inference vs none",
         "range over rounds",
+        "CPU time vs none",
         "whole pass vs none",
     ):
         t.add_column(col, justify="left" if col == "mode" else "right")
     for mode in MODES:
-        inf = np.array([a for a, _ in times[mode]])
-        whole = np.array([w for _, w in times[mode]])
-        r, rw = inf / base, whole / base_all
+        inf, cpu, whole = (np.array(col) for col in zip(*times[mode], strict=True))
+        r, rc, rw = inf / base, cpu / base_cpu, whole / base_all
         t.add_row(
             mode if mode == "none" else f"deep.mode={mode}",
             f"{np.median(inf) / args.samples * 1e3:.2f}",
             f"{np.median(r):.3f}",
             f"{r.min():.3f}-{r.max():.3f}",
+            f"{np.median(rc):.3f}",
             f"{np.median(rw):.3f}",
         )
     con.print(t)
