@@ -208,6 +208,10 @@ def test_dense_sweep_with_only_vision_tokens_varying(dense_dir: Path, capsys) ->
     assert ev.method == "leave-one-configuration-out" and len(ev.per_config) == 4
     p = est.predict(vision_tokens=24)
     assert 0 < p.value["T_total"] < np.inf and not p.extrapolated
+    # target-token mode: V is the target count itself, inside the sweep's 8..48
+    tgt = fit_estimator(res, vision_tokens="target", evaluate=False)
+    assert tgt.predict(vision_tokens=24).inputs["vision_tokens"] == 24.0
+    assert tgt.predict(vision_tokens=96).extrapolated[0].startswith("vision_tokens=96 (96 target")
     assert est.allowed_keys() == ["vision_tokens", "input_text_tokens", "output_tokens"]
     code = main(["estimate", "vision_tokens=16", "top_k=2", "--results", str(dense_dir)])
     err = capsys.readouterr().err.strip()
