@@ -683,17 +683,9 @@ def _knob_token_tables(res: SweepResults, space: FeatureSpace) -> dict[str, dict
             for mode in ("target", "actual"):
                 table[mode].append(float(sub[f"{mode}_vision_tokens_mean"].mean()))
         means = np.asarray(table["actual"], dtype=float)
-        if (
-            np.nanmin(means) > 0
-            and np.nanmax(means) / np.nanmin(means) > 1.05
-            and info["kind"] == "numeric"
-        ):
-            out[name] = table
-        elif (
-            info["kind"] == "categorical"
-            and np.nanmin(means) > 0
-            and np.nanmax(means) / np.nanmin(means) > 1.05
-        ):
+        # a knob sets the vision tokens when its values' mean tokens differ by > 5%
+        # (top_k-like knobs crossed with a vision knob have equal means at every value)
+        if np.nanmin(means) > 0 and np.nanmax(means) / np.nanmin(means) > 1.05:
             out[name] = table
     return out
 
