@@ -407,3 +407,16 @@ def test_estimator_json_roundtrip_and_v1_migration(reference_dir: Path, tmp_path
     )
     assert p.value["T_total"] == pytest.approx(want)
     assert p.extrapolated == ["top_k=8 outside the sweep's 2..4"]
+
+
+def test_records_without_vision_tokens_fit(dense_dir: Path) -> None:
+    # a text-only model's records carry no vision-token counts: they count as 0
+    res = load_results(dense_dir)
+    res.samples = res.samples.drop(columns=["target_vision_tokens", "actual_vision_tokens"])
+    res.configs = res.configs.drop(
+        columns=["target_vision_tokens_mean", "actual_vision_tokens_mean"]
+    )
+    est, ev = fit_and_evaluate(res)
+    assert est.feature_names()["T_vision_total"] == ["1"]  # V is 0 everywhere: the V terms go
+    assert np.isfinite(ev.metrics["MAPE"]).all()
+    assert est.predict(vision_tokens=16).value["T_total"] > 0

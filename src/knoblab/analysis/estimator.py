@@ -669,6 +669,14 @@ def fit_estimator(
     return fit_and_evaluate(res, vision_tokens)[0] if evaluate else _fit_only(res, vision_tokens)
 
 
+def _mean(frame: pd.DataFrame, column: str) -> float:
+    """A column's mean, 0.0 when the records lack it (no vision tokens: a text-only model)."""
+    if column not in frame:
+        return 0.0
+    m = pd.to_numeric(frame[column], errors="coerce").mean()
+    return float(m) if np.isfinite(m) else 0.0
+
+
 def _knob_token_tables(res: SweepResults, space: FeatureSpace) -> dict[str, dict[str, Any]]:
     """Mean target/actual vision tokens per value of each knob whose values set them."""
     c = res.configs
@@ -681,7 +689,7 @@ def _knob_token_tables(res: SweepResults, space: FeatureSpace) -> dict[str, dict
             sub = c[c[name].astype(str) == str(val)]
             table["values"].append(val)
             for mode in ("target", "actual"):
-                table[mode].append(float(sub[f"{mode}_vision_tokens_mean"].mean()))
+                table[mode].append(_mean(sub, f"{mode}_vision_tokens_mean"))
         means = np.asarray(table["actual"], dtype=float)
         # a knob sets the vision tokens when its values' mean tokens differ by > 5%
         # (top_k-like knobs crossed with a vision knob have equal means at every value)
@@ -704,14 +712,14 @@ def _fit_only(
         for tier in space.knobs["tier"]["values"]:
             sub = c[c["tier"] == tier]
             est.tier_tokens[str(tier)] = {
-                "target": float(sub["target_vision_tokens_mean"].mean()),
-                "actual": float(sub["actual_vision_tokens_mean"].mean()),
+                "target": _mean(sub, "target_vision_tokens_mean"),
+                "actual": _mean(sub, "actual_vision_tokens_mean"),
             }
     est.knob_tokens = _knob_token_tables(res, space)
-    tgt = float(s["target_vision_tokens"].mean())
-    est.token_ratio = float(s["actual_vision_tokens"].mean()) / tgt if tgt > 0 else 1.0
+    tgt = _mean(s, "target_vision_tokens")
+    est.token_ratio = _mean(s, "actual_vision_tokens") / tgt if tgt > 0 else 1.0
     est.defaults = {
-        "vision_tokens": float(s[f"{vision_tokens}_vision_tokens"].mean()),
+        "vision_tokens": _mean(s, f"{vision_tokens}_vision_tokens"),
         "input_text_tokens": float(s["input_text_tokens"].mean()),
         "output_tokens": float(s["output_tokens"].mean()),
     }

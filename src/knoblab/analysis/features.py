@@ -180,11 +180,19 @@ class FeatureSpace:
         held it constant (a missing varied knob raises KeyError).
         """
 
-        def arr(name: str) -> np.ndarray:
-            return np.atleast_1d(np.asarray(frame[name], dtype=float))
+        rows = (
+            len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values()), []))
+        )
 
-        v = arr(f"{self.vision_tokens}_vision_tokens")
-        t, o = arr("input_text_tokens"), arr("output_tokens")
+        def arr(name: str, missing: float) -> np.ndarray:
+            # NOTE: a token count a record lacks (a text-only model has no vision tokens)
+            # counts as ``missing``: 0 vision or text tokens, 1 output token
+            if name not in frame:
+                return np.full(rows, missing)
+            return np.nan_to_num(np.atleast_1d(np.asarray(frame[name], dtype=float)), nan=missing)
+
+        v = arr(f"{self.vision_tokens}_vision_tokens", 0.0)
+        t, o = arr("input_text_tokens", 0.0), arr("output_tokens", 1.0)
         x = {"V": v, "T": t, "N": v + t, "O": o, "D": np.maximum(o - 1.0, 0.0)}
         n = len(v)
         for name, info in self.knobs.items():
