@@ -147,6 +147,52 @@ def _check(path: Path, sweeps: dict[Path, dict[str, Any] | None]) -> tuple[Any, 
     return rec, None
 
 
+def _numbers(values: list[Any]) -> np.ndarray:
+    """Floats (None -> NaN); anything unparsable becomes NaN, as pd.to_numeric(coerce)."""
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
+
+
+#: The per-sample columns the analysis reads, in order.
+SAMPLE_COLUMNS = ("sample_id", *TOKEN_COLUMNS, *STAGES, "T_total", "accuracy")
+
+
+def _sample_columns(rows: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+    """(the used columns over all rows, which rows are usable, why some are not or "").
+
+    A row is usable when it carries no ``error``, its ``status`` is ``ok`` and every
+    required field is a number (``sample_id``: present). Column by column, not row by
+    row: per-row checks were most of the reading time of a 500 x 1000 sweep
+    (``benchmarks/bench_analyze_scale.py``).
+    """
+    data: dict[str, np.ndarray] = {
+        "sample_id": np.array([r.get("sample_id") for r in rows], dtype=object)
+    }
+    data |= {c: _numbers([r.get(c) for r in rows]) for c in SAMPLE_COLUMNS[1:]}
+    failed = np.array(
+        [bool(r.get("error")) or r.get("status", "ok") != "ok" for r in rows], dtype=bool
+    )
+    missing = {
+        f: (
+            np.array([v is None for v in data[f]], dtype=bool)
+            if f == "sample_id"
+            else np.isnan(data[f])
+        )
+        for f in REQUIRED_SAMPLE_FIELDS
+    }
+    usable = ~failed
+    for m in missing.values():
+        usable &= ~m
+    if usable.all():
+        return data, usable, ""
+    if failed.any():
+        return data, usable, "failed samples"
+    names = sorted(f for f, m in missing.items() if (m & ~failed).any())
+    return data, usable, f"missing {', '.join(names)}"
+
+
 def _read_one(
     path: Path, rel: str, sweeps: dict[Path, dict[str, Any] | None]
 ) -> tuple[dict[str, Any] | None, pd.DataFrame | None, str | None, list[str]]:
@@ -162,34 +208,24 @@ def _read_one(
         return None, None, "lists no knobs (knobs is empty)", []
     notes: list[str] = []
     rows = rec["per_sample_results"]
-    good = [
-        r
-        for r in rows
-        if not r.get("error")
-        and r.get("status", "ok") == "ok"
-        and all(r.get(f) is not None for f in REQUIRED_SAMPLE_FIELDS)
-    ]
-    if len(good) < len(rows):
-        bad = [r for r in rows if r not in good]
-        missing_s = sorted({f for r in bad for f in REQUIRED_SAMPLE_FIELDS if r.get(f) is None})
-        failed = any(r.get("error") or r.get("status", "ok") != "ok" for r in bad)
-        why = "failed samples" if failed else f"missing {', '.join(missing_s)}"
-        notes.append(f"{rel}: dropped {len(bad)} of {len(rows)} sample rows ({why})")
-    if not good:
+    data, usable, why = _sample_columns(rows)
+    if why:
+        notes.append(f"{rel}: dropped {int((~usable).sum())} of {len(rows)} sample rows ({why})")
+    if not usable.any():
         return None, None, "no valid per-sample rows", notes
-    df = pd.DataFrame(good)
-    cols = ["sample_id", *TOKEN_COLUMNS, *STAGES, "T_total", "accuracy"]
-    df = df.reindex(columns=cols)
-    for c in cols[1:]:
-        df[c] = pd.to_numeric(df[c], errors="coerce")
+    n = int(usable.sum())
+    # a list for the ids, so that pandas infers their type (int64 for the runner's ids)
+    df = pd.DataFrame(
+        {c: (list(v[usable]) if c == "sample_id" else v[usable]) for c, v in data.items()}
+    )
     row = _config_row(path, rel, rec, knobs, df, len(rows))
     computed = _percentiles(row, rec.get("aggregate_stats") or {}, df)
     if computed:
         more = " ..." if len(computed) > 4 else ""
         notes.append(f"{rel}: {', '.join(computed[:4])}{more} computed from samples")
-    df.insert(0, "config", path.stem)
+    df.insert(0, "config", [path.stem] * n)
     for k, v in knobs.items():
-        df[k] = v
+        df[k] = [v] * n
     return row, df, None, notes
 
 

@@ -23,6 +23,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 STAGE_COLORS = {"vision": "#4C72B0", "prefill": "#DD8452", "decode": "#55A868", "other": "#B0B0B0"}
+# Large sweeps (500 configurations x 1000 samples): a figure shows at most this many
+# sample points (a seeded subsample, said in the title), labels and bars; drawing
+# 500k points or 500 labels took minutes and shows nothing more.
+MAX_POINTS = 4000
+MAX_LABELS = 40
+MAX_BARS = 60
+MAX_LEGEND = 12
+
+
+def _subsample(frame: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
+    """At most ``n`` rows, a seeded random subset (the same on every run)."""
+    return frame if len(frame) <= n else frame.sample(n=n, random_state=0)
 
 
 def _group_order(group: str) -> list[tuple[int, Any]]:
@@ -56,7 +68,8 @@ def pareto_figure(front: pd.DataFrame, percentile: str, title: str = "") -> Figu
         label="Pareto front",
         zorder=4,
     )
-    for _, r in front.iterrows():
+    labelled = front if len(front) <= MAX_LABELS else front[front["on_front"]]
+    for _, r in labelled.iterrows():
         ax.annotate(
             str(r["label"]),
             (r["latency"], r["accuracy"]),
@@ -114,7 +127,14 @@ def coupling_figure(front: pd.DataFrame, knobs: list[str], percentile: str) -> F
 
 
 def stage_bars_figure(shares: pd.DataFrame) -> Figure:
-    """Stacked horizontal bars of mean stage latency per configuration (fastest at the top)."""
+    """Stacked horizontal bars of mean stage latency per configuration (fastest at the top).
+
+    NOTE: of more than ``MAX_BARS`` configurations, evenly spaced ones in the table's
+    order are drawn (the fastest and the slowest among them), and the title says so.
+    """
+    total = len(shares)
+    if total > MAX_BARS:
+        shares = shares.iloc[np.unique(np.linspace(0, total - 1, MAX_BARS).round().astype(int))]
     n = len(shares)
     fig = Figure(figsize=(8, max(2.5, 0.28 * n + 1.2)), layout="tight")
     ax = fig.add_subplot()
@@ -132,7 +152,8 @@ def stage_bars_figure(shares: pd.DataFrame) -> Figure:
         left += v
     ax.set_yticks(y, shares["label"], fontsize=7)
     ax.set_xlabel("mean latency (ms)")
-    ax.set_title("Stage decomposition of T_total per configuration")
+    shown = f" ({n} of {total}, evenly spaced)" if n < total else ""
+    ax.set_title(f"Stage decomposition of T_total per configuration{shown}")
     ax.legend(loc="upper right", fontsize=8)  # the fastest (shortest) bars are at the top
     ax.grid(axis="x", alpha=0.3)
     return fig
@@ -145,29 +166,37 @@ def scaling_figure(data: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     panels += (("decode", "T_LLM_decode", "output_tokens", "output tokens"),)
     groups = sorted(data["group"].unique(), key=_group_order)
     colors = {g: c for g, c in zip(groups, _palette(len(groups)), strict=True)}
+    shown = _subsample(data)
+    legend = len(groups) <= MAX_LEGEND
     for i, (stage, col, x, xlabel) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
+        # one scatter call for all groups: a call per group cost seconds with 100+ groups
+        ax.scatter(shown[x], shown[col], s=6, alpha=0.35, c=[colors[g] for g in shown["group"]])
+        span = data.groupby("group")[x].agg(["min", "max"])
+        drew = False
         for g in groups:
-            d = data[data["group"] == g]
-            ax.scatter(d[x], d[col], s=6, alpha=0.35, color=colors[g])
+            lo, hi = span.loc[g, "min"], span.loc[g, "max"]
             f = fits[(fits["stage"] == stage) & (fits["group"] == g)]
             if len(f) and np.isfinite(f.iloc[0]["slope"]):
                 r = f.iloc[0]
-                xs = np.linspace(d[x].min(), d[x].max(), 2)
+                xs = np.linspace(lo, hi, 2)
+                drew = True
                 ax.plot(
                     xs,
                     r["slope"] * xs + r["intercept"],
                     color=colors[g],
                     lw=1.5,
-                    label=f"{g}: R²={r['r2']:.3f}",
+                    label=f"{g}: R²={r['r2']:.3f}" if legend else None,
                 )
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{col} (ms)")
-        ax.set_title(f"{stage} scaling, least-squares fit per knob group")
+        pts = f"; {len(shown)} of {len(data)} samples shown" if len(shown) < len(data) else ""
+        title = f"{stage} scaling, least-squares fit per knob group{pts}"
+        ax.set_title(title if legend else f"{title}\n{len(groups)} groups (no legend)", fontsize=9)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
+        if drew and legend:
             ax.legend(fontsize=6, loc="upper left")
-        else:  # e.g. every answer had the same length: nothing to fit against
+        elif not drew:  # e.g. every answer had the same length: nothing to fit against
             ax.text(
                 0.5,
                 0.95,
@@ -183,11 +212,10 @@ def parity_figure(per_sample: pd.DataFrame, per_config: pd.DataFrame, method: st
     """Predicted vs measured latency for held-out samples (dots) and configurations (diamonds)."""
     targets = ("T_vision_total", "T_LLM_prefill", "T_LLM_decode", "T_total")
     fig = Figure(figsize=(16, 4.2), layout="tight")
+    shown = _subsample(per_sample)
     for i, t in enumerate(targets):
         ax = fig.add_subplot(1, 4, i + 1)
-        ax.scatter(
-            per_sample[t], per_sample[f"pred_{t}"], s=5, alpha=0.3, c="#4C72B0", label="samples"
-        )
+        ax.scatter(shown[t], shown[f"pred_{t}"], s=5, alpha=0.3, c="#4C72B0", label="samples")
         ax.scatter(
             per_config[t],
             per_config[f"pred_{t}"],
@@ -209,7 +237,10 @@ def parity_figure(per_sample: pd.DataFrame, per_config: pd.DataFrame, method: st
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"Estimator parity ({method})", fontsize=11)
+    pts = (
+        f"; {len(shown)} of {len(per_sample)} samples shown" if len(shown) < len(per_sample) else ""
+    )
+    fig.suptitle(f"Estimator parity ({method}{pts})", fontsize=11)
     return fig
 
 

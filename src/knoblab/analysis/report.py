@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from knoblab.analysis import operators, plots
-from knoblab.analysis.estimator import FEATURES, _jsonable
+from knoblab.analysis.estimator import _jsonable
 
 if TYPE_CHECKING:
     from knoblab.analysis.analyze import Analysis
@@ -281,8 +281,9 @@ def _intro(a: Analysis) -> list[tuple[str, str]]:
     ]
 
 
-def _features_text() -> list[str]:
-    return [f"{s}: {', '.join(n for n, _, _ in feats)}" for s, feats in FEATURES.items()]
+def _features_text(a: Analysis) -> list[str]:
+    names = a.estimator.feature_names() if a.estimator is not None else {}
+    return [f"{s}: {', '.join(n)}" for s, n in names.items()]
 
 
 def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
@@ -352,7 +353,7 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
             "Features per stage:",
             "",
         ]
-        L += [f"- {line}" for line in _features_text()]
+        L += [f"- {line}" for line in _features_text(a)]
         L += ["", f"Uncertainty band: {a.estimator.band_source}. Saved as `estimator.json`."]
     return "\n".join(L) + "\n"
 
@@ -426,7 +427,7 @@ def _html(a: Analysis, t: dict[str, Any], figs: dict[str, Any], pngs: dict[str, 
         B += [_img("parity", pngs["parity"], "estimator parity"), _html_table(t["metrics"], 2)]
         B += [
             "<p>Features per stage:</p><ul>"
-            + "".join(f"<li><code>{esc(x)}</code></li>" for x in _features_text())
+            + "".join(f"<li><code>{esc(x)}</code></li>" for x in _features_text(a))
             + "</ul>"
         ]
         B += [

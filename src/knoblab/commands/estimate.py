@@ -1,12 +1,16 @@
 """``knoblab estimate``: predict the latency of a configuration, measured or not, with a band.
 
     knoblab estimate tier=high top_k=4 num_active_blocks=12 [input_text_tokens=20] [output_tokens=4]
-                     [vision_tokens=1008] [--estimator PATH | --results DIR] [--json]
+                     [vision_tokens=1008] [KNOB=VALUE ...] [--estimator PATH | --results DIR] [--json]
 
 The estimator is an ``estimator.json`` written by ``knoblab analyze`` (``--estimator``),
-or fitted on the spot from a results directory (``--results``). A tier becomes the
-mean vision tokens that the sweep's records show for it; tokens not given take the
-sweep's means. The work is ``LatencyEstimator.predict``.
+or fitted on the spot from a results directory (``--results``). The knobs are those of
+the sweep it was fitted on (``top_k=4 num_active_blocks=12`` for the reference model, a
+user adapter's own names for its knobs); a knob the sweep varied is required, one it held
+constant defaults to its value, and an unknown name is a one-line error listing the
+allowed keys. A tier becomes the mean vision tokens that the sweep's records show for
+it; tokens not given take the sweep's means. Every input outside what the sweep measured
+is listed as an extrapolation. The work is ``LatencyEstimator.predict``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from knoblab.errors import ConfigError, UnknownKeyError
 
-KEYS = ("tier", "vision_tokens", "top_k", "num_active_blocks", "input_text_tokens", "output_tokens")
+TOKEN_KEYS = ("vision_tokens", "input_text_tokens", "output_tokens")
 FLAGS = ("--estimator", "--results", "--json")
 USAGE = __doc__.split("\n\n")[1].strip() if __doc__ else ""
 #: Shown by ``--help``; tests/commands/test_help_examples.py runs each one on a tiny sweep.
@@ -63,9 +67,9 @@ def _number(key: str, text: str, integer: bool) -> float | int:
     return int(v) if integer else v
 
 
-def parse_argv(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(knob settings, flags)."""
-    knobs: dict[str, Any] = {}
+def parse_argv(argv: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """(``key=value`` settings as text, flags); values are typed by :func:`typed_knobs`."""
+    knobs: dict[str, str] = {}
     flags: dict[str, Any] = {}
     i = 0
     while i < len(argv):
@@ -83,18 +87,11 @@ def parse_argv(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
                 flags[name[2:]] = val
         elif a.startswith("-"):
             raise UnknownKeyError("flag", a, FLAGS)
-        elif not eq:
-            raise ConfigError("argument", a, f"key=value with key one of {', '.join(KEYS)}")
-        elif name not in KEYS:
-            raise UnknownKeyError(name, val, KEYS)
-        elif name == "tier":
-            knobs["tier"] = val
+        elif not eq or not name:
+            raise ConfigError("argument", a, "key=value (tier=high, top_k=4, output_tokens=8, ...)")
         else:
-            knobs[name] = _number(name, val, integer=name in ("top_k", "num_active_blocks"))
+            knobs[name] = val
         i += 1
-    for k in ("top_k", "num_active_blocks"):
-        if k not in knobs:
-            raise ConfigError(k, None, "an integer >= 1 (required)")
     if "tier" in knobs and "vision_tokens" in knobs:
         raise ConfigError(
             "vision_tokens", knobs["vision_tokens"], "unset when tier is given (one of the two)"
@@ -104,6 +101,34 @@ def parse_argv(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
             "--results", flags["results"], "unset when --estimator is given (one of the two)"
         )
     return knobs, flags
+
+
+def typed_knobs(est: Any, text: dict[str, str]) -> dict[str, Any]:
+    """The settings typed for this estimator: numbers for tokens and numeric knobs.
+
+    Raises:
+        UnknownKeyError: a key the estimator does not know (the message lists them).
+        ConfigError: a value that is not a number where one is needed.
+    """
+    allowed = est.allowed_keys()
+    out: dict[str, Any] = {}
+    for key, val in text.items():
+        if key not in allowed:
+            raise UnknownKeyError(key, val, allowed)
+        kind = est.space.knobs.get(key, {}).get("kind") if key not in TOKEN_KEYS else "token"
+        if key == "tier" or kind == "categorical":
+            out[key] = val
+        elif kind in ("k", "B"):
+            out[key] = _number(key, val, integer=True)
+        elif kind == "numeric":
+            try:
+                num = float(val)
+            except ValueError:
+                raise ConfigError(key, val, "a number") from None
+            out[key] = int(num) if num.is_integer() else num
+        else:
+            out[key] = _number(key, val, integer=False)
+    return out
 
 
 def load_estimator(flags: dict[str, Any]) -> Any:
@@ -129,27 +154,28 @@ def main(argv: list[str]) -> int:
         print()
         print(ARGUMENTS)
         return 0
-    knobs, flags = parse_argv(argv)
+    text, flags = parse_argv(argv)
     est = load_estimator(flags)
-    if "tier" not in knobs and "vision_tokens" not in knobs:
-        raise ConfigError(
-            "tier",
-            None,
-            f"tier=<{'|'.join(est.tier_tokens) or 'name'}> or vision_tokens=<target tokens>",
-        )
+    knobs = typed_knobs(est, text)
     pred = est.predict(**knobs)
     if flags.get("json"):
         out = {"value": pred.value, "low": pred.low, "high": pred.high, "inputs": pred.inputs}
         out |= {"band_source": pred.band_source, "extrapolated": pred.extrapolated, "knobs": knobs}
-        print(json.dumps(out, indent=1))
+        print(json.dumps(out, indent=1, default=str))
         return 0
+    print_prediction(est, pred, knobs)
+    return 0
+
+
+def print_prediction(est: Any, pred: Any, knobs: dict[str, Any]) -> None:
+    """The prediction as a rich table, its inputs, band source and extrapolation flags."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     con = Console()
     setting = " ".join(f"{k}={v}" for k, v in knobs.items())
-    t = Table(title=f"Predicted latency (ms): {setting}", title_justify="left")
+    t = Table(title=f"Predicted latency (ms): {escape(setting)}", title_justify="left")
     for col in ("stage", "predicted", "band low", "band high"):
         t.add_column(col, justify="left" if col == "stage" else "right")
     for k, v in pred.value.items():
@@ -164,4 +190,3 @@ def main(argv: list[str]) -> int:
     con.print(f"[dim]band: {escape(pred.band_source)}[/dim]", highlight=False)
     for w in pred.extrapolated:
         con.print(f"[yellow]extrapolating:[/yellow] {escape(w)}", highlight=False)
-    return 0
