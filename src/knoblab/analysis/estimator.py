@@ -468,16 +468,64 @@ class LatencyEstimator:
             raise CheckpointError(
                 f"estimator format_version={d.get('format_version')!r} in {p}: allowed is 1 or {FORMAT_VERSION}"
             )
+        _check_fields(d, p)
         names = {f.name for f in cls.__dataclass_fields__.values()}
         kwargs = {k: v for k, v in d.items() if k in names}
         kwargs["band"] = {k: tuple(v) for k, v in kwargs.get("band", {}).items()}
-        kwargs["space"] = FeatureSpace(**kwargs.get("space", {}))
-        est = cls(**kwargs)
-        if d.get("features") != est.feature_names():
+        try:
+            kwargs["space"] = FeatureSpace(**kwargs.get("space", {}))
+            est = cls(**kwargs)
+            listed = est.feature_names()
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise CheckpointError(
+                f"estimator={str(p)!r} is damaged ({type(exc).__name__}: {str(exc)[:80]}): "
+                "allowed is an estimator.json written by knoblab analyze; refit it"
+            ) from None
+        if d.get("features") != listed:
             raise CheckpointError(
                 f"estimator={str(p)!r} has coefficients for other terms than it lists: refit it"
             )
         return est
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+#: The fields of estimator.json whose type ``load`` checks: (field, what it must be).
+_FIELD_KINDS = (
+    ("coef", "a mapping of stage -> list of numbers"),
+    ("band", "a mapping of stage -> [low, high] numbers"),
+    ("tail_factor", "a mapping of stage -> number"),
+    ("defaults", "a mapping of name -> number"),
+    ("space", "a mapping (the feature space)"),
+)
+
+
+def _field_ok(name: str, v: Any) -> bool:
+    if not isinstance(v, dict):
+        return False
+    if name == "coef":
+        return all(isinstance(c, list) and all(map(_is_number, c)) for c in v.values())
+    if name == "band":
+        return all(
+            isinstance(b, list) and len(b) == 2 and all(map(_is_number, b)) for b in v.values()
+        )
+    if name in ("tail_factor", "defaults"):
+        return all(map(_is_number, v.values()))
+    return True
+
+
+def _check_fields(d: Mapping[str, Any], path: Path) -> None:
+    """One line naming the file and the first field of the wrong type (a tampered file)."""
+    for name, allowed in _FIELD_KINDS:
+        if name == "coef" and name not in d:
+            raise CheckpointError(f"estimator={str(path)!r}: field coef is missing: refit it")
+        if name in d and not _field_ok(name, d[name]):
+            raise CheckpointError(
+                f"estimator={str(path)!r}: field {name} is {type(d[name]).__name__} "
+                f"{str(d[name])[:40]!r}: allowed is {allowed}"
+            )
 
 
 def _migrate_v1(d: dict[str, Any]) -> dict[str, Any]:

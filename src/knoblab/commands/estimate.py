@@ -33,8 +33,11 @@ ARGUMENTS = """\
 Config groups: none (estimate reads no Hydra config; its key=value are knob settings)
 
 Knob settings (key=value):
-  top_k=K                 MoE experts per token, an integer >= 1 (required)
-  num_active_blocks=N     active transformer blocks, 1..the model's blocks (required)
+  top_k=K                 MoE experts per token, an integer >= 1 (when the sweep had it)
+  num_active_blocks=N     active transformer blocks, 1..the model's blocks (when the sweep had it)
+                          Any knob of the fitted sweep works the same way, a user adapter's own
+                          names included: one the sweep varied is required, one it held
+                          constant defaults to that value
   tier=NAME               a vision tier measured in the sweep (the reference model: low, medium,
                           high); it stands for the mean vision tokens the sweep's records show
   vision_tokens=T         target vision tokens instead of a tier (give one of the two); mapped to
