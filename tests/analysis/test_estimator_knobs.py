@@ -420,3 +420,40 @@ def test_records_without_vision_tokens_fit(dense_dir: Path) -> None:
     assert est.feature_names()["T_vision_total"] == ["1"]  # V is 0 everywhere: the V terms go
     assert np.isfinite(ev.metrics["MAPE"]).all()
     assert est.predict(vision_tokens=16).value["T_total"] > 0
+
+
+class _CappedAdapter(KnobAdapter):
+    """A processor that caps the actual vision tokens at 20 whatever the target (as the
+    tiny Qwen2.5-VL checkpoint's pixel budget does: target 64 gives 14-18 tokens)."""
+
+    def preprocess(self, sample: Sample) -> Prepared:
+        v = min(self._tokens() + sample.sample_id % 3, 20)
+        return Prepared(sample, 4 + sample.sample_id % 5, v, v, target_vision_tokens=self._tokens())
+
+
+def test_a_measured_target_reads_its_own_actual_tokens(tmp_path: Path) -> None:
+    cfg = {
+        "dataset": {"name": "mine", "sampling": {"num_samples_per_epoch": None, "seed": 0}},
+        "knobs": {"vision_tokens": [8, 16, 48]},
+        "design": {"name": "full"},
+        "run": {"output_dir": str(tmp_path), "warmup_runs": 0, "progress": False},
+    }
+    out = run_sweep(
+        cfg, adapter=_CappedAdapter("vision_tokens"), dataset=ListDataset.synthetic(6, name="mine")
+    ).out_dir
+    res = load_results(out)
+    est = fit_estimator(res, evaluate=False)
+    c = res.configs.set_index("vision_tokens")
+    for target in (8, 16, 48):  # measured: its own mean actual tokens, never a flag
+        p = est.predict(vision_tokens=target)
+        assert p.inputs["vision_tokens"] == pytest.approx(
+            c.loc[target, "actual_vision_tokens_mean"]
+        )
+        assert p.extrapolated == []
+    # between two measured targets: linear in the measured means, still inside the sweep
+    mid = est.predict(vision_tokens=32)
+    lo, hi = c.loc[16, "actual_vision_tokens_mean"], c.loc[48, "actual_vision_tokens_mean"]
+    assert mid.inputs["vision_tokens"] == pytest.approx(lo + (hi - lo) * (32 - 16) / 32)
+    assert mid.extrapolated == []
+    # beyond the largest target: the sweep's actual/target ratio, flagged
+    assert est.predict(vision_tokens=96).extrapolated[0].startswith("vision_tokens=96")

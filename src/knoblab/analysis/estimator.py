@@ -295,7 +295,14 @@ class LatencyEstimator:
             return float(self.tier_tokens[tier][self.vision_tokens])
         if vision_tokens is None:
             raise ConfigError("tier", None, "a tier or vision_tokens=<target tokens>")
-        # NOTE: target tokens -> actual tokens by the sweep's mean actual/target ratio
+        table = self.knob_tokens.get("vision_tokens")
+        if table and self.vision_tokens == "actual":
+            xs = [float(x) for x in table["values"]]
+            if min(xs) <= float(vision_tokens) <= max(xs):
+                # a measured target reads its own mean actual tokens (a processor can cap
+                # them far below the target); between two measured targets, linearly
+                return _interp_tokens(table, vision_tokens, "actual")
+        # NOTE: outside them, target -> actual tokens by the sweep's mean actual/target ratio
         return float(vision_tokens) * (self.token_ratio if self.vision_tokens == "actual" else 1.0)
 
     def predict(
@@ -730,7 +737,10 @@ def _knob_token_tables(res: SweepResults, space: FeatureSpace) -> dict[str, dict
     c = res.configs
     out: dict[str, dict[str, Any]] = {}
     for name, info in space.knobs.items():
-        if info["kind"] in ("vision", "k", "B") or name not in c or len(info["values"]) < 2:
+        target_knob = name == "vision_tokens"  # its values are targets: always tabled
+        if name not in c or len(info["values"]) < 2:
+            continue
+        if info["kind"] in ("vision", "k", "B") and not target_knob:
             continue
         table: dict[str, Any] = {"values": [], "target": [], "actual": []}
         for val in info["values"]:
@@ -741,7 +751,7 @@ def _knob_token_tables(res: SweepResults, space: FeatureSpace) -> dict[str, dict
         means = np.asarray(table["actual"], dtype=float)
         # a knob sets the vision tokens when its values' mean tokens differ by > 5%
         # (top_k-like knobs crossed with a vision knob have equal means at every value)
-        if np.nanmin(means) > 0 and np.nanmax(means) / np.nanmin(means) > 1.05:
+        if target_knob or (np.nanmin(means) > 0 and np.nanmax(means) / np.nanmin(means) > 1.05):
             out[name] = table
     return out
 

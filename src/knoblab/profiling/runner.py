@@ -163,7 +163,15 @@ def knob_lists(cfg_knobs: Mapping[str, Any] | None, adapter: ModelAdapter) -> di
                 "a non-empty list of values, or null to leave the knob at its default",
             )
         for v in vals:
-            check_knob(specs, name, v, adapter.name)
+            try:
+                check_knob(specs, name, v, adapter.name)
+            except ConfigError as exc:
+                if name in specs or specs.get("tier") is not None:
+                    raise
+                # the default knobs=reference lists the reference model's tiers: say which
+                # preset fits a model without them
+                hint = "knobs=hf lists vision_tokens for Hugging Face models; docs/knobs.md"
+                raise ConfigError(exc.key, exc.value, exc.allowed, exc.hint or hint) from None
         lists[name] = vals
     if "tier" in lists and "vision_tokens" in lists:
         raise ConfigError(
