@@ -33,11 +33,18 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
+from knoblab.atomic import ensure_dir, remove_stale_tmp
 from knoblab.config import plain, to_dataclass
 from knoblab.errors import CheckpointError, ConfigError, UnknownKeyError
 from knoblab.sampling.chunked import ChunkConfig
 from knoblab.sampling.weighted import weights_from_scores
-from knoblab.training.callbacks import CurriculumCallback, EpochHeartbeat, Heartbeat
+from knoblab.training.callbacks import (
+    CurriculumCallback,
+    EpochHeartbeat,
+    Heartbeat,
+    LastCheckpoint,
+    last_checkpoint,
+)
 from knoblab.training.checkpoint import AtomicCheckpointIO, save_weights
 from knoblab.training.datamodule import DatasetSpec, MultiDatasetDataModule
 from knoblab.training.module import KnobLabModule
@@ -211,16 +218,25 @@ def build_callbacks(
 
     cbs: list[L.Callback] = [EpochHeartbeat()]
     if tc.checkpoint is not None:  # null: no checkpoints at all (benchmarks)
+        user = dict(tc.checkpoint)
+        save_last = user.pop("save_last", True)
         ck = {
             "dirpath": str(out / "checkpoints"),
-            "save_last": True,
             "save_top_k": 1,
-            **tc.checkpoint,
+            # a resume that redoes an epoch whose checkpoint a killed run had written
+            # overwrites it, instead of saving beside it as epoch=..-v1.ckpt
+            "enable_version_counter": False,
+            **user,
+            "save_last": False,  # last.ckpt is the LastCheckpoint below, written every epoch
         }
-        if "monitor" not in tc.checkpoint and has_val:
+        if "monitor" not in user and has_val:
             ck.setdefault("monitor", "val/loss")
         ck = _check_kwargs("train.checkpoint", ck, ModelCheckpoint.__init__)
+        # best first, then last: last.ckpt then holds the best callback's state of this epoch,
+        # and a kill between the two writes only leaves a best file the resumed run rewrites
         cbs.insert(0, ModelCheckpoint(**ck))
+        if save_last:
+            cbs.insert(1, last_checkpoint(ck["dirpath"]))
     if tc.heartbeat_every_n_steps:
         cbs.append(Heartbeat(tc.heartbeat_every_n_steps))
     # the LR monitor writes to the logger: without one it has nowhere to write
@@ -268,14 +284,17 @@ def build_logger(tc: TrainConfig, out: Path) -> Any:
 
 
 class _NoCloudTip(logging.Filter):
-    """Drops the line Lightning prints at every Trainer start advertising its cloud logger.
+    """Drops the line Lightning prints at every Trainer start advertising its cloud logger
+    (and the one it prints on Ctrl-C).
 
     Why: knoblab trains offline and picks its own loggers (``train.logger``); Lightning
     has no switch for the line, which it logs at INFO through its rank-zero logger.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+        msg = str(record.msg).strip()
+        # and its Ctrl-C line: the knoblab CLI says "interrupted; finished results are kept"
+        return not msg.startswith(("\N{ELECTRIC LIGHT BULB} Tip:", "Detected KeyboardInterrupt"))
 
 
 def _quiet_lightning_tip() -> None:
@@ -335,12 +354,31 @@ def _resume_path(tc: TrainConfig, out: Path) -> str | None:
     if tc.resume is None:
         return None
     path = out / "checkpoints" / "last.ckpt" if tc.resume == "last" else Path(tc.resume)
+    if path.is_dir():
+        raise CheckpointError(
+            f"train.resume={tc.resume!r} is invalid: allowed is a checkpoint file or 'last' "
+            f"({path} is a directory)"
+        )
     if not path.is_file():
         raise CheckpointError(
             f"train.resume={tc.resume!r} is invalid: allowed is an existing checkpoint file or 'last' "
             f"({path} not found)"
         )
     return str(path)
+
+
+def _checkpoint_paths(trainer: L.Trainer) -> tuple[Path | None, Path | None]:
+    """(last.ckpt, the best checkpoint) of a finished run; None where none was written."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    last = best = None
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, LastCheckpoint):
+            last = Path(cb.path) if cb.path else None
+        elif isinstance(cb, ModelCheckpoint) and best is None:
+            best = Path(cb.best_model_path) if cb.best_model_path else None
+            last = last or (Path(cb.last_model_path) if cb.last_model_path else None)
+    return last, best
 
 
 def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -> TrainResult:
@@ -364,7 +402,12 @@ def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -
         k = sorted(bad)[0]
         raise UnknownKeyError(f"model.{k}", model[k], ["kind", "config"])
     seed = int(data.get("seed", 0))
-    out = Path(tc.output_dir)
+    out = ensure_dir(tc.output_dir, "train.output_dir")
+    # temp files of checkpoint writers killed mid-write (full size, never renamed); a live
+    # writer's (another run into this folder) is kept
+    stale = remove_stale_tmp(out / "checkpoints")
+    if stale:
+        log.info("removed %d half-written checkpoint(s) of a killed run: %s", len(stale), stale)
     resume = _resume_path(tc, out)
 
     if tc.num_threads:
@@ -388,15 +431,16 @@ def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -
         warnings.filterwarnings(
             "ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning
         )
-        trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1) after its own shutdown; give it back
+            # as the KeyboardInterrupt it was, so the CLI prints its one line and exits 130
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
 
-    ckpt_cb = trainer.checkpoint_callback
-    last = (
-        Path(ckpt_cb.last_model_path) if ckpt_cb is not None and ckpt_cb.last_model_path else None
-    )
-    best = (
-        Path(ckpt_cb.best_model_path) if ckpt_cb is not None and ckpt_cb.best_model_path else None
-    )
+    last, best = _checkpoint_paths(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     export = None
     if tc.export and trainer.is_global_zero:
