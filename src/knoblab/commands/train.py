@@ -14,6 +14,8 @@ Examples::
     knoblab train train.train_chunk_size=200 train.val_chunk_size=20 train.mixing=sequential
     torchrun --nproc-per-node=2 -m knoblab.cli train train.trainer.strategy=ddp train.trainer.devices=2
     knoblab train -m train.optim.lr=1e-3,3e-3            # a Hydra sweep (basic or submitit launcher)
+    knoblab train -cd my_configs -cn lr_sweep -m         # the run/sweep in your own YAML file
+    knoblab train train=smoke --cfg job                  # print the composed config, run nothing
 
 Logs go to ``<output_dir>/logs`` (CSV; ``train.logger=tensorboard|wandb`` when
 installed); checkpoints to ``<output_dir>/checkpoints`` (``last.ckpt`` always).
@@ -25,7 +27,15 @@ import logging
 import sys
 from typing import Any
 
-from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
+from knoblab.hydra_utils import (
+    compose,
+    print_config,
+    print_help,
+    run_multirun,
+    split_hydra_flags,
+    split_multirun,
+    wants_help,
+)
 
 
 def _setup_logging() -> None:
@@ -58,15 +68,21 @@ def _run(cfg: Any) -> int:
 def main(argv: list[str]) -> int:
     if wants_help(argv):
         return print_help(__doc__ or "", "train", argv)
-    multirun, rest = split_multirun(argv)
-    flags = [a for a in rest if a.startswith("--")]
-    if flags:
+    flags, rest = split_hydra_flags(argv)
+    multirun, rest = split_multirun(rest)
+    other = [a for a in rest if a.startswith("--")]
+    if other:
         from knoblab.errors import ConfigError
 
         raise ConfigError(
-            "option", flags[0], "Hydra overrides key=value (see knoblab train --help)"
+            "option",
+            other[0],
+            "Hydra overrides key=value, --config-dir/-cd, --config-name/-cn or --cfg job "
+            "(see knoblab train --help)",
         )
+    if flags.cfg == "job":
+        return print_config(compose(flags.name("train"), rest, flags.config_dir))
     if multirun:
-        return run_multirun("train", _run, rest, "knoblab train")
+        return run_multirun("train", _run, rest, "knoblab train", flags)
     # under torchrun every rank runs this and composes the same config
-    return _run(compose("train", rest))
+    return _run(compose(flags.name("train"), rest, flags.config_dir))

@@ -43,7 +43,7 @@ from torch import nn
 
 from knoblab.atomic import atomic_write
 from knoblab.errors import CheckpointError
-from knoblab.training.migrations import CURRENT_FORMAT, format_version, migrate
+from knoblab.training.migrations import CURRENT_FORMAT, migrate
 
 WEIGHTS_SUFFIX = ".safetensors"
 
@@ -339,11 +339,9 @@ def upgrade_checkpoint(path: str | os.PathLike[str]) -> int:
     atomically. A checkpoint already in the current format is left untouched (no ``.bak``).
     """
     p = Path(path)
-    ckpt = _torch_load(p)
-    old = format_version(ckpt, str(p))
+    ckpt, old = migrate(_torch_load(p), str(p))  # in memory; validates the knoblab block
     if old == CURRENT_FORMAT:
         return old
-    ckpt, old = migrate(ckpt, str(p))
     bak = p.with_name(p.name + ".bak")
     tmp = bak.with_name(bak.name + ".tmp")
     shutil.copy2(p, tmp)
