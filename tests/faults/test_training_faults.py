@@ -255,3 +255,47 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     knoblab_lines = [ln for ln in rest.splitlines() if ln.startswith("knoblab train")]
     assert knoblab_lines == ["knoblab train: interrupted; finished results are kept"], rest
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] >= 0
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(600)
+def test_torchrun_ddp_smoke_as_the_issue_wrote_it(tmp_path):
+    """``torchrun --nproc-per-node=2 -m knoblab.cli train train=smoke strategy=ddp`` trains.
+
+    It failed twice: Lightning refused ``devices: 1`` (the YAML default) in a world of 2,
+    then DDP found the relevance head unused (its loss is off in the smoke preset).
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "knoblab.cli",
+        "train",
+        "train=smoke",
+        "train.trainer.strategy=ddp",
+        "train.trainer.max_epochs=1",
+        "train.logger=none",
+        f"train.output_dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.count("knoblab train: done") == 1  # rank 0 reports
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    # 40 draws per epoch over 2 ranks x batch 4: 5 steps, each on both ranks' batches
+    assert ckpt["global_step"] == 5
+
+
+def test_heads_whose_loss_is_off_are_frozen_and_everything_else_trains():
+    from knoblab.training.tasks import build_task
+
+    task = build_task("reference", compose("train", ["train=smoke"])["model"]["config"])
+    frozen = sorted(n for n, p in task.model.named_parameters() if not p.requires_grad)
+    assert frozen == ["relevance_head.bias", "relevance_head.weight"]
+    task = build_task("reference", {"relevance_loss_coef": 1.0, "patch_loss_coef": 0.0})
+    frozen = sorted(n for n, p in task.model.named_parameters() if not p.requires_grad)
+    assert frozen == ["patch_head.bias", "patch_head.weight"]

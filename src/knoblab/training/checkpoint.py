@@ -196,12 +196,12 @@ def _check_kind(kind: str, expected_kind: str | None, source: str) -> None:
 
 def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """``model.load_state_dict(state)`` with a one-line ``CheckpointError`` on any mismatch."""
-    from safetensors.torch import _find_shared_tensors
+    from knoblab._compat.safetensors import shared_tensor_groups
 
     own = model.state_dict()
     state = dict(state)
     # a weights export stores tied tensors once: give every name of a tied group the stored one
-    for group in _find_shared_tensors(own):
+    for group in shared_tensor_groups(own):
         present = [n for n in sorted(group) if n in state]
         for n in group:
             if present and n not in state:
@@ -271,7 +271,9 @@ def save_weights(
     The JSON holds ``format_version``, ``model = {kind, config}`` and ``extra``
     (provenance: recipe, seed, metrics). Tied weights are stored once.
     """
-    from safetensors.torch import _remove_duplicate_names, save
+    from safetensors.torch import save
+
+    from knoblab._compat.safetensors import duplicate_names
 
     p = Path(path)
     if p.suffix != WEIGHTS_SUFFIX:
@@ -280,7 +282,7 @@ def save_weights(
         )
     sd = model.state_dict()
     # safetensors refuses tensors that share memory (tied embeddings); keep one name per storage.
-    dropped = {n for names in _remove_duplicate_names(sd).values() for n in names}
+    dropped = duplicate_names(sd)
     tensors = {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in dropped}
     meta = {"format_version": str(CURRENT_FORMAT), "model_kind": kind}
     atomic_write_bytes(save(tensors, metadata=meta), p)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
+from knoblab._compat.lightning import fit_interrupt_as_keyboard_interrupt, rank_zero_logger
 from knoblab.atomic import ensure_dir, remove_stale_tmp
 from knoblab.config import plain, to_dataclass
 from knoblab.errors import CheckpointError, ConfigError, UnknownKeyError
@@ -298,9 +300,7 @@ class _NoCloudTip(logging.Filter):
 
 
 def _quiet_lightning_tip() -> None:
-    from lightning_utilities.core import rank_zero
-
-    target = rank_zero.log  # the logger Lightning's rank_zero_info writes to
+    target = rank_zero_logger()  # the logger Lightning's rank_zero_info writes to
     if not any(isinstance(f, _NoCloudTip) for f in target.filters):
         target.addFilter(_NoCloudTip())
 
@@ -312,6 +312,7 @@ def build_trainer(
     _quiet_lightning_tip()
     kwargs = _check_kwargs("train.trainer", tc.trainer, L.Trainer.__init__, _OWNED)
     kwargs.setdefault("accelerator", "cpu")
+    _devices_from_torchrun(kwargs)
     _check_accelerator(kwargs["accelerator"])
     if tc.checkpoint is None:
         kwargs["enable_checkpointing"] = False
@@ -334,6 +335,23 @@ def build_trainer(
         raise ConfigError(
             "train.trainer", shown, "Trainer arguments this machine can run", reason
         ) from None
+
+
+def _devices_from_torchrun(kwargs: dict[str, Any]) -> None:
+    """Under ``torchrun --nproc-per-node=N``, ``devices: 1`` (the YAML default) means N.
+
+    Why: Lightning refuses ``devices=1`` in a world of N processes ("the product (1 * 1)
+    does not match the world size") with a traceback on every rank, although torchrun
+    already said how many processes there are. An explicit other value is left to Lightning.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+    if world <= 1 or local < 1 or str(kwargs.get("devices", 1)) != "1":
+        return
+    kwargs["devices"] = local
+    kwargs.setdefault("num_nodes", max(world // local, 1))
+    if str(kwargs.get("strategy", "auto")) == "auto":
+        kwargs["strategy"] = "ddp"
 
 
 def _check_accelerator(accelerator: Any) -> None:
@@ -431,14 +449,10 @@ def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -
         warnings.filterwarnings(
             "ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning
         )
-        try:
+        # Lightning turns Ctrl-C into sys.exit(1) after its own shutdown; give it back as
+        # the KeyboardInterrupt it was, so the CLI prints its one line and exits 130
+        with fit_interrupt_as_keyboard_interrupt(trainer):
             trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
-        except SystemExit:
-            # Lightning turns Ctrl-C into sys.exit(1) after its own shutdown; give it back
-            # as the KeyboardInterrupt it was, so the CLI prints its one line and exits 130
-            if trainer.interrupted:
-                raise KeyboardInterrupt from None
-            raise
 
     last, best = _checkpoint_paths(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
