@@ -107,7 +107,7 @@ def test_config_dir_runs_a_sweep_from_the_users_yaml(tmp_path, capsys):
     """``knoblab train -cd DIR -cn NAME -m key=a,b`` runs every point from the user's file."""
     d = _user_configs(tmp_path)
     os.chdir(tmp_path)
-    over = ["train.trainer.max_epochs=1", "train.logger=none", "train.samples_per_epoch=8"]
+    over = ["train.trainer.max_epochs=1", "train.logger=none", "train.samples_per_epoch=16"]
     rc = cli(["train", "-cd", str(d), "-cn", "lr_sweep", "-m", "seed=1,2", *over])
     assert rc == 0, capsys.readouterr().err[-2000:]
     out = capsys.readouterr().out
