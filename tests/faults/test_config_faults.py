@@ -19,10 +19,12 @@ from knoblab.hydra_utils import compose
 
 
 def _one_line(capsys) -> str:
+    """The one error line on stderr (Lightning's ``INFO:`` status lines aside)."""
     err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    return err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("INFO:")]
+    assert len(lines) == 1, err
+    return lines[0]
 
 
 @pytest.mark.parametrize(

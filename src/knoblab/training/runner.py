@@ -47,7 +47,7 @@ from knoblab.training.callbacks import (
     LastCheckpoint,
     last_checkpoint,
 )
-from knoblab.training.checkpoint import AtomicCheckpointIO, save_weights
+from knoblab.training.checkpoint import AtomicCheckpointIO, read_checkpoint, save_weights
 from knoblab.training.datamodule import DatasetSpec, MultiDatasetDataModule
 from knoblab.training.module import KnobLabModule
 from knoblab.training.tasks import TrainTask
@@ -381,6 +381,15 @@ def _resume_path(tc: TrainConfig, out: Path) -> str | None:
         raise CheckpointError(
             f"train.resume={tc.resume!r} is invalid: allowed is an existing checkpoint file or 'last' "
             f"({path} not found)"
+        )
+    # read it once before Lightning does: a file that is no checkpoint, a damaged knoblab
+    # block or a checkpoint without Lightning's training state is one line, not a traceback
+    ckpt = read_checkpoint(path, warn=False)
+    missing = [k for k in ("pytorch-lightning_version", "state_dict", "loops") if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"train.resume={str(path)!r} is invalid: allowed is a training checkpoint of "
+            f"`knoblab train` (it has no {missing[0]!r}; a weights file goes to train.init_weights)"
         )
     return str(path)
 
