@@ -458,6 +458,8 @@ def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -
         warnings.filterwarnings(
             "ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning
         )
+        if resume is not None:  # a resumed run's folder holds its checkpoints, of course
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
         # Lightning turns Ctrl-C into sys.exit(1) after its own shutdown; give it back as
         # the KeyboardInterrupt it was, so the CLI prints its one line and exits 130
         with fit_interrupt_as_keyboard_interrupt(trainer):
