@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 
 import pytest
 import torch
@@ -16,6 +17,19 @@ import yaml
 from knoblab.cli import main as cli
 from knoblab.errors import CheckpointError
 from knoblab.hydra_utils import compose
+
+
+@pytest.fixture(autouse=True)
+def _lightning_logs_to_this_tests_stderr():
+    """Lightning's own log handler holds the stderr of the test that imported it (pytest
+    captures and closes each test's); point it at this test's, as a fresh process would."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for h in logging.getLogger(name).handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                h.stream = sys.stderr  # not setStream: it flushes the closed one
+    yield
 
 
 def _one_line(capsys) -> str:

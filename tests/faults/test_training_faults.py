@@ -45,6 +45,19 @@ CHUNKED = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _lightning_logs_to_this_tests_stderr():
+    """Lightning's own log handler holds the stderr of the test that imported it (pytest
+    captures and closes each test's); point it at this test's, as a fresh process would."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for h in logging.getLogger(name).handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                h.stream = sys.stderr  # not setStream: it flushes the closed one
+    yield
+
+
 class Record(L.Callback):
     """Every step's loss, the val loss after each epoch, and a crash at an epoch's start."""
 
