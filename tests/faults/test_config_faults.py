@@ -25,9 +25,11 @@ def _lightning_logs_to_this_tests_stderr():
     captures and closes each test's); point it at this test's, as a fresh process would."""
     import logging
 
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        for h in logging.getLogger(name).handlers:
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for lg in loggers:
+        for h in getattr(lg, "handlers", []):
+            stream = getattr(h, "stream", None)
+            if type(h) is logging.StreamHandler and getattr(stream, "closed", False):
                 h.stream = sys.stderr  # not setStream: it flushes the closed one
     yield
 
