@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,11 +26,27 @@ def console(piped_width: int = 120) -> Console:
     return c if c.is_terminal else Console(width=piped_width)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (a captured or replaced stream too)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def log_to_stderr() -> None:
-    """Show knoblab's INFO lines (heartbeats, curriculum, chunks) on stderr; once per process."""
+    """Show knoblab's INFO lines (heartbeats, curriculum, chunks) on stderr; once per process.
+
+    NOTE: the handler follows ``sys.stderr`` rather than holding the stream it saw first,
+    so a process that swaps it (pytest's capture, a notebook) never writes to a closed one.
+    """
     logger = logging.getLogger("knoblab")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

@@ -10,9 +10,12 @@ basic launcher (or the submitit launcher on SLURM) runs the sweep.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -173,23 +176,132 @@ def normalize_overrides(overrides: Sequence[str]) -> list[str]:
     return out
 
 
+#: The user's config folder (``--config-dir``) while a command composes, else empty.
+_CONFIG_DIR: list[str] = []
+
+
 def _compose_raw(config_name: str, overrides: Sequence[str]) -> DictConfig:
-    from hydra import compose, initialize_config_module
+    from hydra import compose, initialize_config_dir, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
+    if _CONFIG_DIR:
+        # the user's folder is the primary source and knoblab's configs stay reachable, so a
+        # YAML there can say `defaults: [profile, _self_]` (or `train` + `override train: toy`)
+        extra = [f"hydra.searchpath=[pkg://{CONFIG_MODULE}]"]
+        with initialize_config_dir(config_dir=_CONFIG_DIR[-1], version_base=None):
+            return compose(config_name=config_name, overrides=[*extra, *overrides])
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+def compose(
+    config_name: str, overrides: Sequence[str] = (), config_dir: str | None = None
+) -> DictConfig:
     """Compose ``knoblab/conf/<config_name>.yaml`` with Hydra overrides.
 
-    Raises:
-        ConfigError: an unknown key, an unknown preset or a malformed override.
-    """
+    ``config_dir`` (Hydra's ``--config-dir``): a folder of the user's YAML files, searched
+    first; ``config_name`` may then name one of them (``--config-name``), whose defaults
+    list can pull in knoblab's configs (``defaults: [profile, _self_]``).
 
-    return _compose(config_name, normalize_overrides(overrides))[0]
+    Raises:
+        ConfigError: an unknown key (also one added with ``+`` outside the documented
+            extension points, :data:`EXTENSION_POINTS`), an unknown preset or a
+            malformed override.
+    """
+    with _config_dir(config_dir):
+        overrides = normalize_overrides(overrides)
+        cfg, applied = _compose(config_name, overrides)
+        check_additions(config_name, applied)
+        return cfg
+
+
+@contextlib.contextmanager
+def _config_dir(config_dir: str | None) -> Iterator[None]:
+    if config_dir is None:
+        yield
+        return
+    path = Path(config_dir).expanduser().absolute()
+    if not path.is_dir():
+        raise ConfigError("--config-dir", config_dir, "an existing folder of YAML configs")
+    _CONFIG_DIR.append(str(path))
+    try:
+        yield
+    finally:
+        _CONFIG_DIR.pop()
+
+
+#: Where ``+key=value`` may add a key the YAML does not list: sections whose keys go to a
+#: library or a model family and are checked there against its own signature (a typo is
+#: still one line with the closest name), or that are collections of the user's own names.
+#: Any empty mapping in the YAML (``{}``) is open too; ``+group=option`` may add a config
+#: group that exists; ``hydra...`` keys are Hydra's own. Everything else is refused.
+EXTENSION_POINTS: tuple[str, ...] = (
+    "train.trainer",  # lightning.pytorch.Trainer arguments
+    "train.checkpoint",  # ModelCheckpoint arguments
+    "train.early_stopping",  # EarlyStopping arguments
+    "train.optim",  # optimizer arguments
+    "train.datasets",  # training datasets by name
+    "train.val_datasets",  # validation datasets by name
+    "model.config",  # the model family's own config
+    "model.knob_values",  # a Hugging Face model's knob domain
+    "knobs",  # knob name -> values, checked against the model's knobs
+)
+
+
+def _is_group(group: str) -> bool:
+    """True when ``group`` (``dataset/sampling``) is a config group of knoblab or --config-dir."""
+    from importlib import resources
+
+    roots = [Path(str(resources.files(CONFIG_MODULE))), *map(Path, _CONFIG_DIR[-1:])]
+    return any((root / group).is_dir() for root in roots)
+
+
+def check_additions(config_name: str, overrides: Sequence[str]) -> None:
+    """Refuse ``+key=value`` / ``++key=value`` that add a key outside the extension points.
+
+    NOTE: Hydra accepts ``+foo=1`` (and ``+experiment=x`` when no such group exists) as
+    a new key that nothing reads: a typo that silently does nothing. Here a new key is
+    refused, with the closest existing key, unless :data:`EXTENSION_POINTS` or an empty
+    mapping of the YAML allows it.
+    """
+    pending: list[tuple[str, str]] = []
+    for o in overrides:
+        if not o.startswith("+"):
+            continue
+        key, _, value = o.lstrip("+").partition("=")
+        path, at, _pkg = key.partition("@")
+        if path.startswith("hydra"):
+            continue
+        if at or "/" in path or _is_group(path):
+            if _is_group(path):
+                continue
+            raise ConfigError(key, value, "a config group of knoblab/conf (or --config-dir)")
+        if any(path == p or path.startswith(p + ".") for p in EXTENSION_POINTS):
+            continue
+        pending.append((path, value))
+    if not pending:
+        return
+    base = _compose_raw(config_name, [o for o in overrides if not o.startswith("+")])
+    for path, value in pending:
+        if OmegaConf.select(base, path, default=_MISSING) is not _MISSING:
+            continue  # ++key=value on a key that exists: an ordinary override
+        parts = path.split(".")
+        # the deepest existing ancestor, and the first key below it that does not exist
+        for depth in range(len(parts) - 1, -1, -1):
+            parent = ".".join(parts[:depth])
+            node = OmegaConf.select(base, parent, default=None) if parent else base
+            if node is not None:
+                break
+        if isinstance(node, DictConfig) and len(node) == 0 and depth == len(parts) - 1:
+            continue  # an open mapping: its keys are the user's
+        if not isinstance(node, DictConfig):
+            raise ConfigError(path, value, f"no new key: {parent} is a value, not a mapping")
+        shown = value if depth == len(parts) - 1 else "{...}"
+        raise UnknownKeyError(".".join(parts[: depth + 1]), shown, [str(k) for k in node])
+
+
+_MISSING = object()
 
 
 def _compose(config_name: str, overrides: list[str]) -> tuple[DictConfig, list[str]]:
@@ -240,6 +352,7 @@ def _check_first_point(config_name: str, overrides: list[str]) -> list[str]:
         kept.append(i)
         point.append(o)
     _, applied = _compose(config_name, point)
+    check_additions(config_name, applied)
     out = list(overrides)
     for i, a in zip(kept, applied, strict=True):
         if a.startswith("++") and not out[i].startswith("+"):
@@ -248,6 +361,73 @@ def _check_first_point(config_name: str, overrides: list[str]) -> list[str]:
 
 
 HELP_FLAGS = ("-h", "--help")
+
+
+@dataclass
+class HydraFlags:
+    """Hydra's own command-line flags that knoblab commands accept (as ``hydra.main`` does)."""
+
+    config_dir: str | None = None  # --config-dir / -cd: a folder of the user's YAML configs
+    config_name: str | None = None  # --config-name / -cn: the primary config (no .yaml)
+    cfg: str | None = None  # --cfg / -c job: print the composed config and exit
+
+    def name(self, default: str) -> str:
+        """The primary config's name: ``--config-name`` or the command's own."""
+        return (self.config_name or default).removesuffix(".yaml")
+
+    def argv(self) -> list[str]:
+        """The flags again, for ``hydra.main`` (``--cfg`` is answered before a sweep starts)."""
+        out = []
+        if self.config_dir is not None:
+            out.append(f"--config-dir={Path(self.config_dir).expanduser().absolute()}")
+        if self.config_name is not None:
+            out.append(f"--config-name={self.config_name}")
+        return out
+
+
+_FLAG_NAMES = {
+    "--config-dir": "config_dir",
+    "-cd": "config_dir",
+    "--config-name": "config_name",
+    "-cn": "config_name",
+    "--cfg": "cfg",
+    "-c": "cfg",
+}
+
+
+def split_hydra_flags(argv: Sequence[str]) -> tuple[HydraFlags, list[str]]:
+    """(Hydra's ``--config-dir/-cd``, ``--config-name/-cn``, ``--cfg/-c``; the other arguments).
+
+    Both ``--config-dir DIR`` and ``--config-dir=DIR`` spellings work.
+
+    Raises:
+        ConfigError: a flag without its value, or ``--cfg`` other than ``job``.
+    """
+    flags = HydraFlags()
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if name in _FLAG_NAMES:
+            if not eq:
+                if i + 1 >= len(args) or args[i + 1].startswith("-"):
+                    raise ConfigError(name, None, "a value after the flag")
+                value = args[i + 1]
+                i += 1
+            setattr(flags, _FLAG_NAMES[name], value)
+        else:
+            rest.append(args[i])
+        i += 1
+    if flags.cfg is not None and flags.cfg != "job":
+        raise ConfigError("--cfg", flags.cfg, "job (print the composed config and exit)")
+    return flags, rest
+
+
+def print_config(cfg: DictConfig) -> int:
+    """``--cfg job``: the composed config as YAML on stdout; returns 0."""
+    print(OmegaConf.to_yaml(cfg).rstrip("\n"))
+    return 0
 
 
 def wants_help(argv: Sequence[str]) -> bool:
@@ -278,8 +458,10 @@ def print_help(
     """
     from knoblab.help import render_help
 
-    rest = [a for a in overrides if a not in (*HELP_FLAGS, "-m", "--multirun")]
-    cfg = compose(config_name, rest)  # a bad override: the one-line error, before any text
+    flags, rest = split_hydra_flags(overrides)
+    rest = [a for a in rest if a not in (*HELP_FLAGS, "-m", "--multirun")]
+    # a bad override: the one-line error, before any text
+    cfg = compose(flags.name(config_name), rest, flags.config_dir)
     print(render_help(usage, config_name, examples))
     print("\nConfig (with your overrides), every key overridable as key=value:\n")
     for key, value in (updates or {}).items():
@@ -295,7 +477,11 @@ def split_multirun(argv: Sequence[str]) -> tuple[bool, list[str]]:
 
 
 def run_multirun(
-    config_name: str, task: Callable[[DictConfig], Any], argv: Sequence[str], prog: str
+    config_name: str,
+    task: Callable[[DictConfig], Any],
+    argv: Sequence[str],
+    prog: str,
+    flags: HydraFlags | None = None,
 ) -> int:
     """Run ``task`` once per point of a Hydra sweep (basic launcher unless configured).
 
@@ -318,8 +504,10 @@ def run_multirun(
     # hydra.main reads sys.argv; point its config_path at the package's conf dir.
     _app.__module__ = "knoblab.hydra_utils"
     old = sys.argv
-    overrides = _check_first_point(config_name, normalize_overrides(argv))
-    sys.argv = [prog, "--multirun", *overrides]
+    flags = flags or HydraFlags()
+    with _config_dir(flags.config_dir):
+        overrides = _check_first_point(flags.name(config_name), normalize_overrides(argv))
+    sys.argv = [prog, "--multirun", *flags.argv(), *overrides]
     try:
         _app()
     except _JobError as exc:
@@ -344,10 +532,13 @@ def run_command(
     """
     if wants_help(argv):
         return print_help(usage, config_name, argv, examples=examples)
-    multirun, overrides = split_multirun(argv)
+    flags, rest = split_hydra_flags(argv)
+    multirun, overrides = split_multirun(rest)
+    if flags.cfg == "job":
+        return print_config(compose(flags.name(config_name), overrides, flags.config_dir))
     if multirun:
-        return run_multirun(config_name, task, overrides, prog)
-    task(compose(config_name, overrides))
+        return run_multirun(config_name, task, overrides, prog, flags)
+    task(compose(flags.name(config_name), overrides, flags.config_dir))
     return 0
 
 

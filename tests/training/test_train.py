@@ -108,7 +108,12 @@ def test_every_trainer_option_reaches_the_trainer(tmp_path):
 def test_callbacks_from_config(tmp_path):
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-    from knoblab.training.callbacks import CurriculumCallback, EpochHeartbeat, Heartbeat
+    from knoblab.training.callbacks import (
+        CurriculumCallback,
+        EpochHeartbeat,
+        Heartbeat,
+        LastCheckpoint,
+    )
     from knoblab.training.runner import build_callbacks
 
     tc = TrainConfig(
@@ -128,8 +133,11 @@ def test_callbacks_from_config(tmp_path):
         CurriculumCallback,
     } <= kinds
     es = next(c for c in cbs if isinstance(c, EarlyStopping))
-    ck = next(c for c in cbs if isinstance(c, ModelCheckpoint))
-    assert es.patience == 2 and es.monitor == "val/loss" and ck.save_top_k == 3 and ck.save_last
+    ck = next(c for c in cbs if type(c) is ModelCheckpoint)
+    assert es.patience == 2 and es.monitor == "val/loss" and ck.save_top_k == 3
+    # last.ckpt has its own callback, written every epoch whatever val/loss does
+    last = next(c for c in cbs if isinstance(c, LastCheckpoint))
+    assert last.monitor is None and not ck.save_last
 
 
 @pytest.mark.parametrize(

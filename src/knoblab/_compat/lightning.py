@@ -1,14 +1,35 @@
-"""Lightning privates and undocumented behaviours knoblab relies on (see ``knoblab._compat``)."""
+"""Lightning privates and undocumented behaviours knoblab relies on (see ``knoblab._compat``).
+
+* ``fit_interrupt_as_keyboard_interrupt``: Lightning 2.x catches ``KeyboardInterrupt``
+  inside ``Trainer.fit``, runs its shutdown, marks the trainer interrupted and calls
+  ``sys.exit(1)`` (``lightning.pytorch.trainer.call._call_and_handle_interrupt``). The
+  CLI wants the interrupt back (exit 130, one line), so that exit is turned back into
+  a ``KeyboardInterrupt``.
+* ``rank_zero_logger``: the logger Lightning's ``rank_zero_info`` writes to
+  (``lightning_utilities.core.rank_zero.log``), to filter lines knoblab replaces.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["CLOUD_TIP_PREFIX", "quiet_cloud_tip", "set_batch_limit", "uses_distributed_sampler"]
+__all__ = [
+    "CLOUD_TIP_PREFIX",
+    "INTERRUPT_PREFIX",
+    "fit_interrupt_as_keyboard_interrupt",
+    "quiet_cloud_tip",
+    "rank_zero_logger",
+    "set_batch_limit",
+    "uses_distributed_sampler",
+]
 
 #: How the line Lightning logs at every ``Trainer`` start, advertising its cloud logger, begins.
 CLOUD_TIP_PREFIX = "\N{ELECTRIC LIGHT BULB} Tip:"
+#: How the line Lightning logs when ``Trainer.fit`` catches a Ctrl-C begins.
+INTERRUPT_PREFIX = "Detected KeyboardInterrupt"
 
 
 def uses_distributed_sampler(trainer: Any) -> bool:
@@ -48,7 +69,8 @@ class _NoCloudTip(logging.Filter):
     """Drops the line Lightning logs at every Trainer start advertising its cloud logger."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(CLOUD_TIP_PREFIX)
+        # and its Ctrl-C line: the knoblab CLI says "interrupted; finished results are kept"
+        return not str(record.msg).strip().startswith((CLOUD_TIP_PREFIX, INTERRUPT_PREFIX))
 
 
 def quiet_cloud_tip() -> None:
@@ -59,8 +81,29 @@ def quiet_cloud_tip() -> None:
     The filter matches the line's text, so a reworded tip passes through (harmless; the
     test in tests/_compat says so).
     """
-    from lightning_utilities.core import rank_zero
-
-    target = rank_zero.log  # the logger Lightning's rank_zero_info writes to
+    target = rank_zero_logger()
     if not any(isinstance(f, _NoCloudTip) for f in target.filters):
         target.addFilter(_NoCloudTip())
+
+
+@contextlib.contextmanager
+def fit_interrupt_as_keyboard_interrupt(trainer: Any) -> Iterator[None]:
+    """Around ``trainer.fit``: Lightning's ``sys.exit(1)`` after Ctrl-C becomes ``KeyboardInterrupt``.
+
+    Example:
+        >>> with fit_interrupt_as_keyboard_interrupt(trainer):  # doctest: +SKIP
+        ...     trainer.fit(module)
+    """
+    try:
+        yield
+    except SystemExit:
+        if getattr(trainer, "interrupted", False):
+            raise KeyboardInterrupt from None
+        raise
+
+
+def rank_zero_logger() -> logging.Logger:
+    """The ``logging.Logger`` behind Lightning's ``rank_zero_info`` / ``rank_zero_warn``."""
+    from lightning_utilities.core import rank_zero
+
+    return rank_zero.log

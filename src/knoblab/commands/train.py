@@ -10,7 +10,10 @@ More: ``train.resume=last`` continues ``output_dir/checkpoints/last.ckpt``;
 train.optim.lr=1e-3,3e-3`` is a Hydra sweep; ``torchrun --nproc-per-node=2 -m knoblab.cli
 train train.trainer.strategy=ddp train.trainer.devices=2`` trains on two processes.
 
-    knoblab train [train=PRESET] [key=value ...] [-m] [--debug]
+    knoblab train [train=PRESET] [key=value ...] [-m] [-cd DIR -cn NAME] [--cfg job] [--debug]
+
+A run or a ``-m`` sweep can live in your own YAML file: ``knoblab train -cd my_configs -cn
+lr_sweep -m``; ``--cfg job`` prints the composed config and runs nothing.
 
 Logs go to ``<output_dir>/logs`` (CSV; ``train.logger=tensorboard|wandb`` when
 installed); checkpoints to ``<output_dir>/checkpoints`` (``last.ckpt`` always).
@@ -21,7 +24,15 @@ from __future__ import annotations
 from typing import Any
 
 from knoblab.console import log_to_stderr
-from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
+from knoblab.hydra_utils import (
+    compose,
+    print_config,
+    print_help,
+    run_multirun,
+    split_hydra_flags,
+    split_multirun,
+    wants_help,
+)
 
 #: Shown by ``--help``; tests/commands/test_help_examples.py runs each one.
 EXAMPLES = (
@@ -51,15 +62,21 @@ def _run(cfg: Any) -> int:
 def main(argv: list[str]) -> int:
     if wants_help(argv):
         return print_help(__doc__ or "", "train", argv, examples=EXAMPLES)
-    multirun, rest = split_multirun(argv)
-    flags = [a for a in rest if a.startswith("--")]
-    if flags:
+    flags, rest = split_hydra_flags(argv)
+    multirun, rest = split_multirun(rest)
+    other = [a for a in rest if a.startswith("--")]
+    if other:
         from knoblab.errors import ConfigError
 
         raise ConfigError(
-            "option", flags[0], "Hydra overrides key=value (see knoblab train --help)"
+            "option",
+            other[0],
+            "Hydra overrides key=value, --config-dir/-cd, --config-name/-cn or --cfg job "
+            "(see knoblab train --help)",
         )
+    if flags.cfg == "job":
+        return print_config(compose(flags.name("train"), rest, flags.config_dir))
     if multirun:
-        return run_multirun("train", _run, rest, "knoblab train")
+        return run_multirun("train", _run, rest, "knoblab train", flags)
     # under torchrun every rank runs this and composes the same config
-    return _run(compose("train", rest))
+    return _run(compose(flags.name("train"), rest, flags.config_dir))

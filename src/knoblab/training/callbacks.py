@@ -30,6 +30,7 @@ from typing import Any
 import lightning.pytorch as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from knoblab.errors import ConfigError
 from knoblab.sampling.weighted import weights_from_scores
@@ -222,6 +223,41 @@ class EpochHeartbeat(L.Callback):
                 self.last["samples_per_s"],
                 dt,
             )
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """The ``last.ckpt`` of ``knoblab train``; build it with :func:`last_checkpoint`."""
+
+    @property
+    def path(self) -> str:
+        """The file written (empty before the first save)."""
+        return self.best_model_path
+
+
+def last_checkpoint(dirpath: str, **kwargs: Any) -> L.Callback:
+    """``last.ckpt`` written at the end of every training epoch (chunk), whatever any metric does.
+
+    NOTE: ``ModelCheckpoint(save_last=True, monitor=...)`` (Lightning 2.6) rewrites
+    ``last.ckpt`` only when a top-k checkpoint is saved, i.e. when the monitored metric
+    improves, so ``train.resume=last`` after a worsening epoch replayed it (a chunk, with
+    chunked loading). This is a separate checkpoint without a monitor: its one "top-k"
+    file is named ``last`` and is overwritten every epoch (no ``-v1`` versions), and it
+    saves on train epoch end, after that epoch's validation, so it holds the best
+    checkpoint's state too. Its class name gives it a state key of its own beside the
+    best-checkpoint callback's.
+
+    ``kwargs``: other ``ModelCheckpoint`` arguments (``every_n_train_steps``, ...).
+    """
+    return LastCheckpoint(
+        dirpath=dirpath,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        save_last=False,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+        **kwargs,
+    )
 
 
 class CurriculumCallback(L.Callback):

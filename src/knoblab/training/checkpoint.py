@@ -28,12 +28,10 @@ Example:
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,8 +41,9 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+from knoblab.atomic import atomic_write
 from knoblab.errors import CheckpointError
-from knoblab.training.migrations import CURRENT_FORMAT, format_version, migrate
+from knoblab.training.migrations import CURRENT_FORMAT, migrate
 
 WEIGHTS_SUFFIX = ".safetensors"
 
@@ -53,26 +52,18 @@ WEIGHTS_SUFFIX = ".safetensors"
 
 
 def atomic_write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder + fsync + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows when on the same filesystem
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (:func:`knoblab.atomic.atomic_write`)."""
+    atomic_write(path, data)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` that never leaves a partial file at ``path``."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(buf.getvalue(), path)
+    """``torch.save`` that never leaves a partial file at ``path``.
+
+    The temporary file is ``.<name>.<pid>.tmp`` beside ``path`` (a dead writer's one is
+    removed by :func:`knoblab.atomic.remove_stale_tmp` when the next run starts); a full
+    disk is one line, ``disk full writing <path>; finished results are kept``.
+    """
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -96,26 +87,61 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def _check_exists(path: Path) -> None:
+    if path.is_dir():
+        raise CheckpointError(
+            f"checkpoint={str(path)!r} is a directory: allowed is a .ckpt or .safetensors file"
+        )
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint={str(path)!r} is invalid: allowed is an existing .ckpt or .safetensors file (not found)"
         )
 
 
+def _is_pickle(path: Path) -> bool:
+    """True when ``path`` parses as one whole pickle stream (opcodes only; nothing is run)."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as fh:
+            for _ in pickletools.genops(fh):
+                pass
+    except Exception:  # noqa: BLE001 - any parse failure: not a pickle
+        return False
+    return True
+
+
+def _not_a_checkpoint(path: Path, detail: str) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint={str(path)!r} is not a checkpoint or is corrupt ({detail[:160]}): "
+        "allowed is a .ckpt written by `knoblab train`"
+    )
+
+
 def _torch_load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with one-line errors that say what the file is.
+
+    NOTE: torch's weights-only unpickler raises ``UnpicklingError`` both for a pickle
+    that asks for arbitrary objects and for bytes that are no pickle at all; the two are
+    told apart here (a zip archive or a well-formed pickle stream: unsafe objects;
+    anything else: not a checkpoint), since "refusing to unpickle" a file of random bytes
+    sends the user looking for an attack instead of a broken copy.
+    """
+    import zipfile
+
     _check_exists(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if not (zipfile.is_zipfile(path) or _is_pickle(path)):
+            raise _not_a_checkpoint(path, "neither a PyTorch archive nor a pickle") from None
+        lines = [x for x in str(exc).splitlines() if "GLOBAL" in x or "Unsupported" in x]
         raise CheckpointError(
             f"checkpoint={str(path)!r} holds objects other than tensors and plain containers; "
-            f"refusing to unpickle it ({first[:160]})"
+            f"refusing to unpickle it ({(lines or [''])[0].strip()[:160]})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(
-            f"checkpoint={str(path)!r} cannot be read: {str(exc).splitlines()[0][:160]}"
-        ) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise _not_a_checkpoint(path, first or type(exc).__name__) from None
     if not isinstance(obj, dict):
         raise CheckpointError(
             f"checkpoint={str(path)!r} is invalid: allowed is a checkpoint dict, got {type(obj).__name__}"
@@ -170,12 +196,12 @@ def _check_kind(kind: str, expected_kind: str | None, source: str) -> None:
 
 def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """``model.load_state_dict(state)`` with a one-line ``CheckpointError`` on any mismatch."""
-    from safetensors.torch import _find_shared_tensors
+    from knoblab._compat.safetensors import shared_tensor_groups
 
     own = model.state_dict()
     state = dict(state)
     # a weights export stores tied tensors once: give every name of a tied group the stored one
-    for group in _find_shared_tensors(own):
+    for group in shared_tensor_groups(own):
         present = [n for n in sorted(group) if n in state]
         for n in group:
             if present and n not in state:
@@ -245,7 +271,9 @@ def save_weights(
     The JSON holds ``format_version``, ``model = {kind, config}`` and ``extra``
     (provenance: recipe, seed, metrics). Tied weights are stored once.
     """
-    from safetensors.torch import _remove_duplicate_names, save
+    from safetensors.torch import save
+
+    from knoblab._compat.safetensors import duplicate_names
 
     p = Path(path)
     if p.suffix != WEIGHTS_SUFFIX:
@@ -254,7 +282,7 @@ def save_weights(
         )
     sd = model.state_dict()
     # safetensors refuses tensors that share memory (tied embeddings); keep one name per storage.
-    dropped = {n for names in _remove_duplicate_names(sd).values() for n in names}
+    dropped = duplicate_names(sd)
     tensors = {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in dropped}
     meta = {"format_version": str(CURRENT_FORMAT), "model_kind": kind}
     atomic_write_bytes(save(tensors, metadata=meta), p)
@@ -313,11 +341,9 @@ def upgrade_checkpoint(path: str | os.PathLike[str]) -> int:
     atomically. A checkpoint already in the current format is left untouched (no ``.bak``).
     """
     p = Path(path)
-    ckpt = _torch_load(p)
-    old = format_version(ckpt, str(p))
+    ckpt, old = migrate(_torch_load(p), str(p))  # in memory; validates the knoblab block
     if old == CURRENT_FORMAT:
         return old
-    ckpt, old = migrate(ckpt, str(p))
     bak = p.with_name(p.name + ".bak")
     tmp = bak.with_name(bak.name + ".tmp")
     shutil.copy2(p, tmp)

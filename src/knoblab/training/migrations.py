@@ -37,7 +37,16 @@ Checkpoint = dict[str, Any]
 
 def format_version(ckpt: Checkpoint, source: str = "checkpoint") -> int:
     """The format version of a checkpoint dict (0 for the pre-versioning layout)."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(
+            f"{source} is invalid: allowed is a checkpoint dict, got {type(ckpt).__name__}"
+        )
     block = ckpt.get("knoblab")
+    if block is not None and not isinstance(block, dict):
+        raise CheckpointError(
+            f"{source}: knoblab={_short(block)} is invalid: allowed is a mapping "
+            "{format_version, model} (the file is damaged or not written by `knoblab train`)"
+        )
     if isinstance(block, dict) and "format_version" in block:
         v = block["format_version"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -105,6 +114,36 @@ def migrate(ckpt: Checkpoint, source: str = "checkpoint") -> tuple[Checkpoint, i
             f"{source}: knoblab.format_version={old} is newer than this knoblab supports: "
             f"allowed is 0..{CURRENT_FORMAT} (upgrade knoblab to read it)"
         )
+    hp = ckpt.get("hyper_parameters")
+    if old == 0 and not isinstance(hp, dict):
+        raise CheckpointError(
+            f"{source}: hyper_parameters={_short(hp)} is invalid: allowed is a mapping"
+        )
     for v in range(old, CURRENT_FORMAT):
         ckpt = MIGRATIONS[v](ckpt)
+    _check_block(ckpt["knoblab"], source)
     return ckpt, old
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_block(block: dict[str, Any], source: str) -> None:
+    """The current-format ``knoblab`` block has the types the readers rely on."""
+    model = block.get("model")
+    if not isinstance(model, dict):
+        raise CheckpointError(
+            f"{source}: knoblab.model={_short(model)} is invalid: allowed is a mapping {{kind, config}}"
+        )
+    if not isinstance(model.get("kind"), str):
+        raise CheckpointError(
+            f"{source}: knoblab.model.kind={_short(model.get('kind'))} is invalid: "
+            "allowed is a model family name"
+        )
+    config = model.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise CheckpointError(
+            f"{source}: knoblab.model.config={_short(config)} is invalid: allowed is a mapping"
+        )

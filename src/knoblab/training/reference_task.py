@@ -163,10 +163,22 @@ def build_task(config: dict[str, Any]) -> TrainTask:
         "patch_loss_coef": float(cfg["patch_loss_coef"]),
         "relevance_loss_coef": float(cfg["relevance_loss_coef"]),
     }
+    model = ReferenceVLM(arch)
+    # A training-only head whose loss is off takes no part in the loss: freeze it, or DDP
+    # fails on its first step with "parameters that were not used in producing the loss"
+    # (`torchrun ... train=smoke strategy=ddp`: relevance_loss_coef is 0 there). Frozen
+    # parameters get no gradient either way, so single-process training is unchanged
+    # (AdamW skips a parameter whose grad is None) and checkpoints keep the same keys.
+    for head, coef in (
+        ("patch_head", "patch_loss_coef"),
+        ("relevance_head", "relevance_loss_coef"),
+    ):
+        if not plain_cfg[coef]:
+            getattr(model, head).requires_grad_(False)
     return TrainTask(
         kind="reference",
         config=plain_cfg,
-        model=ReferenceVLM(arch),
+        model=model,
         collate=ReferenceCollate(arch, tiers),
         loss=ReferenceLoss(
             top_k,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +34,19 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
-from knoblab._compat.lightning import quiet_cloud_tip
+from knoblab._compat.lightning import fit_interrupt_as_keyboard_interrupt, quiet_cloud_tip
+from knoblab.atomic import ensure_dir, remove_stale_tmp
 from knoblab.config import plain, to_dataclass
 from knoblab.errors import CheckpointError, ConfigError, UnknownKeyError
 from knoblab.sampling.weighted import weights_from_scores
-from knoblab.training.callbacks import CurriculumCallback, EpochHeartbeat, Heartbeat
-from knoblab.training.checkpoint import AtomicCheckpointIO, save_weights
+from knoblab.training.callbacks import (
+    CurriculumCallback,
+    EpochHeartbeat,
+    Heartbeat,
+    LastCheckpoint,
+    last_checkpoint,
+)
+from knoblab.training.checkpoint import AtomicCheckpointIO, read_checkpoint, save_weights
 from knoblab.training.chunk_rules import ChunkConfig
 from knoblab.training.datamodule import DatasetSpec, MultiDatasetDataModule
 from knoblab.training.module import KnobLabModule
@@ -212,16 +220,25 @@ def build_callbacks(
 
     cbs: list[L.Callback] = [EpochHeartbeat()]
     if tc.checkpoint is not None:  # null: no checkpoints at all (benchmarks)
+        user = dict(tc.checkpoint)
+        save_last = user.pop("save_last", True)
         ck = {
             "dirpath": str(out / "checkpoints"),
-            "save_last": True,
             "save_top_k": 1,
-            **tc.checkpoint,
+            # a resume that redoes an epoch whose checkpoint a killed run had written
+            # overwrites it, instead of saving beside it as epoch=..-v1.ckpt
+            "enable_version_counter": False,
+            **user,
+            "save_last": False,  # last.ckpt is the LastCheckpoint below, written every epoch
         }
-        if "monitor" not in tc.checkpoint and has_val:
+        if "monitor" not in user and has_val:
             ck.setdefault("monitor", "val/loss")
         ck = _check_kwargs("train.checkpoint", ck, ModelCheckpoint.__init__)
+        # best first, then last: last.ckpt then holds the best callback's state of this epoch,
+        # and a kill between the two writes only leaves a best file the resumed run rewrites
         cbs.insert(0, ModelCheckpoint(**ck))
+        if save_last:
+            cbs.insert(1, last_checkpoint(ck["dirpath"]))
     if tc.heartbeat_every_n_steps:
         cbs.append(Heartbeat(tc.heartbeat_every_n_steps))
     # the LR monitor writes to the logger: without one it has nowhere to write
@@ -275,6 +292,7 @@ def build_trainer(
     quiet_cloud_tip()  # Lightning's cloud-logger advert: knoblab trains offline
     kwargs = _check_kwargs("train.trainer", tc.trainer, L.Trainer.__init__, _OWNED)
     kwargs.setdefault("accelerator", "cpu")
+    _devices_from_torchrun(kwargs)
     _check_accelerator(kwargs["accelerator"])
     if tc.checkpoint is None:
         kwargs["enable_checkpointing"] = False
@@ -299,6 +317,23 @@ def build_trainer(
         ) from None
 
 
+def _devices_from_torchrun(kwargs: dict[str, Any]) -> None:
+    """Under ``torchrun --nproc-per-node=N``, ``devices: 1`` (the YAML default) means N.
+
+    Why: Lightning refuses ``devices=1`` in a world of N processes ("the product (1 * 1)
+    does not match the world size") with a traceback on every rank, although torchrun
+    already said how many processes there are. An explicit other value is left to Lightning.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+    if world <= 1 or local < 1 or str(kwargs.get("devices", 1)) != "1":
+        return
+    kwargs["devices"] = local
+    kwargs.setdefault("num_nodes", max(world // local, 1))
+    if str(kwargs.get("strategy", "auto")) == "auto":
+        kwargs["strategy"] = "ddp"
+
+
 def _check_accelerator(accelerator: Any) -> None:
     """A GPU accelerator on a torch or machine without CUDA: one line, not Lightning's traceback."""
     if str(accelerator) not in ("gpu", "cuda"):
@@ -317,12 +352,40 @@ def _resume_path(tc: TrainConfig, out: Path) -> str | None:
     if tc.resume is None:
         return None
     path = out / "checkpoints" / "last.ckpt" if tc.resume == "last" else Path(tc.resume)
+    if path.is_dir():
+        raise CheckpointError(
+            f"train.resume={tc.resume!r} is invalid: allowed is a checkpoint file or 'last' "
+            f"({path} is a directory)"
+        )
     if not path.is_file():
         raise CheckpointError(
             f"train.resume={tc.resume!r} is invalid: allowed is an existing checkpoint file or 'last' "
             f"({path} not found)"
         )
+    # read it once before Lightning does: a file that is no checkpoint, a damaged knoblab
+    # block or a checkpoint without Lightning's training state is one line, not a traceback
+    ckpt = read_checkpoint(path, warn=False)
+    missing = [k for k in ("pytorch-lightning_version", "state_dict", "loops") if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"train.resume={str(path)!r} is invalid: allowed is a training checkpoint of "
+            f"`knoblab train` (it has no {missing[0]!r}; a weights file goes to train.init_weights)"
+        )
     return str(path)
+
+
+def _checkpoint_paths(trainer: L.Trainer) -> tuple[Path | None, Path | None]:
+    """(last.ckpt, the best checkpoint) of a finished run; None where none was written."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    last = best = None
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, LastCheckpoint):
+            last = Path(cb.path) if cb.path else None
+        elif isinstance(cb, ModelCheckpoint) and best is None:
+            best = Path(cb.best_model_path) if cb.best_model_path else None
+            last = last or (Path(cb.last_model_path) if cb.last_model_path else None)
+    return last, best
 
 
 def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -> TrainResult:
@@ -346,7 +409,12 @@ def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -
         k = sorted(bad)[0]
         raise UnknownKeyError(f"model.{k}", model[k], ["kind", "config"])
     seed = int(data.get("seed", 0))
-    out = Path(tc.output_dir)
+    out = ensure_dir(tc.output_dir, "train.output_dir")
+    # temp files of checkpoint writers killed mid-write (full size, never renamed); a live
+    # writer's (another run into this folder) is kept
+    stale = remove_stale_tmp(out / "checkpoints")
+    if stale:
+        log.info("removed %d half-written checkpoint(s) of a killed run: %s", len(stale), stale)
     resume = _resume_path(tc, out)
 
     if tc.num_threads:
@@ -370,15 +438,14 @@ def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -
         warnings.filterwarnings(
             "ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning
         )
-        trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+        if resume is not None:  # a resumed run's folder holds its checkpoints, of course
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+        # Lightning turns Ctrl-C into sys.exit(1) after its own shutdown; give it back as
+        # the KeyboardInterrupt it was, so the CLI prints its one line and exits 130
+        with fit_interrupt_as_keyboard_interrupt(trainer):
+            trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
 
-    ckpt_cb = trainer.checkpoint_callback
-    last = (
-        Path(ckpt_cb.last_model_path) if ckpt_cb is not None and ckpt_cb.last_model_path else None
-    )
-    best = (
-        Path(ckpt_cb.best_model_path) if ckpt_cb is not None and ckpt_cb.best_model_path else None
-    )
+    last, best = _checkpoint_paths(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     export = None
     if tc.export and trainer.is_global_zero:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,13 @@ def load_model(family: Family, path: Path, c: HFConfig) -> Any:
     hf_logging.set_verbosity_error()  # its load report is ours: one line, below
     try:
         model, info = transformers_class(family.model_class).from_pretrained(path, **kwargs)
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) of a pytorch_model.bin
+        raise ConfigError(
+            "model.path",
+            c.path,
+            f"a {family.name} checkpoint whose pytorch_model.bin holds tensors only (it holds "
+            "other objects or is corrupt; refusing to unpickle it - prefer model.safetensors)",
+        ) from None
     except (OSError, ValueError, ImportError, RuntimeError, KeyError) as exc:
         # transformers' messages span lines; keep the first (the cause) on one line
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -62,7 +62,6 @@ def load_reference(
         CheckpointError: ``weights`` was given and is missing, unreadable, or does not
             match its config.
     """
-    from safetensors.torch import load_file
 
     path = Path(weights) if weights is not None else shipped_weights_path()
     if not path.exists():
@@ -78,24 +77,57 @@ def load_reference(
         )
         model = random_reference()
     else:
-        cfg_path = config_path_for(path)
-        try:
-            cfg = (
-                ReferenceConfig.from_dict(json.loads(cfg_path.read_text()))
-                if cfg_path.exists()
-                else ReferenceConfig()
-            )
-            state = load_file(str(path))
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"model.weights={str(path)!r} cannot be read: {exc}") from exc
-        model = ReferenceVLM(cfg)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise CheckpointError(
-                f"model.weights={str(path)!r} does not match the reference config: "
-                f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
-            )
+        model = _load_file(path)
     return model.to(device=device, dtype=dtype).eval()
+
+
+def _load_file(path: Path) -> ReferenceVLM:
+    """The model of a ``.safetensors`` file + its JSON config; one-line errors on any mismatch."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if path.is_dir():
+        raise CheckpointError(
+            f"model.weights={str(path)!r} is a directory: allowed is a .safetensors file or null"
+        )
+    cfg_path = config_path_for(path)
+    try:
+        cfg = (
+            ReferenceConfig.from_dict(json.loads(cfg_path.read_text()))
+            if cfg_path.exists()
+            else ReferenceConfig()
+        )
+    except (OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(
+            f"model.weights: config {str(cfg_path)!r} cannot be read: {exc}"
+        ) from None
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(
+            f"model.weights={str(path)!r} is not a readable .safetensors file ({reason}): "
+            "allowed is a .safetensors file or null (shipped weights)"
+        ) from None
+    model = ReferenceVLM(cfg)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"model.weights={str(path)!r} does not match the reference config: "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    shape = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if shape:
+        k = shape[0]
+        raise CheckpointError(
+            f"model.weights={str(path)!r} does not match the reference config "
+            f"{str(cfg_path.name)!r}: {len(shape)} tensor(s) of another shape "
+            f"(e.g. {k}: {tuple(state[k].shape)}, the config needs {tuple(own[k].shape)})"
+        )
+    model.load_state_dict(state, strict=True)
+    return model
 
 
 def save_reference(model: ReferenceVLM, path: str | os.PathLike[str]) -> Path:
@@ -106,15 +138,13 @@ def save_reference(model: ReferenceVLM, path: str | os.PathLike[str]) -> Path:
     """
     from safetensors.torch import save_file
 
+    from knoblab.atomic import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "knoblab-reference", "version": "1"})
-    cfg_tmp = config_path_for(path).with_name(config_path_for(path).name + ".tmp")
-    cfg_tmp.write_text(json.dumps(model.cfg.to_dict(), indent=2))
-    os.replace(tmp, path)
-    os.replace(cfg_tmp, config_path_for(path))
+    meta = {"format": "knoblab-reference", "version": "1"}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    atomic_write(config_path_for(path), json.dumps(model.cfg.to_dict(), indent=2))
     return path
