@@ -101,6 +101,9 @@ def _user_configs(tmp_path):
     (d / "small_profile.yaml").write_text(
         yaml.safe_dump({"defaults": ["profile", "_self_"], "dataset": {"size": 12}})
     )
+    (d / "my_deep.yaml").write_text(
+        yaml.safe_dump({"defaults": ["deep_profile", "_self_"], "deep": {"mode": "full"}})
+    )
     return d
 
 
@@ -118,6 +121,12 @@ def test_config_dir_and_name_compose_a_users_yaml(tmp_path, capsys):
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["dataset"]["size"] == 12 and cfg["dataset"]["seed"] == 5
     assert "run" in cfg and "knobs" in cfg
+    assert (
+        cli(["deep-profile", "-cd", str(d), "-cn", "my_deep", "deep.samples=all", "--cfg", "job"])
+        == 0
+    )
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["deep"]["mode"] == "full" and cfg["deep"]["samples"] == "all"
     assert not (tmp_path / "runs").exists()  # --cfg job runs nothing
 
 

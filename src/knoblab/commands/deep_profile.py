@@ -74,14 +74,26 @@ def _job(cfg: Any, own_folder: bool) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from knoblab.hydra_utils import compose, print_help, run_multirun, split_multirun, wants_help
+    from knoblab.hydra_utils import (
+        compose,
+        print_config,
+        print_help,
+        run_multirun,
+        split_hydra_flags,
+        split_multirun,
+        wants_help,
+    )
 
     if wants_help(argv):
         return print_help(__doc__ or "", CONFIG_NAME, argv, examples=EXAMPLES)
-    multirun, rest = split_multirun(argv)
+    flags, rest = split_hydra_flags(argv)  # --config-dir/-cd, --config-name/-cn, --cfg job
+    multirun, rest = split_multirun(rest)
+    if flags.cfg == "job":
+        return print_config(compose(flags.name(CONFIG_NAME), rest, flags.config_dir))
     if multirun:
         from knoblab.hydra_utils import normalize_overrides
 
         own = "deep.output_dir" not in _swept_keys(normalize_overrides(rest))
-        return run_multirun(CONFIG_NAME, lambda cfg: _job(cfg, own), rest, "knoblab deep-profile")
-    return run(compose(CONFIG_NAME, rest), rest)
+        job = lambda cfg: _job(cfg, own)  # noqa: E731
+        return run_multirun(CONFIG_NAME, job, rest, "knoblab deep-profile", flags)
+    return run(compose(flags.name(CONFIG_NAME), rest, flags.config_dir), rest)
