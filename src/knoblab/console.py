@@ -26,6 +26,37 @@ def console(piped_width: int = 120) -> Console:
     return c if c.is_terminal else Console(width=piped_width)
 
 
+def progress_bar(enabled: bool, console: Any, *, auto_refresh: bool = True) -> Any:
+    """knoblab's rich progress bar: description, bar, done/total, elapsed and ETA.
+
+    With ``auto_refresh`` a rendering thread redraws it twice a second (it must not steal
+    the cores a sweep times); without, the caller calls ``refresh()`` (the deep profiler
+    records every thread's Python calls, so a render thread would land in its traces).
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        auto_refresh=auto_refresh,
+        refresh_per_second=2,
+        transient=False,
+    )
+
+
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time (a captured or replaced stream too)."""
 

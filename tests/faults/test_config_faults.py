@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
 
 import pytest
 import torch
@@ -17,21 +16,6 @@ import yaml
 from knoblab.cli import main as cli
 from knoblab.errors import CheckpointError
 from knoblab.hydra_utils import compose
-
-
-@pytest.fixture(autouse=True)
-def _lightning_logs_to_this_tests_stderr():
-    """Lightning's own log handler holds the stderr of the test that imported it (pytest
-    captures and closes each test's); point it at this test's, as a fresh process would."""
-    import logging
-
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    for lg in loggers:
-        for h in getattr(lg, "handlers", []):
-            stream = getattr(h, "stream", None)
-            if type(h) is logging.StreamHandler and getattr(stream, "closed", False):
-                h.stream = sys.stderr  # not setStream: it flushes the closed one
-    yield
 
 
 def _one_line(capsys) -> str:

@@ -45,21 +45,6 @@ CHUNKED = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _lightning_logs_to_this_tests_stderr():
-    """Lightning's own log handler holds the stderr of the test that imported it (pytest
-    captures and closes each test's); point it at this test's, as a fresh process would."""
-    import logging
-
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    for lg in loggers:
-        for h in getattr(lg, "handlers", []):
-            stream = getattr(h, "stream", None)
-            if type(h) is logging.StreamHandler and getattr(stream, "closed", False):
-                h.stream = sys.stderr  # not setStream: it flushes the closed one
-    yield
-
-
 class Record(L.Callback):
     """Every step's loss, the val loss after each epoch, and a crash at an epoch's start."""
 

@@ -295,26 +295,9 @@ def _progress(enabled: bool, console: Any) -> Any:
     Python calls of every thread, and a render thread would land in each trace. The
     loop refreshes it (:func:`_tick`) at most twice a second instead.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from knoblab.console import progress_bar
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        auto_refresh=False,
-    )
+    return progress_bar(enabled, console, auto_refresh=False)
 
 
 def _tick(progress: Any, bar: Any, last: list[float]) -> None:

@@ -56,6 +56,7 @@ import torch
 
 from knoblab.config import plain, to_dataclass
 from knoblab.console import console as wide_console
+from knoblab.console import progress_bar
 from knoblab.data.prompt import prompt_for, with_prompt
 from knoblab.errors import ConfigError, DataError, KnobLabError
 from knoblab.models.adapter import ModelAdapter, check_knob
@@ -190,28 +191,8 @@ def knob_lists(cfg_knobs: Mapping[str, Any] | None, adapter: ModelAdapter) -> di
 
 # -- the sweep --------------------------------------------------------------------------
 def _progress(enabled: bool, console: Any) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     # Two refreshes a second: the bar's rendering thread must not steal the cores we time.
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        refresh_per_second=2,
-        transient=False,
-    )
+    return progress_bar(enabled, console)
 
 
 def run_sweep(
