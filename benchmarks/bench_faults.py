@@ -59,10 +59,11 @@ SWEEP = [
 TASK = "shapes-vqa"
 GATED = textwrap.dedent(
     """
-    import sys, time, pathlib
+    import os, sys, time, pathlib
     from knoblab import cli
     import knoblab.profiling.runner, knoblab.models.registry
     go = pathlib.Path(sys.argv[1])
+    go.with_name(f"{go.name}.ready{os.getpid()}").touch()  # imports done
     while not go.exists():
         time.sleep(0.005)
     sys.exit(cli.main(sys.argv[2:]))
@@ -167,7 +168,11 @@ def bench_concurrent(t: Tally, root: Path, trials: int) -> None:
             )
             for extra in ([], ["dataset.sampling.num_samples_per_epoch=4"])
         ]
-        time.sleep(1.0)
+        deadline = time.monotonic() + 300  # both at the gate (imports done), then go
+        while time.monotonic() < deadline and len(list(root.glob(f"{go.name}.ready*"))) < 2:
+            if any(p.poll() is not None for p in procs):
+                break
+            time.sleep(0.05)
         go.touch()
         res = [(p.wait(), p.stderr.read() if p.stderr else "") for p in procs]
         records = rec.load_records(root / f"conc{trial}" / TASK).values()

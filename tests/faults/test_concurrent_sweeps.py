@@ -27,15 +27,32 @@ from knoblab.profiling.synthetic import ListDataset, WaitAdapter
 # Imports first, then waits for the go file: both sweeps start within milliseconds.
 GATED = textwrap.dedent(
     """
-    import sys, time, pathlib
+    import os, sys, time, pathlib
     from knoblab import cli
     import knoblab.profiling.runner, knoblab.models.registry  # the heavy imports, before the gate
     go = pathlib.Path(sys.argv[1])
+    go.with_name(f"{go.name}.ready{os.getpid()}").touch()  # imports done
     while not go.exists():
         time.sleep(0.005)
     sys.exit(cli.main(sys.argv[2:]))
     """
 )
+
+
+def _release_together(procs: list[subprocess.Popen], go: Path, timeout: float = 300) -> None:
+    """Touch ``go`` once every process is at the gate (its imports done) or has exited.
+
+    NOTE: on a loaded machine the imports alone can take longer than a whole sweep; a
+    fixed sleep let one sweep finish before the other started (then the second is refused
+    as another sweep, not by the lock).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = len(list(go.parent.glob(f"{go.name}.ready*")))
+        if ready + sum(p.poll() is not None for p in procs) >= len(procs):
+            break
+        time.sleep(0.05)
+    go.touch()
 
 
 def _synthetic_cfg(out: Path, n: int = 4) -> dict:
@@ -70,11 +87,7 @@ def test_two_sweeps_started_together_one_runs_one_refused(
         )
         for a in args
     ]
-    time.sleep(1.0)
-    deadline = time.monotonic() + 120  # wait for both to reach the gate (imports done)
-    while time.monotonic() < deadline and any(p.poll() is not None for p in procs):
-        time.sleep(0.1)
-    go.touch()
+    _release_together(procs, go)
     results = [(p.wait(timeout=600), p.stderr.read() if p.stderr else "") for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
