@@ -94,7 +94,12 @@ def test_two_sweeps_started_together_one_runs_one_refused(
     loser = next(err for code, err in results if code == 2)
     winner = procs[[code for code, _ in results].index(0)]
     line = one_line(loser)
-    assert "in use by another sweep" in line and f"PID {winner.pid}" in line, line
+    # overlapping, the lock refuses the second; on a loaded machine the winner can finish
+    # before the loser reaches the lock, and the identity check refuses it instead (the
+    # in-process test below covers the lock's line deterministically): never a mix
+    assert ("in use by another sweep" in line and f"PID {winner.pid}" in line) or (
+        "holds another sweep's results" in line and "nothing was overwritten" in line
+    ), line
     records = rec.load_records(tmp_path / "out" / "shapes-vqa")
     assert len(records) == 6  # one sweep's configurations, each once
     counts = {len(r["per_sample_results"]) for r in records.values()}
