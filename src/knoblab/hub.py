@@ -66,7 +66,7 @@ def cached_snapshot(repo_id: str, repo_type: str, key: str) -> Path:
     Raises:
         ConfigError: not in the cache; names the folder it looked in.
     """
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # called with local_files_only=True only
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     cache = hub_cache_dir()
