@@ -117,3 +117,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
             if hit:
                 return True
     return None
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """Restore torch's thread count after the test: the ``cpu`` hardware preset that a real
+    ``knoblab profile`` applies sets it process-wide."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -17,7 +17,10 @@ import pytest
 
 from knoblab import cli
 
-pytestmark = pytest.mark.filterwarnings("ignore:reference weights not found")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:reference weights not found"),
+    pytest.mark.usefixtures("keep_torch_threads"),  # the cpu preset sets threads process-wide
+]
 BASE = [
     "dataset.size=40",
     "knobs.tier=[low]",
@@ -27,15 +30,6 @@ BASE = [
     "run.max_new_tokens=2",
     "run.progress=false",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads():  # the cpu hardware preset sets torch's thread count process-wide
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def _profile(out: Path, n: int, top_k: str) -> int:

@@ -24,16 +24,10 @@ SMALL = [
 ]
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:reference weights not found")
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads():  # the cpu hardware preset sets torch's thread count process-wide
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:reference weights not found"),
+    pytest.mark.usefixtures("keep_torch_threads"),  # the cpu preset sets threads process-wide
+]
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
