@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import base64
+import html
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -10,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from knoblab.analysis import figures
 from knoblab.analysis.analyze import Analysis, analyze
+from knoblab.analysis.synthetic import write_synthetic_results
 
 PLOTS = {
     "plot-pareto_shapes-vqa",
@@ -42,12 +46,10 @@ def test_files_and_embedded_plots(report: Analysis) -> None:
     ):
         assert f[name].read_bytes()[:4] == b"\x89PNG"
     page = f["report.html"].read_text()
-    imgs = dict(re.findall(r'<img id="([^"]+)"[^>]*src="data:image/png;base64,([^"]+)"', page))
-    assert set(imgs) == PLOTS
-    for b64 in imgs.values():
-        assert base64.b64decode(b64)[:4] == b"\x89PNG"
-    # offline: nothing is fetched
-    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert set(re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', page)) == PLOTS
+    # offline: plotly.js inlined once (not once per plot), nothing fetched
+    assert page.count(figures.plotly_js()[:200]) == 1
+    assert not re.search(r'<script[^>]*\ssrc=|<link[^>]*\shref=|<img[^>]*\ssrc="(https?:)?//', page)
     md = f["analysis.md"].read_text()
     assert (
         "## E1" in md
@@ -74,11 +76,20 @@ def _chromium() -> str | None:
     )
 
 
-def _render(html_path: Path, tmp: Path) -> str:
+def _need_chromium() -> str:
+    """The browser, or a skip (a failure under CI: there ``make browser`` must have installed it)."""
     exe = _chromium()
-    assert exe is not None
+    if exe is None:
+        why = "headless chromium not installed (make browser / apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {why}")
+        pytest.skip(why)
+    return exe
+
+
+def _render(html_path: Path, tmp: Path, *extra: str) -> str:
     cmd = [
-        exe,
+        _need_chromium(),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -87,43 +98,156 @@ def _render(html_path: Path, tmp: Path) -> str:
         "--disable-sync",
         "--no-first-run",
         f"--user-data-dir={tmp / 'chrome-profile'}",
-        "--virtual-time-budget=10000",
+        "--virtual-time-budget=15000",
+        *extra,
         "--dump-dom",
         html_path.resolve().as_uri(),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     return out.stdout
 
 
+#: Appended to a copy of the report: once plotly has drawn, the box of every visible text
+#: element in the plots (getBoundingClientRect), every pair of boxes that overlap, and what
+#: each plot says, as JSON in <pre id="geometry">. Overlap: more than 1 px both ways.
+GEOMETRY_JS = """
+<script>
+window.addEventListener("load", function () { setTimeout(function () {
+  function shown(el, stop) {
+    for (var e = el; e && e !== stop; e = e.parentElement) {
+      var cs = getComputedStyle(e);
+      if (cs.display === "none" || cs.visibility === "hidden" || cs.opacity === "0") return false;
+    }
+    return true;
+  }
+  var res = {plots: [], overlaps: []};
+  document.querySelectorAll("div.plotly-graph-div").forEach(function (div) {
+    var boxes = [];
+    div.querySelectorAll("text").forEach(function (t) {
+      var txt = (t.textContent || "").trim(), r = t.getBoundingClientRect();
+      if (!txt || r.width < 1 || r.height < 1 || !shown(t, div)) return;
+      boxes.push({text: txt, x0: r.left, y0: r.top, x1: r.right, y1: r.bottom,
+                  cls: t.getAttribute("class") || ""});
+    });
+    for (var i = 0; i < boxes.length; i++) for (var j = i + 1; j < boxes.length; j++) {
+      var a = boxes[i], b = boxes[j];
+      var w = Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0), h = Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0);
+      if (w > 1 && h > 1) res.overlaps.push({plot: div.id, a: a.text, b: b.text, w: w, h: h});
+    }
+    res.plots.push({id: div.id, svg: div.querySelectorAll("svg.main-svg").length,
+                    texts: boxes.length, words: boxes.map(function (b) { return b.text; }).join(" | "),
+                    annotations: div.querySelectorAll("g.annotation text").length});
+  });
+  var pre = document.createElement("pre");
+  pre.id = "geometry";
+  pre.textContent = JSON.stringify(res);
+  document.body.appendChild(pre);
+}, 1000); });
+</script>
+"""
+
+
+def _geometry(page: Path, tmp: Path) -> tuple[dict, str]:
+    """(geometry JSON, status text) of ``page`` rendered in headless Chromium."""
+    probe = tmp / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", GEOMETRY_JS + "</body>"))
+    dom = _render(probe, tmp, "--window-size=1280,1000")
+    m = re.search(r'<pre id="geometry">(.*?)</pre>', dom, re.S)
+    assert m, dom[-2000:]
+    status = re.search(r'<p id="knoblab-status"([^>]*)>([^<]*)<', dom)
+    assert status, dom[:500]
+    return json.loads(html.unescape(m.group(1))), status.group(1) + " " + status.group(2)
+
+
 @pytest.mark.browser
-@pytest.mark.skipif(
-    _chromium() is None,
-    reason="headless chromium not installed (make browser / apt-get install chromium)",
-)
 def test_renders_in_headless_chromium(report: Analysis, tmp_path: Path) -> None:
     dom = _render(report.files["report.html"], tmp_path)
     status = re.search(r'<p id="knoblab-status"([^>]*)>([^<]*)<', dom)
     assert status, dom[:500]
     attrs = status.group(1)
     assert 'data-status="ok"' in attrs, status.group(2)
-    assert f'data-images="{len(PLOTS)}"' in attrs
+    assert f'data-plots="{len(PLOTS)}"' in attrs
     for plot in PLOTS:
         assert f'id="{plot}"' in dom
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(
-    _chromium() is None,
-    reason="headless chromium not installed (make browser / apt-get install chromium)",
-)
 def test_chromium_check_catches_a_broken_page(report: Analysis, tmp_path: Path) -> None:
-    # the marker must turn to "error" when an image is broken or a script fails
+    # the marker must turn to "error" when a plot is not drawn or a script fails
     page = report.files["report.html"].read_text()
-    broken = re.sub(r'(id="plot-stages"[^>]*src="data:image/png;base64,)[^"]+', r"\1AAAA", page)
+    guard = 'if (document.getElementById("plot-stages"))'
+    assert page.count(guard) == 1
+    broken = page.replace(guard, "if (false)")  # the stages plot is never drawn
     broken = broken.replace("</body>", "<script>undefinedFunction();</script></body>")
     path = tmp_path / "broken.html"
     path.write_text(broken)
     dom = _render(path, tmp_path)
     status = re.search(r'<p id="knoblab-status"([^>]*)>([^<]*)<', dom)
     assert status and 'data-status="error"' in status.group(1)
-    assert "plot-stages" in status.group(2) and "undefinedFunction" in status.group(2)
+    assert "not drawn: plot-stages" in status.group(2) and "undefinedFunction" in status.group(2)
+
+
+# --- 10 and 60 configurations: every plot drawn, no two visible labels overlap -------------
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Analysis]:
+    """A 10- and a 60-configuration sweep (written by the runner's record writer), analysed."""
+    root = tmp_path_factory.mktemp("sweeps")
+    grids = {
+        10: {
+            "tiers": None,
+            "vision_tokens": (64, 128, 256, 512, 1024),
+            "top_ks": (2, 8),
+            "blocks": (8,),
+        },
+        60: {"tiers": ("low", "medium", "high"), "top_ks": (1, 2, 4, 6, 8), "blocks": (2, 4, 6, 8)},
+    }
+    out = {}
+    for n, grid in grids.items():
+        d = write_synthetic_results(root / f"r{n}", num_samples=20, noise=0.05, seed=n, **grid)
+        out[n] = analyze(d, root / f"a{n}", budget_ms=4.0)
+        assert len(out[n].results.configs) == n
+    return out
+
+
+def _plots_drawn_apart(geo: dict, status: str, names: set[str]) -> None:
+    assert 'data-status="ok"' in status, status
+    assert {p["id"] for p in geo["plots"]} == names
+    for p in geo["plots"]:
+        assert p["svg"] >= 1 and p["texts"] > 5, p  # drawn, with its axes and title
+        assert re.search(r"n = \d+|\d+ of \d+ (held-out )?samples", p["words"]), p["words"][:300]
+    assert geo["overlaps"] == [], geo["overlaps"][:5]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("n", [10, 60])
+def test_every_plot_drawn_and_no_labels_overlap(
+    sweeps: dict[int, Analysis], n: int, tmp_path: Path
+) -> None:
+    a = sweeps[n]
+    geo, status = _geometry(a.files["report.html"], tmp_path)
+    _plots_drawn_apart(geo, status, PLOTS)
+    # the front, and only the front, is labelled: one annotation per front point
+    pareto = next(p for p in geo["plots"] if p["id"] == "plot-pareto_shapes-vqa")
+    front = a.fronts["shapes-vqa"]
+    assert pareto["annotations"] == int(front["on_front"].sum()) < len(front) + (n == 10)
+    for label in front.loc[~front["on_front"], "label"]:
+        assert f"| {label} |" not in f"| {pareto['words']} |"
+
+
+@pytest.mark.browser
+def test_the_overlap_check_fails_on_overlapping_labels(
+    sweeps: dict[int, Analysis], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every front label put on one spot: the geometry must report the pairs
+    monkeypatch.setattr(figures, "label_slots", lambda wanted, low, high, gap: [0.6] * len(wanted))
+    from knoblab.analysis.report import write_report
+
+    a = sweeps[60]
+    files = write_report(a, tmp_path / "stacked")
+    geo, status = _geometry(files["report.html"], tmp_path)
+    assert 'data-status="ok"' in status
+    stacked = [o for o in geo["overlaps"] if o["plot"] == "plot-pareto_shapes-vqa"]
+    n = int(a.fronts["shapes-vqa"]["on_front"].sum())
+    assert len(stacked) >= n * (n - 1) // 2 > 0

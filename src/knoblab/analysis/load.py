@@ -73,7 +73,9 @@ class SweepResults:
         root: the results directory.
         configs: one row per configuration: ``config`` (file stem), ``label``, ``task``,
             ``model``, the knob columns, token means, ``accuracy``, stage means,
-            ``T_total_p50/p95/p99`` (and those of every stage when recorded).
+            ``T_total_p50/p95/p99`` (and those of every stage when recorded); when the
+            record has them, their ``_lo``/``_hi`` interval bounds, ``accuracy_lo/_hi`` and
+            the cost figures (``COST_FIELDS``).
         samples: one row per valid sample and configuration, with a ``config`` column.
         skipped: records left out, with the reason.
         knobs: knob column names in order, e.g. ``["tier", "top_k", "num_active_blocks"]``.
@@ -220,6 +222,7 @@ def _read_one(
     )
     row = _config_row(path, rel, rec, knobs, df, len(rows))
     computed = _percentiles(row, rec.get("aggregate_stats") or {}, df)
+    row |= _intervals_and_costs(rec, rec.get("aggregate_stats") or {})
     if computed:
         more = " ..." if len(computed) > 4 else ""
         notes.append(f"{rel}: {', '.join(computed[:4])}{more} computed from samples")
@@ -258,6 +261,38 @@ def _config_row(
         "num_samples": int(rec.get("num_samples") or n_rows),
         "num_valid_samples": len(df),
     }
+
+
+#: Per-configuration cost figures (issue 15) carried into ``configs`` when a record has them.
+COST_FIELDS = (
+    "peak_memory_bytes",
+    "kv_cache_bytes",
+    "weights_bytes",
+    "throughput_samples_s",
+    "throughput_tokens_s",
+    "energy_j",
+)
+
+
+def _intervals_and_costs(rec: Mapping[str, Any], agg: Mapping[str, Any]) -> dict[str, float]:
+    """Confidence intervals and cost figures a record carries; none when it has none.
+
+    ``<metric>_<stat>_lo/_hi`` of the timed stages and ``T_total`` (aggregate_stats),
+    ``accuracy_lo/_hi`` (top level), and every ``aggregate_stats`` number whose name
+    starts with a cost field (``peak_memory_bytes``, ``peak_memory_bytes_mean``, ...).
+    """
+    out: dict[str, float] = {}
+    timed = tuple(f"{m}_" for m in (*STAGES, "T_total"))
+    for key, v in agg.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if (key.endswith(("_lo", "_hi")) and key.startswith(timed)) or key.startswith(COST_FIELDS):
+            out[key] = float(v)
+    for key in ("accuracy_lo", "accuracy_hi", *COST_FIELDS):
+        v = rec.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.setdefault(key, float(v))
+    return out
 
 
 def _percentiles(row: dict[str, Any], agg: Mapping[str, Any], df: pd.DataFrame) -> list[str]:
