@@ -140,6 +140,13 @@ def log_axis(values: Sequence[float] | np.ndarray) -> bool:
     return bool(v.size and v.min() > 0 and v.max() / v.min() > LOG_RATIO)
 
 
+def log_ticks(lo: float, hi: float) -> dict[str, Any]:
+    """Tick spacing of a log axis over [lo, hi] > 0: 1-2-5 per decade up to two decades,
+    powers of ten beyond (plotly's default labels every digit and crowds small panels)."""
+    decades = math.log10(hi / lo) if lo > 0 and hi > 0 else 3.0
+    return {"dtick": "D2" if decades <= 2 else 1}
+
+
 def _range(lo: float, hi: float, log: bool, pad: float = 0.06) -> list[float]:
     """Axis range with padding; for a log axis in log10 units, as plotly wants it."""
     if log:
@@ -323,6 +330,7 @@ def pareto(front: pd.DataFrame, percentile: str, task: str, knobs: Sequence[str]
         title_text=f"T_total {percentile} (ms)" + (", log scale" if log else ""),
         type="log" if log else "linear",
         range=xr,
+        **(log_ticks(10 ** xr[0], 10 ** xr[1]) if log else {}),
     )
     fig.update_yaxes(title_text="accuracy", range=yr)
     fig.update_layout(
@@ -354,8 +362,6 @@ def coupling(
     """Small multiples: one panel per knob value, its configurations and restricted front
     against the free front (dashed); the panel title gives hv_ratio (restricted / free
     hypervolume: 1.00 = holding the knob there costs nothing)."""
-    from knoblab.analysis.pareto import pareto_mask
-
     panels = _panels(front, knobs)
     rows = max((p[2] for p in panels), default=1)
     cols = min(COUPLING_COLS, max((p[3] for p in panels), default=1))
@@ -379,64 +385,81 @@ def coupling(
     colors = _palette(max(len(knobs), 1))
     for knob, v, r, c in panels:
         mask = (front[knob] == v).to_numpy()
-        sub = front[mask]
-        m = pareto_mask(sub["accuracy"].to_numpy(float), sub["latency"].to_numpy(float))
-        f = sub[m].sort_values("latency")
-        color = colors[list(knobs).index(knob)]
-        fig.add_trace(
-            go.Scatter(
-                x=front["latency"][~mask],
-                y=front["accuracy"][~mask],
-                mode="markers",
-                marker={"color": "#D0D0D0", "size": 5},
-                hoverinfo="skip",
-                showlegend=False,
-            ),
-            r,
-            c,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=free["latency"],
-                y=free["accuracy"],
-                mode="lines",
-                line={"shape": "hv", "dash": "dash", "color": "#333", "width": 1},
-                name="free front",
-                legendgroup="free",
-                showlegend=(r, c) == (1, 1),
-                hoverinfo="skip",
-            ),
-            r,
-            c,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=sub["latency"],
-                y=sub["accuracy"],
-                mode="markers",
-                marker={"color": color, "size": 6, "opacity": 0.55},
-                hovertext=[hover[i] for i in np.nonzero(mask)[0]],
-                hoverinfo="text",
-                showlegend=False,
-            ),
-            r,
-            c,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=f["latency"],
-                y=f["accuracy"],
-                mode="lines+markers",
-                line={"shape": "hv", "color": color, "width": 2},
-                marker={"size": 7},
-                name="front with the knob held",
-                legendgroup="held",
-                showlegend=(r, c) == (1, 1),
-                hoverinfo="skip",
-            ),
-            r,
-            c,
-        )
+        _coupling_panel(fig, front, mask, free, hover, colors[list(knobs).index(knob)], (r, c))
+    _coupling_axes(fig, panels, rows, cols, front, percentile)
+    fixed = [k for k in knobs if k in front and front[k].nunique() < 2]
+    sub = (
+        f"{len(front)} configurations ({_sample_range(front)}); a panel per knob value: its "
+        "configurations and front (colour) against the free front (dashed)"
+    )
+    sub += f"; fixed, so no panel: {', '.join(fixed)}" if fixed else ""
+    title = f"{task}: knob coupling (accuracy vs T_total {percentile})"
+    _layout(fig, title, sub, 140 + 190 * rows, t=100, b=60, r=20)
+    fig.update_layout(showlegend=False)  # the subtitle says what the lines are
+    return fig
+
+
+def _coupling_panel(
+    fig: go.Figure,
+    front: pd.DataFrame,
+    mask: np.ndarray,
+    free: pd.DataFrame,
+    hover: list[str],
+    color: str,
+    cell: tuple[int, int],
+) -> None:
+    """One small multiple: the other configurations grey, the free front dashed, the held
+    knob's configurations and their front in colour."""
+    from knoblab.analysis.pareto import pareto_mask
+
+    sub = front[mask]
+    f = sub[pareto_mask(sub["accuracy"].to_numpy(float), sub["latency"].to_numpy(float))]
+    f = f.sort_values("latency")
+    traces = (
+        go.Scatter(
+            x=front["latency"][~mask],
+            y=front["accuracy"][~mask],
+            mode="markers",
+            marker={"color": "#D0D0D0", "size": 5},
+            hoverinfo="skip",
+        ),
+        go.Scatter(
+            x=free["latency"],
+            y=free["accuracy"],
+            mode="lines",
+            line={"shape": "hv", "dash": "dash", "color": "#333", "width": 1},
+            hoverinfo="skip",
+        ),
+        go.Scatter(
+            x=sub["latency"],
+            y=sub["accuracy"],
+            mode="markers",
+            marker={"color": color, "size": 6, "opacity": 0.55},
+            hovertext=[hover[i] for i in np.nonzero(mask)[0]],
+            hoverinfo="text",
+        ),
+        go.Scatter(
+            x=f["latency"],
+            y=f["accuracy"],
+            mode="lines+markers",
+            line={"shape": "hv", "color": color, "width": 2},
+            marker={"size": 7},
+            hoverinfo="skip",
+        ),
+    )
+    for t in traces:
+        fig.add_trace(t, *cell)
+
+
+def _coupling_axes(
+    fig: go.Figure,
+    panels: list[tuple[str, Any, int, int]],
+    rows: int,
+    cols: int,
+    front: pd.DataFrame,
+    percentile: str,
+) -> None:
+    """Empty cells hidden, shared log/linear latency axis, the knob named on each row."""
     used = {(r, c) for _, _, r, c in panels}
     for r in range(1, rows + 1):
         for c in range(1, cols + 1):
@@ -445,36 +468,17 @@ def coupling(
                 fig.update_yaxes(visible=False, row=r, col=c)
     log = log_axis(front["latency"])
     fig.update_xaxes(type="log" if log else "linear", nticks=5, showticklabels=True)
+    if log:
+        fig.update_xaxes(**log_ticks(float(front["latency"].min()), float(front["latency"].max())))
     fig.update_yaxes(nticks=5)
     for r in range(1, rows + 1):
-        knob = next(k for k, _, rr, _ in panels if rr == r) if panels else ""
-        fig.update_yaxes(
-            title_text=html.escape(_short(_knob_short(knob), 14)),
-            title_font={"size": 11},
-            row=r,
-            col=1,
-        )
+        knob = next((k for k, _, rr, _ in panels if rr == r), "")
+        title = html.escape(_short(_knob_short(knob), 14))
+        fig.update_yaxes(title_text=title, title_font={"size": 11}, row=r, col=1)
     for c in range(1, cols + 1):
         fig.update_xaxes(title_text=f"T_total {percentile} (ms)" if c == 1 else "", row=rows, col=c)
     for a in fig.layout.annotations:
         a.font = {"size": 11}
-    fixed = [k for k in knobs if k in front and front[k].nunique() < 2]
-    sub = f"{len(front)} configurations ({_sample_range(front)}); one panel per knob value"
-    sub += f"; fixed, so no panel: {', '.join(fixed)}" if fixed else ""
-    _layout(
-        fig,
-        f"{task}: knob coupling (accuracy vs T_total {percentile})",
-        sub,
-        140 + 190 * rows,
-        t=100,
-        b=60,
-        r=20,
-    )
-    fig.update_layout(
-        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "top"}
-        | {"yref": "container", "font": {"size": 11}}
-    )
-    return fig
 
 
 def _knob_short(knob: str) -> str:
@@ -676,7 +680,9 @@ def scaling(data: pd.DataFrame, fits: pd.DataFrame) -> go.Figure:
         fig.update_xaxes(title_text=xlabel, row=1, col=i)
         fig.update_yaxes(title_text=f"{col} (ms)", row=1, col=i)
         if log_axis(data[col]):
-            fig.update_yaxes(type="log", title_text=f"{col} (ms, log)", row=1, col=i)
+            y = data[col][data[col] > 0]
+            ticks = log_ticks(float(y.min()), float(y.max()))
+            fig.update_yaxes(type="log", title_text=f"{col} (ms, log)", row=1, col=i, **ticks)
     pts = (
         f"{len(shown)} of {len(data)} samples shown"
         if len(shown) < len(data)
@@ -726,6 +732,8 @@ def robust_range(
     if not both.size:
         return 0.0, 1.0, False
     lo, hi = float(both.min()), float(both.max())
+    if hi == lo:  # one value: a small window around it
+        lo, hi = (lo * 0.95, hi * 1.05) if lo > 0 else (lo - 1.0, hi + 1.0)
     return lo, hi, bool(lo > 0 and hi / lo > LOG_RATIO)
 
 
@@ -738,128 +746,97 @@ def parity(
     pc = per_config.merge(configs, on="config", how="left", suffixes=("", "_cfg"))
     titles, ranges = [], []
     for t in PARITY_TARGETS:
-        both = np.concatenate(
-            [per_sample[t].to_numpy(float), per_sample[f"pred_{t}"].to_numpy(float)]
-        )
+        meas, pred = per_sample[t], per_sample[f"pred_{t}"]
         keep = np.concatenate([pc[t].to_numpy(float), pc[f"pred_{t}"].to_numpy(float)])
-        lo, hi, log = robust_range(both, keep)
-        off = int(
-            (
-                (per_sample[t] < lo)
-                | (per_sample[t] > hi)
-                | (per_sample[f"pred_{t}"] < lo)
-                | (per_sample[f"pred_{t}"] > hi)
-            ).sum()
-        )
+        lo, hi, log = robust_range(np.concatenate([meas, pred]), keep)
+        off = int(((meas < lo) | (meas > hi) | (pred < lo) | (pred > hi)).sum())
         ranges.append((lo, hi, log))
-        titles.append(
-            f"{t}"
-            + (f" · {off} samples beyond the axes" if off else "")
-            + (" · log" if log else "")
-        )
+        beyond = f" · {off} samples beyond the axes" if off else ""
+        titles.append(t + beyond + (" · log" if log else ""))
     fig = make_subplots(
         rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.1, vertical_spacing=0.16
     )
-    labels = pc["label"].astype(str) if "label" in pc else pc["config"].astype(str)
     for i, (t, (lo, hi, log)) in enumerate(zip(PARITY_TARGETS, ranges, strict=True)):
         r, c = i // 2 + 1, i % 2 + 1
-        first = i == 0
-        fig.add_trace(
-            go.Scatter(
-                x=shown[t],
-                y=shown[f"pred_{t}"],
-                mode="markers",
-                marker={"size": 4, "color": "#4C72B0", "opacity": 0.3},
-                name="held-out samples",
-                legendgroup="s",
-                showlegend=first,
-                hovertext=[
-                    f"{html.escape(str(cf))}<br>measured {m:.3f} ms<br>predicted {p:.3f} ms"
-                    for cf, m, p in zip(shown["config"], shown[t], shown[f"pred_{t}"], strict=True)
-                ],
-                hoverinfo="text",
-            ),
-            r,
-            c,
-        )
-        meas = pc[t].to_numpy(float)
-        text = [
-            f"<b>{html.escape(lb)}</b><br>measured mean {_with_ci(pc, f'{t}_mean', j) if f'{t}_mean' in pc else _num(m)} ms<br>predicted {p:.3f} ms ({(p / m - 1) * 100:+.1f}%)"
-            + (
-                f"<br>n = {int(pc['num_valid_samples'].iloc[j])} samples"
-                if "num_valid_samples" in pc
-                else ""
-            )
-            for j, (lb, m, p) in enumerate(zip(labels, meas, pc[f"pred_{t}"], strict=True))
-        ]
-        fig.add_trace(
-            go.Scatter(
-                x=pc[t],
-                y=pc[f"pred_{t}"],
-                mode="markers",
-                marker={
-                    "symbol": "diamond",
-                    "size": 9,
-                    "color": FRONT,
-                    "line": {"width": 1, "color": "#222"},
-                },
-                error_x=_error_bars(pc, f"{t}_mean", meas),
-                name="held-out configurations (mean)",
-                legendgroup="c",
-                showlegend=first,
-                hovertext=text,
-                hoverinfo="text",
-            ),
-            r,
-            c,
-        )
-        xs = np.geomspace(lo, hi, 20) if log else np.linspace(lo, hi, 2)
-        for k, (factor, dash, name) in enumerate(
-            ((1.0, "solid", "measured = predicted"), (1.1, "dot", "±10%"), (0.9, "dot", "±10%"))
-        ):
-            fig.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=xs * factor,
-                    mode="lines",
-                    line={"color": "#333" if k == 0 else "#999", "width": 1, "dash": dash},
-                    name=name,
-                    legendgroup=f"l{min(k, 1)}",
-                    showlegend=first and k < 2,
-                    hoverinfo="skip",
-                ),
-                r,
-                c,
-            )
+        for trace in _parity_traces(shown, pc, t, lo, hi, log, first=i == 0):
+            fig.add_trace(trace, r, c)
         rng = _range(lo, hi, log, 0.04)
-        fig.update_xaxes(
-            type="log" if log else "linear",
-            range=rng,
-            title_text=f"measured {t} (ms)",
-            row=r,
-            col=c,
-        )
-        fig.update_yaxes(
-            type="log" if log else "linear", range=rng, title_text="predicted (ms)", row=r, col=c
-        )
+        axis = {"type": "log" if log else "linear", "range": rng}
+        axis |= log_ticks(lo, hi) if log else {}
+        fig.update_xaxes(title_text=f"measured {t} (ms)", row=r, col=c, **axis)
+        fig.update_yaxes(title_text="predicted (ms)", row=r, col=c, **axis)
     pts = (
         f"{len(shown)} of {len(per_sample)} held-out samples shown"
         if len(shown) < len(per_sample)
         else f"n = {len(per_sample)} held-out samples"
     )
     _layout(fig, f"Estimator parity ({method})", f"{pts}, {len(pc)} configurations", 820, t=125)
-    fig.update_layout(
-        legend={
-            "orientation": "h",
-            "x": 0,
-            "y": 1 - 72 / 820,
-            "yanchor": "top",
-            "yref": "container",
-        }
-    )
+    legend = {"orientation": "h", "x": 0, "y": 1 - 72 / 820, "yanchor": "top"}
+    fig.update_layout(legend=legend | {"yref": "container"})
     for a in fig.layout.annotations:
         a.font = {"size": 12}
     return fig
+
+
+def _parity_traces(
+    shown: pd.DataFrame, pc: pd.DataFrame, t: str, lo: float, hi: float, log: bool, first: bool
+) -> list[go.Scatter]:
+    """One parity panel: samples, configuration means (with hover and intervals), the lines."""
+    labels = pc["label"].astype(str) if "label" in pc else pc["config"].astype(str)
+    meas, pred = pc[t].to_numpy(float), pc[f"pred_{t}"].to_numpy(float)
+    text = []
+    for j, (lb, m, p) in enumerate(zip(labels, meas, pred, strict=True)):
+        mean = _with_ci(pc, f"{t}_mean", j) if f"{t}_mean" in pc else _num(m)
+        line = f"<b>{html.escape(lb)}</b><br>measured mean {mean} ms<br>predicted {p:.3f} ms"
+        line += f" ({(p / m - 1) * 100:+.1f}%)" if m else ""
+        if "num_valid_samples" in pc:
+            line += f"<br>n = {int(pc['num_valid_samples'].iloc[j])} samples"
+        text.append(line)
+    sample_text = [
+        f"{html.escape(str(cf))}<br>measured {m:.3f} ms<br>predicted {p:.3f} ms"
+        for cf, m, p in zip(shown["config"], shown[t], shown[f"pred_{t}"], strict=True)
+    ]
+    out = [
+        go.Scatter(
+            x=shown[t],
+            y=shown[f"pred_{t}"],
+            mode="markers",
+            marker={"size": 4, "color": "#4C72B0", "opacity": 0.3},
+            name="held-out samples",
+            legendgroup="s",
+            showlegend=first,
+            hovertext=sample_text,
+            hoverinfo="text",
+        ),
+        go.Scatter(
+            x=meas,
+            y=pred,
+            mode="markers",
+            marker={"symbol": "diamond", "size": 9, "color": FRONT, "line": {"width": 1}},
+            error_x=_error_bars(pc, f"{t}_mean", meas),
+            name="held-out configurations (mean)",
+            legendgroup="c",
+            showlegend=first,
+            hovertext=text,
+            hoverinfo="text",
+        ),
+    ]
+    xs = np.geomspace(lo, hi, 20) if log else np.linspace(lo, hi, 2)
+    lines = ((1.0, "solid", "measured = predicted"), (1.1, "dot", "±10%"), (0.9, "dot", "±10%"))
+    for k, (factor, dash, name) in enumerate(lines):
+        out.append(
+            go.Scatter(
+                x=xs,
+                y=xs * factor,
+                mode="lines",
+                line={"color": "#333" if k == 0 else "#999", "width": 1, "dash": dash},
+                name=name,
+                legendgroup=f"l{min(k, 1)}",
+                showlegend=first and k < 2,
+                hoverinfo="skip",
+            )
+        )
+    return out
 
 
 def memory(
@@ -893,6 +870,7 @@ def memory(
     fig.update_xaxes(
         title_text="peak memory (MiB)" + (", log scale" if log else ""),
         type="log" if log else "linear",
+        **(log_ticks(float(np.nanmin(mib)), float(np.nanmax(mib))) if log else {}),
     )
     fig.update_yaxes(title_text="accuracy")
     return fig

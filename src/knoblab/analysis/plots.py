@@ -22,6 +22,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from knoblab.analysis.figures import log_axis, robust_range
+
 STAGE_COLORS = {"vision": "#4C72B0", "prefill": "#DD8452", "decode": "#55A868", "other": "#B0B0B0"}
 # Large sweeps (500 configurations x 1000 samples): a figure shows at most this many
 # sample points (a seeded subsample, said in the title), labels and bars; drawing
@@ -52,7 +54,8 @@ def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
 
 
 def pareto_figure(front: pd.DataFrame, percentile: str, title: str = "") -> Figure:
-    """Accuracy vs latency; the front highlighted and joined; every point labelled with its knobs."""
+    """Accuracy vs latency; the front highlighted, joined and labelled with its knobs (the
+    other points unlabelled: with dozens of configurations their labels only collide)."""
     fig = Figure(figsize=(8, 5.5), layout="tight")
     ax = fig.add_subplot()
     off = front[~front["on_front"]]
@@ -68,16 +71,16 @@ def pareto_figure(front: pd.DataFrame, percentile: str, title: str = "") -> Figu
         label="Pareto front",
         zorder=4,
     )
-    labelled = front if len(front) <= MAX_LABELS else front[front["on_front"]]
-    for _, r in labelled.iterrows():
+    for _, r in on.head(MAX_LABELS).iterrows():
         ax.annotate(
             str(r["label"]),
             (r["latency"], r["accuracy"]),
-            xytext=(4, 3),
+            xytext=(4, -9),
             textcoords="offset points",
-            fontsize=7 if r["on_front"] else 6,
-            color="black" if r["on_front"] else "#666666",
+            fontsize=7,
         )
+    if log_axis(front["latency"]):
+        ax.set_xscale("log")
     ax.set_xlabel(f"T_total {percentile} (ms)")
     ax.set_ylabel("accuracy")
     ax.set_title(title or f"Accuracy vs T_total {percentile}")
@@ -225,14 +228,23 @@ def parity_figure(per_sample: pd.DataFrame, per_config: pd.DataFrame, method: st
             edgecolors="black",
             label="configurations",
         )
-        lo = float(min(per_sample[t].min(), per_sample[f"pred_{t}"].min()))
-        hi = float(max(per_sample[t].max(), per_sample[f"pred_{t}"].max()))
-        xs = np.array([lo, hi])
+        both = np.concatenate([per_sample[t], per_sample[f"pred_{t}"]])
+        keep = np.concatenate([per_config[t], per_config[f"pred_{t}"]])
+        lo, hi, log = robust_range(both, keep)  # outliers beyond the axes, as in report.html
+        xs = np.geomspace(lo, hi, 20) if log else np.array([lo, hi])
         ax.plot(xs, xs, c="black", lw=1)
         ax.plot(xs, xs * 1.1, c="gray", lw=0.8, ls=":")
         ax.plot(xs, xs * 0.9, c="gray", lw=0.8, ls=":", label="±10%")
         ax.set_xlabel(f"measured {t} (ms)")
         ax.set_ylabel("predicted (ms)")
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        pad = (hi / lo) ** 0.04 if log else None
+        ax.set_xlim(
+            *((lo / pad, hi * pad) if pad else (lo - 0.04 * (hi - lo), hi + 0.04 * (hi - lo)))
+        )
+        ax.set_ylim(*ax.get_xlim())
         ax.set_title(t, fontsize=10)
         ax.grid(alpha=0.3)
         if i == 0:
