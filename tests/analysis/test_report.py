@@ -8,13 +8,20 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from knoblab.analysis import figures
 from knoblab.analysis.analyze import Analysis, analyze
 from knoblab.analysis.synthetic import write_synthetic_results
+from knoblab.data.sample import Sample
+from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
+from knoblab.profiling.runner import run_sweep
+from knoblab.profiling.synthetic import ListDataset
 
 PLOTS = {
     "plot-pareto_shapes-vqa",
@@ -251,3 +258,93 @@ def test_the_overlap_check_fails_on_overlapping_labels(
     stacked = [o for o in geo["overlaps"] if o["plot"] == "plot-pareto_shapes-vqa"]
     n = int(a.fronts["shapes-vqa"]["on_front"].sum())
     assert len(stacked) >= n * (n - 1) // 2 > 0
+
+
+# --- records of the real runner: the reference model, and a user's adapter with its own knobs --
+
+
+class OwnKnobs:
+    """A user's model with knobs of its own names: ``resolution`` (numeric) and ``quality``
+    (categorical); every answer is one token long, so decode has no output-token range."""
+
+    name = "own-knobs"
+    device = "cpu"
+    dtype = "float32"
+
+    def __init__(self) -> None:
+        self.settings = {"resolution": 1, "quality": "draft"}
+        self.w = np.random.default_rng(0).standard_normal((32, 32))
+
+    def knobs(self) -> dict[str, KnobSpec]:
+        return {
+            "resolution": KnobSpec("resolution", (1, 2, 3, 4), 1, "image side / 112"),
+            "quality": KnobSpec("quality", ("draft", "best"), "draft", "sampler preset"),
+        }
+
+    def apply_knobs(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        for k, v in settings.items():
+            check_knob(self.knobs(), k, v, self.name)
+        self.settings |= dict(settings)
+        return {}
+
+    def _work(self, n: int) -> None:
+        x = np.ones((max(n, 1), 32))
+        for _ in range(2 if self.settings["quality"] == "draft" else 4):
+            x = np.tanh(x @ self.w)
+
+    def preprocess(self, sample: Sample) -> Prepared:
+        v = 8 * int(self.settings["resolution"]) + sample.sample_id % 3
+        return Prepared(sample, 4 + sample.sample_id % 5, v, v, target_vision_tokens=v)
+
+    def encode_vision(self, p: Prepared) -> Any:
+        self._work(p.actual_vision_tokens)
+        return p
+
+    def prefill(self, p: Prepared, vision: Any) -> Any:
+        self._work(p.actual_vision_tokens + p.input_text_tokens)
+        return p
+
+    def decode(self, state: Prepared, max_new_tokens: int) -> Generation:
+        good = state.inputs.sample_id % 4 < int(self.settings["resolution"])
+        return Generation([0], str(state.inputs.sample_id % 7) if good else "?")
+
+
+@pytest.fixture(scope="module")
+def own_knobs(tmp_path_factory: pytest.TempPathFactory) -> Analysis:
+    root = tmp_path_factory.mktemp("own")
+    cfg = {
+        "dataset": {"name": "mine", "sampling": {"num_samples_per_epoch": None, "seed": 0}},
+        "knobs": {"resolution": [1, 2, 3, 4], "quality": ["draft", "best"]},
+        "design": {"name": "full"},
+        "run": {"output_dir": str(root), "warmup_runs": 0, "progress": False},
+    }
+    res = run_sweep(cfg, adapter=OwnKnobs(), dataset=ListDataset.synthetic(8, name="mine"))
+    return analyze(res.out_dir, root / "analysis")
+
+
+@pytest.mark.browser
+def test_a_user_adapter_with_its_own_knobs_renders_apart(
+    own_knobs: Analysis, tmp_path: Path
+) -> None:
+    a = own_knobs
+    assert a.results.knobs == ["quality", "resolution"] and len(a.results.configs) == 8
+    plots = {"plot-pareto_mine", "plot-coupling_mine", "plot-stages", "plot-scaling"}
+    plots |= {"plot-parity"} if a.evaluation is not None else set()
+    geo, status = _geometry(a.files["report.html"], tmp_path)
+    _plots_drawn_apart(geo, status, plots)
+    words = {p["id"]: p["words"] for p in geo["plots"]}
+    assert (
+        "resolution=1" in words["plot-coupling_mine"]
+        and "quality=best" in words["plot-coupling_mine"]
+    )
+    # every answer is one token: the decode panel says so instead of drawing an empty fit
+    assert (
+        "output tokens = 1" in words["plot-scaling"] and "no fit is drawn" in words["plot-scaling"]
+    )
+
+
+@pytest.mark.browser
+def test_the_reference_model_sweep_renders_apart(real_dir: Path, tmp_path: Path) -> None:
+    a = analyze(real_dir, tmp_path / "a")
+    geo, status = _geometry(a.files["report.html"], tmp_path)
+    _plots_drawn_apart(geo, status, PLOTS)

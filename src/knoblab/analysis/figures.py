@@ -91,6 +91,10 @@ def _layout(fig: go.Figure, title: str, subtitle: str, height: int, **margin: in
         template="plotly_white",
         hoverlabel={"font": {"size": 12}, "align": "left"},
     )
+    # tick labels kept off the axes: where both axes start at a round value (0 and 0) the
+    # two corner labels otherwise overlap by a few pixels
+    fig.update_xaxes(ticklabelstandoff=3)
+    fig.update_yaxes(ticklabelstandoff=5)
 
 
 def _num(v: Any, digits: int = 3) -> str:
