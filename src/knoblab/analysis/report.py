@@ -1,11 +1,13 @@
 """Write the analysis as one self-contained HTML file, a Markdown summary, JSON and PNGs.
 
-``report.html`` opens offline: every plot is embedded as a base64 PNG, the styles are
-inline, nothing is fetched. A small inline script marks the page ``data-status="ok"``
-on the element ``#knoblab-status`` once every image has loaded and no script or
-resource error fired (``window.onerror`` and error events), so a headless browser can
-check the page. ``analysis.md`` holds the same tables and links the PNGs;
-``analysis.json`` the numbers for scripts; ``estimator.json`` the fitted estimator.
+``report.html`` opens offline: its figures are plotly's (:mod:`knoblab.analysis.figures`),
+with plotly.js inlined once in the head, the styles inline, nothing fetched. A small
+inline script marks the page ``data-status="ok"`` on the element ``#knoblab-status``
+once every plot has drawn its SVG and no script or resource error fired
+(``window.onerror`` and error events), so a headless browser can check the page.
+``analysis.md`` holds the same tables and links PNGs drawn with matplotlib
+(:mod:`knoblab.analysis.plots`); ``analysis.json`` the numbers for scripts;
+``estimator.json`` the fitted estimator.
 
 NOTE: files are written to a temporary name and renamed, so a report is never half
 written; an existing report in ``out_dir`` is replaced.
