@@ -95,7 +95,12 @@ def test_error_bars_and_ties_drawn_when_the_analysis_has_them(sweep: Analysis) -
     t = by_name["tied with the front (within noise)"]
     assert len(t.x) == int(tied.sum())
     assert np.allclose(t.error_y.array, 0.02) and np.allclose(t.error_y.arrayminus, 0.05)
-    assert "[" in t.hovertext[0] and "95% confidence" in _figure_texts(fig)
+    assert "[" in t.hovertext[0] and "error bars: confidence intervals" in _figure_texts(fig)
+    # dominated points keep their interval in the hover label, not as bars
+    dominated = by_name["dominated"]
+    assert dominated.error_y.array is None and "[" in dominated.hovertext[0]
+    fig = figures.pareto(front.assign(interval_confidence=0.9), "p95", "t", sweep.results.knobs)
+    assert "error bars: 90% confidence intervals" in _figure_texts(fig)
 
 
 def test_the_decode_panel_without_varying_output_tokens_says_why(sweep: Analysis) -> None:

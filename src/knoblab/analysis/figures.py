@@ -114,7 +114,9 @@ def interval(frame: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray] | N
     return None if np.isnan(a).all() and np.isnan(b).all() else (a, b)
 
 
-def _error_bars(frame: pd.DataFrame, col: str, values: np.ndarray) -> dict[str, Any] | None:
+def _error_bars(
+    frame: pd.DataFrame, col: str, values: np.ndarray, color: str = "rgba(60,60,60,0.55)"
+) -> dict[str, Any] | None:
     ci = interval(frame, col)
     if ci is None:
         return None
@@ -125,7 +127,7 @@ def _error_bars(frame: pd.DataFrame, col: str, values: np.ndarray) -> dict[str, 
         "arrayminus": np.nan_to_num(values - lo, nan=0.0).clip(min=0),
         "thickness": 1,
         "width": 3,
-        "color": "rgba(60,60,60,0.55)",
+        "color": color,
     }
 
 
@@ -266,7 +268,9 @@ def pareto(front: pd.DataFrame, percentile: str, task: str, knobs: Sequence[str]
     """Accuracy against T_total at ``percentile``: the front joined and labelled, the rest on hover.
 
     Configurations within noise of the front (``tied_with_front``, when the analysis
-    marks it) are drawn apart; error bars are the records' confidence intervals.
+    marks it) are drawn apart. Error bars (the records' confidence intervals) are drawn on
+    the front and tied points only: on every point of a large sweep they hide the points;
+    a dominated point's interval is in its hover label.
     """
     lat_col = f"T_total_{percentile}"
     f = front.copy()
@@ -275,9 +279,16 @@ def pareto(front: pd.DataFrame, percentile: str, task: str, knobs: Sequence[str]
     f["hover"] = knob_hover(f, knobs, percentile)
     tied = f.get("tied_with_front", pd.Series(False, index=f.index)).fillna(False).astype(bool)
     groups = (
-        ("dominated", f[~f["on_front"] & ~tied], DOMINATED, "circle", 8),
-        ("tied with the front (within noise)", f[~f["on_front"] & tied], TIED, "circle-open", 10),
-        ("Pareto front", f[f["on_front"]], FRONT, "circle", 10),
+        ("dominated", f[~f["on_front"] & ~tied], DOMINATED, "circle", 8, False),
+        (
+            "tied with the front (within noise)",
+            f[~f["on_front"] & tied],
+            TIED,
+            "circle-open",
+            10,
+            True,
+        ),
+        ("Pareto front", f[f["on_front"]], FRONT, "circle", 10, True),
     )
     fig = go.Figure()
     on = f[f["on_front"]].sort_values("latency")
@@ -292,7 +303,7 @@ def pareto(front: pd.DataFrame, percentile: str, task: str, knobs: Sequence[str]
             showlegend=False,
         )
     )
-    for name, g, color, symbol, size in groups:
+    for name, g, color, symbol, size, bars in groups:
         if g.empty:
             continue
         fig.add_trace(
@@ -307,15 +318,20 @@ def pareto(front: pd.DataFrame, percentile: str, task: str, knobs: Sequence[str]
                     "size": size,
                     "line": {"width": 1, "color": "#333"},
                 },
-                error_x=_error_bars(g, lat_col, g["latency"].to_numpy(float)),
-                error_y=_error_bars(g, "accuracy", g["accuracy"].to_numpy(float)),
+                error_x=_error_bars(g, lat_col, g["latency"].to_numpy(float), bars)
+                if bars
+                else None,
+                error_y=_error_bars(g, "accuracy", g["accuracy"].to_numpy(float), bars)
+                if bars
+                else None,
                 hovertext=g["hover"],
                 hoverinfo="text",
             )
         )
     log = log_axis(f["latency"])
-    xs = np.concatenate([f["latency"].to_numpy(float), *(interval(f, lat_col) or ())])
-    ys = np.concatenate([f["accuracy"].to_numpy(float), *(interval(f, "accuracy") or ())])
+    barred = f[f["on_front"] | tied]
+    xs = np.concatenate([f["latency"].to_numpy(float), *(interval(barred, lat_col) or ())])
+    ys = np.concatenate([f["accuracy"].to_numpy(float), *(interval(barred, "accuracy") or ())])
     xs, ys = xs[np.isfinite(xs) & ((xs > 0) | (not log))], ys[np.isfinite(ys)]
     xr = _range(float(xs.min()), float(xs.max()), log)
     yr = _range(float(ys.min()), float(ys.max()), False)
@@ -323,11 +339,11 @@ def pareto(front: pd.DataFrame, percentile: str, task: str, knobs: Sequence[str]
     label_px = (
         int(min(MAX_LABEL_CHARS, max((len(str(s)) for s in on["label"]), default=4)) * CHAR_PX) + 30
     )
-    bars = (
-        "error bars: 95% confidence intervals"
-        if interval(f, "accuracy") or interval(f, lat_col)
-        else "no intervals in these records"
-    )
+    bars = "no intervals in these records"
+    if interval(f, "accuracy") or interval(f, lat_col):
+        level = f.get("interval_confidence", pd.Series(dtype=float)).dropna()
+        pct = f"{level.iloc[0]:.0%} " if len(level) and level.nunique() == 1 else ""
+        bars = f"error bars: {pct}confidence intervals (front and tied points; hover any point)"
     sub = f"{len(f)} configurations, {int(f['on_front'].sum())} on the front; {_sample_range(f)}; {bars}"
     _layout(fig, f"{task}: accuracy vs T_total {percentile}", sub, height, r=label_px, t=95, b=60)
     fig.update_xaxes(

@@ -292,6 +292,10 @@ def _intervals_and_costs(rec: Mapping[str, Any], agg: Mapping[str, Any]) -> dict
         v = rec.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out.setdefault(key, float(v))
+    block = rec.get("intervals")
+    level = block.get("confidence") if isinstance(block, dict) and out else None
+    if isinstance(level, (int, float)) and not isinstance(level, bool):
+        out["interval_confidence"] = float(level)  # the level the _lo/_hi were drawn at
     return out
 
 
