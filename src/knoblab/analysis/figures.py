@@ -42,6 +42,7 @@ from plotly.subplots import make_subplots
 
 STAGE_COLORS = {"vision": "#4C72B0", "prefill": "#DD8452", "decode": "#55A868", "other": "#B0B0B0"}
 FRONT, TIED, DOMINATED = "#C44E52", "#E59F2C", "#9A9A9A"
+FRONT_BARS, TIED_BARS = "rgba(150,40,45,0.55)", "rgba(229,159,44,0.5)"
 FONT = 12
 #: Vertical room of one front label (px): more than a 12 px font's line.
 LINE_PX = 18
@@ -279,16 +280,16 @@ def pareto(front: pd.DataFrame, percentile: str, task: str, knobs: Sequence[str]
     f["hover"] = knob_hover(f, knobs, percentile)
     tied = f.get("tied_with_front", pd.Series(False, index=f.index)).fillna(False).astype(bool)
     groups = (
-        ("dominated", f[~f["on_front"] & ~tied], DOMINATED, "circle", 8, False),
+        ("dominated", f[~f["on_front"] & ~tied], DOMINATED, "circle", 8, None),
         (
             "tied with the front (within noise)",
             f[~f["on_front"] & tied],
             TIED,
             "circle-open",
             10,
-            True,
+            TIED_BARS,
         ),
-        ("Pareto front", f[f["on_front"]], FRONT, "circle", 10, True),
+        ("Pareto front", f[f["on_front"]], FRONT, "circle", 10, FRONT_BARS),
     )
     fig = go.Figure()
     on = f[f["on_front"]].sort_values("latency")
