@@ -570,7 +570,7 @@ def stage_bars(shares: pd.DataFrame, configs: pd.DataFrame) -> go.Figure:
                 mode="markers",
                 marker={"size": 1, "color": "#333"},
                 error_x=err,
-                name="T_total mean 95% CI",
+                name="T_total mean, confidence interval",
                 hoverinfo="skip",
             )
         )
@@ -709,7 +709,12 @@ def scaling(data: pd.DataFrame, fits: pd.DataFrame) -> go.Figure:
         if len(shown) < len(data)
         else f"n = {len(data)} samples"
     )
-    legend_note = "" if legend else f"; {len(groups)} knob groups (hover for each)"
+    legend_note = (
+        ""
+        if legend
+        else f"; {len(groups)} knob groups, dark to yellow from {groups[0]} to {groups[-1]}"
+        " (hover for each)"
+    )
     _layout(
         fig,
         "Scaling with tokens: least-squares fit per knob group",
