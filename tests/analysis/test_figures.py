@@ -123,7 +123,7 @@ def test_coupling_has_a_panel_per_knob_value_and_no_panel_for_a_fixed_knob(tmp_p
     front = a.fronts["shapes-vqa"]
     fig = figures.coupling(front, a.coupling["shapes-vqa"], a.results.knobs, "p95", "t")
     titles = [x.text for x in fig.layout.annotations if x.text]
-    assert [t.split(" ·")[0] for t in titles] == [
+    assert [t.split("<br>")[0] for t in titles] == [
         "tier=low",
         "tier=medium",
         "tier=high",

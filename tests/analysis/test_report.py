@@ -154,11 +154,11 @@ window.addEventListener("load", function () { setTimeout(function () {
 """
 
 
-def _geometry(page: Path, tmp: Path) -> tuple[dict, str]:
+def _geometry(page: Path, tmp: Path, width: int = 1280) -> tuple[dict, str]:
     """(geometry JSON, status text) of ``page`` rendered in headless Chromium."""
     probe = tmp / "probe.html"
     probe.write_text(page.read_text().replace("</body>", GEOMETRY_JS + "</body>"))
-    dom = _render(probe, tmp, "--window-size=1280,1000")
+    dom = _render(probe, tmp, f"--window-size={width},1000")
     m = re.search(r'<pre id="geometry">(.*?)</pre>', dom, re.S)
     assert m, dom[-2000:]
     status = re.search(r'<p id="knoblab-status"([^>]*)>([^<]*)<', dom)
@@ -228,12 +228,12 @@ def _plots_drawn_apart(geo: dict, status: str, names: set[str]) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("n", [10, 60])
+@pytest.mark.parametrize(("n", "width"), [(10, 1280), (60, 1280), (60, 700)])
 def test_every_plot_drawn_and_no_labels_overlap(
-    sweeps: dict[int, Analysis], n: int, tmp_path: Path
+    sweeps: dict[int, Analysis], n: int, width: int, tmp_path: Path
 ) -> None:
     a = sweeps[n]
-    geo, status = _geometry(a.files["report.html"], tmp_path)
+    geo, status = _geometry(a.files["report.html"], tmp_path, width)
     _plots_drawn_apart(geo, status, PLOTS)
     # the front, and only the front, is labelled: one annotation per front point
     pareto = next(p for p in geo["plots"] if p["id"] == "plot-pareto_shapes-vqa")

@@ -57,7 +57,11 @@ MAX_LEGEND = 12
 MAX_BARS = 150
 #: Knob-coupling small multiples: at most this many panels in a row (more values wrap).
 COUPLING_COLS = 6
+PANEL_PX, PANEL_GAP_PX = 150, 80
 CONFIG = {"displaylogo": False, "responsive": True}
+#: Subtitles wrap at this many characters (fits a 700 px wide plot at 12 px).
+SUBTITLE_CHARS = 95
+SUBTITLE_LINE_PX = 16
 
 
 def to_div(fig: go.Figure, div_id: str) -> str:
@@ -73,11 +77,17 @@ def plotly_js() -> str:
 
 
 def _layout(fig: go.Figure, title: str, subtitle: str, height: int, **margin: int) -> None:
+    """Title, subtitle (wrapped; the top margin grows a line per extra line), size, fonts."""
+    lines = textwrap.wrap(subtitle, SUBTITLE_CHARS) or [""]
     m = {"l": 70, "r": 30, "t": 80, "b": 60} | margin
+    m["t"] += SUBTITLE_LINE_PX * (len(lines) - 1)
     fig.update_layout(
         title={
             "text": html.escape(title),
-            "subtitle": {"text": html.escape(subtitle), "font": {"size": 12, "color": "#555"}},
+            "subtitle": {
+                "text": "<br>".join(html.escape(x) for x in lines),
+                "font": {"size": 12, "color": "#555"},
+            },
             "x": 0.0,
             "xanchor": "left",
             "xref": "paper",
@@ -86,7 +96,7 @@ def _layout(fig: go.Figure, title: str, subtitle: str, height: int, **margin: in
             "yref": "container",
             "font": {"size": 15},
         },
-        height=height,
+        height=height + SUBTITLE_LINE_PX * (len(lines) - 1),
         margin=m,
         font={"size": FONT},
         template="plotly_white",
@@ -346,7 +356,7 @@ def pareto(front: pd.DataFrame, percentile: str, task: str, knobs: Sequence[str]
         pct = f"{level.iloc[0]:.0%} " if len(level) and level.nunique() == 1 else ""
         bars = f"error bars: {pct}confidence intervals (front and tied points; hover any point)"
     sub = f"{len(f)} configurations, {int(f['on_front'].sum())} on the front; {_sample_range(f)}; {bars}"
-    _layout(fig, f"{task}: accuracy vs T_total {percentile}", sub, height, r=label_px, t=95, b=60)
+    _layout(fig, f"{task}: accuracy vs T_total {percentile}", sub, height, r=label_px, t=75, b=60)
     fig.update_xaxes(
         title_text=f"T_total {percentile} (ms)" + (", log scale" if log else ""),
         type="log" if log else "linear",
@@ -355,9 +365,11 @@ def pareto(front: pd.DataFrame, percentile: str, task: str, knobs: Sequence[str]
     )
     fig.update_yaxes(title_text="accuracy", range=yr)
     fig.update_layout(
-        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "xanchor": "left"}
+        # top left inside the plot: above-left of a Pareto front no point can lie
+        legend={"x": 0.01, "y": 0.99, "xanchor": "left", "yanchor": "top"}
+        | {"bgcolor": "rgba(255,255,255,0.85)", "font": {"size": 11}}
     )
-    _front_labels(fig, on, xr, yr, log, height - 95 - 60)
+    _front_labels(fig, on, xr, yr, log, height - 75 - 60)
     return fig
 
 
@@ -386,11 +398,14 @@ def coupling(
     panels = _panels(front, knobs)
     rows = max((p[2] for p in panels), default=1)
     cols = min(COUPLING_COLS, max((p[3] for p in panels), default=1))
+    area = rows * PANEL_PX + (rows - 1) * PANEL_GAP_PX  # the plotting area's height
     hv = {(str(r["knob"]), str(r["value"])): r for _, r in coup.iterrows()}
     titles = [""] * (rows * cols)  # plotly takes them row by row over every cell
     for knob, v, r, c in panels:
         h = hv.get((knob, str(v)))
-        ratio = f" · hv {h['hv_ratio']:.2f}" if h is not None and np.isfinite(h["hv_ratio"]) else ""
+        ratio = (
+            f"<br>hv {h['hv_ratio']:.2f}" if h is not None and np.isfinite(h["hv_ratio"]) else ""
+        )
         titles[(r - 1) * cols + c - 1] = html.escape(_short(f"{_knob_short(knob)}={v}", 16)) + ratio
     fig = make_subplots(
         rows=rows,
@@ -399,7 +414,8 @@ def coupling(
         shared_yaxes=True,
         subplot_titles=titles,
         horizontal_spacing=0.025,
-        vertical_spacing=min(0.3 / max(rows - 1, 1), 0.12),
+        # in px: room for a panel's tick labels and the two-line title of the one below
+        vertical_spacing=PANEL_GAP_PX / area if rows > 1 else 0.0,
     )
     free = front[front["on_front"]].sort_values("latency")
     hover = knob_hover(front, knobs, percentile)
@@ -415,7 +431,7 @@ def coupling(
     )
     sub += f"; fixed, so no panel: {', '.join(fixed)}" if fixed else ""
     title = f"{task}: knob coupling (accuracy vs T_total {percentile})"
-    _layout(fig, title, sub, 140 + 190 * rows, t=100, b=60, r=20)
+    _layout(fig, title, sub, area + 100 + 60, t=100, b=60, r=20)
     fig.update_layout(showlegend=False)  # the subtitle says what the lines are
     return fig
 
@@ -591,7 +607,8 @@ def stage_bars(shares: pd.DataFrame, configs: pd.DataFrame) -> go.Figure:
     fig.update_layout(
         barmode="stack",
         bargap=0.25,
-        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "traceorder": "normal"},
+        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "traceorder": "normal"}
+        | {"xref": "container"},  # the whole width: the bar labels narrow the plot
     )
     fig.update_yaxes(autorange="reversed", automargin=True, tickfont={"size": 10}, dtick=1)
     fig.update_xaxes(title_text="mean latency (ms)")
@@ -796,9 +813,11 @@ def parity(
         if len(shown) < len(per_sample)
         else f"n = {len(per_sample)} held-out samples"
     )
-    _layout(fig, f"Estimator parity ({method})", f"{pts}, {len(pc)} configurations", 820, t=125)
-    legend = {"orientation": "h", "x": 0, "y": 1 - 72 / 820, "yanchor": "top"}
-    fig.update_layout(legend=legend | {"yref": "container"})
+    _layout(
+        fig, f"Estimator parity ({method})", f"{pts}, {len(pc)} configurations", 840, t=95, b=110
+    )
+    legend = {"orientation": "h", "x": 0, "y": 0.0, "yanchor": "bottom", "yref": "container"}
+    fig.update_layout(legend=legend)
     for a in fig.layout.annotations:
         a.font = {"size": 12}
     return fig
