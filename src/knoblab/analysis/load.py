@@ -75,7 +75,7 @@ class SweepResults:
             ``model``, the knob columns, token means, ``accuracy``, stage means,
             ``T_total_p50/p95/p99`` (and those of every stage when recorded); when the
             record has them, their ``_lo``/``_hi`` interval bounds, ``accuracy_lo/_hi`` and
-            the cost figures (``COST_FIELDS``).
+            the cost figures (``CONFIG_COST_FIELDS``).
         samples: one row per valid sample and configuration, with a ``config`` column.
         skipped: records left out, with the reason.
         knobs: knob column names in order, e.g. ``["tier", "top_k", "num_active_blocks"]``.
@@ -264,7 +264,7 @@ def _config_row(
 
 
 #: Per-configuration cost figures (issue 15) carried into ``configs`` when a record has them.
-COST_FIELDS = (
+CONFIG_COST_FIELDS = (
     "peak_memory_bytes",
     "kv_cache_bytes",
     "weights_bytes",
@@ -286,9 +286,11 @@ def _intervals_and_costs(rec: Mapping[str, Any], agg: Mapping[str, Any]) -> dict
     for key, v in agg.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
-        if (key.endswith(("_lo", "_hi")) and key.startswith(timed)) or key.startswith(COST_FIELDS):
+        if (key.endswith(("_lo", "_hi")) and key.startswith(timed)) or key.startswith(
+            CONFIG_COST_FIELDS
+        ):
             out[key] = float(v)
-    for key in ("accuracy_lo", "accuracy_hi", *COST_FIELDS):
+    for key in ("accuracy_lo", "accuracy_hi", *CONFIG_COST_FIELDS):
         v = rec.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out.setdefault(key, float(v))
