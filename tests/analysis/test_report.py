@@ -143,7 +143,8 @@ window.addEventListener("load", function () { setTimeout(function () {
     }
     res.plots.push({id: div.id, svg: div.querySelectorAll("svg.main-svg").length,
                     texts: boxes.length, words: boxes.map(function (b) { return b.text; }).join(" | "),
-                    annotations: div.querySelectorAll("g.annotation text").length});
+                    annotations: div.querySelectorAll("g.annotation text").length,
+                    errorbars: div.querySelectorAll("g.errorbar path").length});
   });
   var pre = document.createElement("pre");
   pre.id = "geometry";
@@ -241,6 +242,9 @@ def test_every_plot_drawn_and_no_labels_overlap(
     assert pareto["annotations"] == int(front["on_front"].sum()) < len(front) + (n == 10)
     for label in front.loc[~front["on_front"], "label"]:
         assert f"| {label} |" not in f"| {pareto['words']} |"
+    # error bars exactly when the records carry intervals
+    cis = figures.interval(front, "accuracy") or figures.interval(front, "T_total_p95")
+    assert (pareto["errorbars"] > 0) == (cis is not None)
 
 
 @pytest.mark.browser
