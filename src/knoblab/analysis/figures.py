@@ -615,12 +615,12 @@ def stage_bars(shares: pd.DataFrame, configs: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def _subsample(frame: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
+def subsample(frame: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
     """At most ``n`` rows, a seeded random subset (the same on every run)."""
     return frame if len(frame) <= n else frame.sample(n=n, random_state=0)
 
 
-def _group_order(group: str) -> list[tuple[int, Any]]:
+def group_order(group: str) -> list[tuple[int, Any]]:
     """``k=2 B=4`` < ``k=2 B=8`` < ``k=4 B=4`` (numbers as numbers); any other label sorts as text."""
     parts = [p.split("=", 1)[-1] for p in str(group).split()]
     return [(0, float(p)) if p.replace(".", "", 1).lstrip("-").isdigit() else (1, p) for p in parts]
@@ -651,10 +651,10 @@ def scaling(data: pd.DataFrame, fits: pd.DataFrame) -> go.Figure:
     """Prefill vs input tokens and decode vs output tokens, per knob group, with fit lines
     only where the group's x varies (a panel without any says why)."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
-    groups = sorted(data["group"].unique(), key=_group_order)
+    groups = sorted(data["group"].unique(), key=group_order)
     colors = dict(zip(groups, _palette(len(groups)), strict=True))
     legend = len(groups) <= MAX_LEGEND
-    shown = _subsample(data)
+    shown = subsample(data)
     for i, (stage, col, x, xlabel) in enumerate(SCALING_PANELS, start=1):
         span = data.groupby("group")[x].agg(["min", "max"])
         hidden = 0
@@ -785,7 +785,7 @@ def parity(
 ) -> go.Figure:
     """Predicted vs measured latency of held-out samples (dots) and configurations (diamonds,
     with the measured mean's interval when recorded), per stage; identity and ±10% lines."""
-    shown = _subsample(per_sample)
+    shown = subsample(per_sample)
     pc = per_config.merge(configs, on="config", how="left", suffixes=("", "_cfg"))
     titles, ranges = [], []
     for t in PARITY_TARGETS:

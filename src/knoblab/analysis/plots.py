@@ -1,6 +1,6 @@
-"""The report's figures, drawn with matplotlib's Agg canvas (no display, no global pyplot state).
+"""The PNG figures of analysis.md, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
-Each function takes analysis tables and returns a ``Figure``; ``png_bytes`` renders it.
+report.html draws its own, interactive ones (:mod:`knoblab.analysis.figures`). Each function takes analysis tables and returns a ``Figure``; ``png_bytes`` renders it.
 One figure per function: the Pareto front, knob coupling, stacked stage bars, scaling
 curves with their fits, and the estimator's parity plot.
 
@@ -15,34 +15,27 @@ Example:
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from knoblab.analysis.figures import log_axis, robust_range
+from knoblab.analysis.figures import (
+    MAX_LEGEND,
+    STAGE_COLORS,
+    group_order,
+    log_axis,
+    robust_range,
+    subsample,
+)
 
-STAGE_COLORS = {"vision": "#4C72B0", "prefill": "#DD8452", "decode": "#55A868", "other": "#B0B0B0"}
-# Large sweeps (500 configurations x 1000 samples): a figure shows at most this many
-# sample points (a seeded subsample, said in the title), labels and bars; drawing
-# 500k points or 500 labels took minutes and shows nothing more.
-MAX_POINTS = 4000
+# Large sweeps (500 configurations x 1000 samples): a figure shows at most
+# figures.MAX_POINTS sample points (a seeded subsample, said in the title), MAX_LABELS
+# labels and MAX_BARS bars; drawing 500k points or 500 labels took minutes and shows
+# nothing more. The palette, subsample and group order are report.html's (figures.py).
 MAX_LABELS = 40
 MAX_BARS = 60
-MAX_LEGEND = 12
-
-
-def _subsample(frame: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
-    """At most ``n`` rows, a seeded random subset (the same on every run)."""
-    return frame if len(frame) <= n else frame.sample(n=n, random_state=0)
-
-
-def _group_order(group: str) -> list[tuple[int, Any]]:
-    """``k=2 B=4`` < ``k=2 B=8`` < ``k=4 B=4`` (numbers as numbers); any other label sorts as text."""
-    parts = [p.split("=", 1)[-1] for p in str(group).split()]
-    return [(0, float(p)) if p.replace(".", "", 1).lstrip("-").isdigit() else (1, p) for p in parts]
 
 
 def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
@@ -167,9 +160,9 @@ def scaling_figure(data: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(12, 4.6), layout="tight")
     panels = (("prefill", "T_LLM_prefill", "input_tokens", "input tokens (vision + text)"),)
     panels += (("decode", "T_LLM_decode", "output_tokens", "output tokens"),)
-    groups = sorted(data["group"].unique(), key=_group_order)
+    groups = sorted(data["group"].unique(), key=group_order)
     colors = {g: c for g, c in zip(groups, _palette(len(groups)), strict=True)}
-    shown = _subsample(data)
+    shown = subsample(data)
     legend = len(groups) <= MAX_LEGEND
     for i, (stage, col, x, xlabel) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -215,7 +208,7 @@ def parity_figure(per_sample: pd.DataFrame, per_config: pd.DataFrame, method: st
     """Predicted vs measured latency for held-out samples (dots) and configurations (diamonds)."""
     targets = ("T_vision_total", "T_LLM_prefill", "T_LLM_decode", "T_total")
     fig = Figure(figsize=(16, 4.2), layout="tight")
-    shown = _subsample(per_sample)
+    shown = subsample(per_sample)
     for i, t in enumerate(targets):
         ax = fig.add_subplot(1, 4, i + 1)
         ax.scatter(shown[t], shown[f"pred_{t}"], s=5, alpha=0.3, c="#4C72B0", label="samples")
