@@ -1,8 +1,9 @@
 """The PNG figures of analysis.md, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
-report.html draws its own, interactive ones (:mod:`knoblab.analysis.figures`). Each function takes analysis tables and returns a ``Figure``; ``png_bytes`` renders it.
-One figure per function: the Pareto front, knob coupling, stacked stage bars, scaling
-curves with their fits, and the estimator's parity plot.
+report.html draws its own, interactive ones (:mod:`knoblab.analysis.figures`). Each
+function takes analysis tables and returns a ``Figure``; ``png_bytes`` renders it. One
+figure per function: the Pareto front, knob coupling, stacked stage bars, scaling curves
+with their fits, and the estimator's parity plot.
 
 Example:
     >>> import pandas as pd
