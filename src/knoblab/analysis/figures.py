@@ -418,11 +418,10 @@ def coupling(
         vertical_spacing=PANEL_GAP_PX / area if rows > 1 else 0.0,
     )
     free = front[front["on_front"]].sort_values("latency")
-    hover = knob_hover(front, knobs, percentile)
     colors = _palette(max(len(knobs), 1))
     for knob, v, r, c in panels:
         mask = (front[knob] == v).to_numpy()
-        _coupling_panel(fig, front, mask, free, hover, colors[list(knobs).index(knob)], (r, c))
+        _coupling_panel(fig, front, mask, free, colors[list(knobs).index(knob)], (r, c))
     _coupling_axes(fig, panels, rows, cols, front, percentile)
     fixed = [k for k in knobs if k in front and front[k].nunique() < 2]
     sub = (
@@ -436,12 +435,18 @@ def coupling(
     return fig
 
 
+#: A small multiple's hover: the label and the two figures (the Pareto plot has the rest).
+HOVER_SHORT = (
+    "%{text}<br>accuracy %{y:.3f}<br>T_total %{x:.3f} ms<br>n = %{customdata} samples"
+    "<extra></extra>"
+)
+
+
 def _coupling_panel(
     fig: go.Figure,
     front: pd.DataFrame,
     mask: np.ndarray,
     free: pd.DataFrame,
-    hover: list[str],
     color: str,
     cell: tuple[int, int],
 ) -> None:
@@ -454,8 +459,8 @@ def _coupling_panel(
     f = f.sort_values("latency")
     traces = (
         go.Scatter(
-            x=front["latency"][~mask],
-            y=front["accuracy"][~mask],
+            x=compact(front["latency"][~mask]),
+            y=compact(front["accuracy"][~mask]),
             mode="markers",
             marker={"color": "#D0D0D0", "size": 5},
             hoverinfo="skip",
@@ -468,12 +473,13 @@ def _coupling_panel(
             hoverinfo="skip",
         ),
         go.Scatter(
-            x=sub["latency"],
-            y=sub["accuracy"],
+            x=compact(sub["latency"]),
+            y=compact(sub["accuracy"]),
             mode="markers",
             marker={"color": color, "size": 6, "opacity": 0.55},
-            hovertext=[hover[i] for i in np.nonzero(mask)[0]],
-            hoverinfo="text",
+            text=[html.escape(str(x)) for x in sub["label"]],
+            customdata=sub["num_valid_samples"] if "num_valid_samples" in sub else None,
+            hovertemplate=HOVER_SHORT,
         ),
         go.Scatter(
             x=f["latency"],
@@ -615,6 +621,18 @@ def stage_bars(shares: pd.DataFrame, configs: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def compact(values: Any) -> np.ndarray:
+    """Values as float32: plotly stores arrays as base64 binary, and 4 bytes a number
+    (7 significant digits) halve the thousands of sample points of a large report."""
+    return np.asarray(values, dtype=np.float32)
+
+
+def _labels(frame: pd.DataFrame, labels: dict[str, str] | None) -> list[str]:
+    """Each row's configuration label (its knobs), escaped; the file stem without a map."""
+    names = frame["config"].astype(str)
+    return [html.escape(labels.get(c, c) if labels else c) for c in names]
+
+
 def subsample(frame: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
     """At most ``n`` rows, a seeded random subset (the same on every run)."""
     return frame if len(frame) <= n else frame.sample(n=n, random_state=0)
@@ -647,7 +665,9 @@ def _no_fit_reason(data: pd.DataFrame, x: str, xlabel: str, hidden: int, groups:
     return None
 
 
-def scaling(data: pd.DataFrame, fits: pd.DataFrame) -> go.Figure:
+def scaling(
+    data: pd.DataFrame, fits: pd.DataFrame, labels: dict[str, str] | None = None
+) -> go.Figure:
     """Prefill vs input tokens and decode vs output tokens, per knob group, with fit lines
     only where the group's x varies (a panel without any says why)."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
@@ -660,23 +680,19 @@ def scaling(data: pd.DataFrame, fits: pd.DataFrame) -> go.Figure:
         hidden = 0
         for g in groups:
             pts = shown[shown["group"] == g]
-            text = [
-                f"{html.escape(str(c))}<br>sample {s}<br>{xlabel}: {_num(xx, 0)}<br>{col}: {yy:.3f} ms"
-                for c, s, xx, yy in zip(
-                    pts["config"], pts["sample_id"], pts[x], pts[col], strict=True
-                )
-            ]
             fig.add_trace(
                 go.Scatter(
-                    x=pts[x],
-                    y=pts[col],
+                    x=compact(pts[x]),
+                    y=compact(pts[col]),
                     mode="markers",
                     marker={"size": 5, "color": colors[g], "opacity": 0.45},
                     name=html.escape(g),
                     legendgroup=g,
                     showlegend=legend and i == 1,
-                    hovertext=text,
-                    hoverinfo="text",
+                    text=_labels(pts, labels),
+                    customdata=pts["sample_id"].astype(str),
+                    hovertemplate=f"%{{text}}<br>sample %{{customdata}}<br>{xlabel}: %{{x}}"
+                    f"<br>{col}: %{{y:.3f}} ms<extra></extra>",
                 ),
                 1,
                 i,
@@ -787,6 +803,7 @@ def parity(
     with the measured mean's interval when recorded), per stage; identity and ±10% lines."""
     shown = subsample(per_sample)
     pc = per_config.merge(configs, on="config", how="left", suffixes=("", "_cfg"))
+    labels = dict(zip(configs["config"].astype(str), configs["label"].astype(str), strict=True))
     titles, ranges = [], []
     for t in PARITY_TARGETS:
         meas, pred = per_sample[t], per_sample[f"pred_{t}"]
@@ -801,7 +818,7 @@ def parity(
     )
     for i, (t, (lo, hi, log)) in enumerate(zip(PARITY_TARGETS, ranges, strict=True)):
         r, c = i // 2 + 1, i % 2 + 1
-        for trace in _parity_traces(shown, pc, t, lo, hi, log, first=i == 0):
+        for trace in _parity_traces(shown, pc, t, (lo, hi, log), i == 0, labels):
             fig.add_trace(trace, r, c)
         rng = _range(lo, hi, log, 0.04)
         axis = {"type": "log" if log else "linear", "range": rng}
@@ -824,9 +841,15 @@ def parity(
 
 
 def _parity_traces(
-    shown: pd.DataFrame, pc: pd.DataFrame, t: str, lo: float, hi: float, log: bool, first: bool
+    shown: pd.DataFrame,
+    pc: pd.DataFrame,
+    t: str,
+    axis: tuple[float, float, bool],
+    first: bool,
+    names: dict[str, str],
 ) -> list[go.Scatter]:
     """One parity panel: samples, configuration means (with hover and intervals), the lines."""
+    lo, hi, log = axis
     labels = pc["label"].astype(str) if "label" in pc else pc["config"].astype(str)
     meas, pred = pc[t].to_numpy(float), pc[f"pred_{t}"].to_numpy(float)
     text = []
@@ -837,21 +860,17 @@ def _parity_traces(
         if "num_valid_samples" in pc:
             line += f"<br>n = {int(pc['num_valid_samples'].iloc[j])} samples"
         text.append(line)
-    sample_text = [
-        f"{html.escape(str(cf))}<br>measured {m:.3f} ms<br>predicted {p:.3f} ms"
-        for cf, m, p in zip(shown["config"], shown[t], shown[f"pred_{t}"], strict=True)
-    ]
     out = [
         go.Scatter(
-            x=shown[t],
-            y=shown[f"pred_{t}"],
+            x=compact(shown[t]),
+            y=compact(shown[f"pred_{t}"]),
             mode="markers",
             marker={"size": 4, "color": "#4C72B0", "opacity": 0.3},
             name="held-out samples",
             legendgroup="s",
             showlegend=first,
-            hovertext=sample_text,
-            hoverinfo="text",
+            text=_labels(shown, names),
+            hovertemplate="%{text}<br>measured %{x:.3f} ms<br>predicted %{y:.3f} ms<extra></extra>",
         ),
         go.Scatter(
             x=meas,

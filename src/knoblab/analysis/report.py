@@ -238,7 +238,9 @@ def _interactive(a: Analysis) -> dict[str, str]:
         if mem is not None:
             divs[f"memory_{s}"] = figures.to_div(mem, f"plot-memory_{s}")
     divs["stages"] = figures.to_div(figures.stage_bars(a.shares, cfg), "plot-stages")
-    divs["scaling"] = figures.to_div(figures.scaling(scaling_points(a), a.fits), "plot-scaling")
+    labels = dict(zip(cfg["config"].astype(str), cfg["label"].astype(str), strict=True))
+    fig = figures.scaling(scaling_points(a), a.fits, labels)
+    divs["scaling"] = figures.to_div(fig, "plot-scaling")
     if a.evaluation is not None:
         ev = a.evaluation
         fig = figures.parity(ev.per_sample, ev.per_config, cfg, ev.method)
