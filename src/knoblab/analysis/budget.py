@@ -49,7 +49,8 @@ from knoblab.analysis.estimator import LatencyEstimator
 from knoblab.analysis.load import SweepResults, knob_label, knob_values
 from knoblab.analysis.pareto import latency_column
 from knoblab.errors import ConfigError
-from knoblab.records.aggregate import IntervalSettings, Resampler, bootstrap_distributions
+from knoblab.records.aggregate import IntervalSettings, Resampler
+from knoblab.records.intervals import bootstrap_distributions
 
 
 @dataclass
@@ -154,7 +155,6 @@ def budget_confidence(
     """(confidence, confidence_best) of ``chosen`` under ``budget_ms``: see the module docstring."""
     settings = settings or _settings(res)
     col = latency_column(percentile)
-    q = float(percentile[1:])
     rs = Resampler(settings)
 
     def lo(r: pd.Series, c: str) -> float:
@@ -166,11 +166,13 @@ def budget_confidence(
         return float(r[c]) if v is None or v != v else float(v)
 
     def draws(r: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        lat = bootstrap_distributions(_per_config(res, r["config"], "T_total"), rs, [q])
+        lat = _per_config(res, r["config"], "T_total")
+        lat_d = bootstrap_distributions(lat, [percentile], rs.indices(lat.size))[percentile]
         acc = _per_config(res, r["config"], "accuracy")
         acc = acc[~np.isnan(acc)]
-        accd = bootstrap_distributions(acc, rs, [])["mean"] if acc.size else np.full(1, np.nan)
-        return lat[percentile], accd
+        if not acc.size:
+            return lat_d, np.full(lat_d.size, np.nan)
+        return lat_d, bootstrap_distributions(acc, ["mean"], rs.indices(acc.size))["mean"]
 
     lat_c, acc_c = draws(chosen)
     meets = lat_c <= budget_ms

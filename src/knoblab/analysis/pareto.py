@@ -79,7 +79,9 @@ def check_percentile(percentile: str, available: Sequence[str] | None = None) ->
     """
     m = re.fullmatch(r"p(\d+(?:\.\d+)?)", str(percentile))
     if not m or not 0 < float(m.group(1)) < 100:
-        raise ConfigError("percentile", percentile, "p<q> with 0 < q < 100, e.g. p50, p90, p95, p99")
+        raise ConfigError(
+            "percentile", percentile, "p<q> with 0 < q < 100, e.g. p50, p90, p95, p99"
+        )
     name = percentile_name(float(m.group(1)))
     if available is not None and name not in available:
         raise ConfigError(

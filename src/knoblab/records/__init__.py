@@ -15,13 +15,7 @@ Example:
     True
 """
 
-from knoblab.records.aggregate import (
-    IntervalSettings,
-    accuracy_interval,
-    aggregate_stats,
-    build_record,
-    wilson_bounds,
-)
+from knoblab.records.aggregate import IntervalSettings, aggregate_stats, build_record
 from knoblab.records.io import (
     check_belongs,
     config_key,
@@ -61,8 +55,8 @@ from knoblab.records.schema import (
     VISION_KNOBS,
     Record,
     SampleRow,
-    check_record,
     check_percentiles,
+    check_record,
     check_sweep,
     is_percentile_warning,
     min_samples_for,
@@ -92,7 +86,6 @@ __all__ = [
     "VISION_KNOBS",
     "Record",
     "SampleRow",
-    "accuracy_interval",
     "aggregate_stats",
     "build_record",
     "check_belongs",
@@ -123,6 +116,5 @@ __all__ = [
     "write_json_atomic",
     "write_record",
     "write_samples_parquet",
-    "wilson_bounds",
     "write_sweep",
 ]

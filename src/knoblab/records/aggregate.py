@@ -9,22 +9,23 @@ one-token answer) are left out, so ``<m>_count`` says how many values each figur
 on, and the percentile warnings quote that count
 (:func:`~knoblab.records.schema.percentile_warnings`).
 
-Intervals (the record's ``intervals`` block says which were used): for every latency
-figure (:data:`~knoblab.records.schema.INTERVAL_FIELDS`) its mean and each percentile
-get ``<m>_<s>_lo`` / ``<m>_<s>_hi``, a **percentile bootstrap** interval (Efron &
-Tibshirani 1993, ch. 13): ``resamples`` seeded resamples with replacement of the
-figure's values, the statistic on each, and the ``(1 - confidence) / 2`` and
-``(1 + confidence) / 2`` quantiles of those (numpy linear) as the bounds. The accuracy
-gets ``accuracy_lo`` / ``accuracy_hi``: the **Wilson score interval** (Wilson 1927) when
-every score is 0 or 1 (exact match), else the percentile bootstrap of the mean (VQA
-accuracy's thirds, ANLS).
+Intervals (:mod:`knoblab.records.intervals`; the record's ``intervals`` block says
+which settings and which accuracy method were used): for every latency figure
+(:data:`~knoblab.records.schema.INTERVAL_FIELDS`) its mean and each percentile get
+``<m>_<s>_lo`` / ``<m>_<s>_hi``, a seeded **percentile bootstrap** interval (Efron &
+Tibshirani 1993, ch. 13; ``resamples`` resamples, ``confidence``, ``seed``). The
+accuracy gets ``accuracy_lo`` / ``accuracy_hi``: the **Wilson score interval** (Wilson
+1927; Agresti & Coull 1998) when every score is 0 or 1 (exact match), else the
+percentile bootstrap of the mean (VQA accuracy's thirds, ANLS): ``intervals.accuracy``
+is ``wilson`` or ``bootstrap``.
 
-NOTE: one resample index matrix per record (per distinct count of values, seeded the
-same), reused for every figure: the resamples of ``T_vision_total`` and ``T_total``
-draw the same samples, and the record costs one ``resamples x n`` gather and row sort
-per figure (about 10 ms for n = 1000 on one core). A percentile bootstrap interval can
-miss its own estimate on few, skewed values; the bound is then moved to the estimate,
-so every interval contains the figure it belongs to.
+NOTE: one resample index matrix per record (per distinct count of values), reused by
+every figure: the resamples of ``T_vision_total`` and ``T_total`` draw the same samples,
+and a record costs one index draw plus a ``resamples x n`` gather and row sort per
+figure (``benchmarks/bench_intervals.py``). A percentile bootstrap interval can miss
+its own estimate on few, skewed values; the bound is then moved to the estimate, so
+every interval in a record contains the figure it belongs to (otherwise it equals
+``bootstrap_ci`` of the figure's values with the record's settings).
 
 Example:
     >>> stats, warns = aggregate_stats([{"T_total": 10.0}, {"T_total": 20.0}], ["T_total"])
@@ -37,12 +38,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from knoblab.records import intervals
 from knoblab.records.schema import (
     DEFAULT_PERCENTILES,
     INTERVAL_FIELDS,
@@ -55,12 +57,6 @@ from knoblab.records.schema import (
     percentile_warnings,
 )
 
-#: Name of the interval method in a record's ``intervals`` block.
-BOOTSTRAP_METHOD = "percentile bootstrap"
-#: Largest resample block (indices) built at once; bigger matrices are drawn in blocks of
-#: rows from the same generator (the same indices, bounded memory: 32 MB of int64).
-_MAX_BLOCK = 1 << 22
-
 
 @dataclass(frozen=True)
 class IntervalSettings:
@@ -72,104 +68,70 @@ class IntervalSettings:
         seed: seed of the resample indices (``numpy.random.default_rng(seed)``).
     """
 
-    confidence: float = 0.95
-    resamples: int = 1000
-    seed: int = 0
+    confidence: float = intervals.CONFIDENCE
+    resamples: int = intervals.RESAMPLES
+    seed: int = intervals.SEED
 
     def describe(self, accuracy: str | None) -> dict[str, Any]:
-        """The record's ``intervals`` block; ``accuracy``: ``wilson`` or ``bootstrap mean``."""
+        """The record's ``intervals`` block; ``accuracy``: ``wilson`` or ``bootstrap``."""
         return {
-            "method": BOOTSTRAP_METHOD,
+            "method": intervals.METHOD,
             "confidence": self.confidence,
             "resamples": self.resamples,
             "seed": self.seed,
-            "statistics": "mean and every percentile of each latency figure",
+            "figures": "mean and every percentile of each latency figure",
             "accuracy": accuracy,
         }
 
 
 class Resampler:
-    """The seeded bootstrap indices of one record: one matrix per count of values, reused.
+    """One record's bootstrap indices: drawn once per count of values, reused by every figure.
 
-    ``blocks(n)`` yields the ``resamples x n`` index matrix of
-    ``numpy.random.default_rng(seed).integers(0, n, size=(resamples, n))``, in row blocks
-    when it is large (the same indices: the generator draws them in order).
+    ``indices(n)`` is ``list(intervals.resample_indices(n, resamples, seed))``, the very
+    indices :func:`~knoblab.records.intervals.bootstrap_ci` draws, so a record's
+    intervals equal ``bootstrap_ci`` of the figure's values with the record's settings.
     """
 
     def __init__(self, settings: IntervalSettings) -> None:
         self.settings = settings
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[int, list[np.ndarray]] = {}
 
-    def blocks(self, n: int) -> Iterator[np.ndarray]:
-        r = self.settings.resamples
-        if n in self._cache:
-            yield self._cache[n]
-            return
-        rng = np.random.default_rng(self.settings.seed)
-        rows = max(1, _MAX_BLOCK // max(n, 1))
-        if rows >= r:
-            self._cache[n] = rng.integers(0, n, size=(r, n))
-            yield self._cache[n]
-            return
-        for start in range(0, r, rows):
-            yield rng.integers(0, n, size=(min(rows, r - start), n))
+    def indices(self, n: int) -> list[np.ndarray]:
+        if n not in self._cache:
+            s = self.settings
+            self._cache[n] = list(intervals.resample_indices(n, s.resamples, s.seed))
+        return self._cache[n]
 
-
-def _sorted_percentile(rows: np.ndarray, q: float) -> np.ndarray:
-    """Per row of ``rows`` (each sorted), the ``q``-th percentile as numpy's linear method."""
-    n = rows.shape[1]
-    h = (n - 1) * q / 100.0
-    lo = int(math.floor(h))
-    t = h - lo
-    a, b = rows[:, lo], rows[:, min(lo + 1, n - 1)]
-    d = b - a
-    return b - d * (1.0 - t) if t >= 0.5 else a + d * t  # numpy's _lerp, for equal results
-
-
-def bootstrap_distributions(
-    x: np.ndarray, resampler: Resampler, percentiles: Sequence[float]
-) -> dict[str, np.ndarray]:
-    """``{"mean": (resamples,), "p95": (resamples,), ...}``: each statistic on each resample."""
-    out: dict[str, list[np.ndarray]] = {"mean": []} | {percentile_name(q): [] for q in percentiles}
-    for idx in resampler.blocks(x.size):
-        rows = np.sort(x[idx], axis=1)
-        out["mean"].append(rows.mean(axis=1))
-        for q in percentiles:
-            out[percentile_name(q)].append(_sorted_percentile(rows, q))
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-
-def interval_of(dist: np.ndarray, estimate: float, confidence: float) -> tuple[float, float]:
-    """The percentile-bootstrap bounds of ``dist``, widened to contain ``estimate``."""
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.percentile(dist, [100.0 * alpha, 100.0 * (1.0 - alpha)])
-    return float(min(lo, estimate)), float(max(hi, estimate))
-
-
-def wilson_bounds(successes: float, n: int, confidence: float) -> tuple[float, float]:
-    """The Wilson score interval (Wilson 1927; Agresti & Coull 1998) of ``successes`` of ``n``."""
-    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2.0)
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    def cis(self, x: np.ndarray, stats: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        """``{stat: (lo, hi)}`` of ``x`` (NaN-free) with the shared indices."""
+        s = self.settings
+        return intervals.bootstrap_cis(
+            x,
+            stats,
+            confidence=s.confidence,
+            resamples=s.resamples,
+            seed=s.seed,
+            indices=self.indices(x.size),
+        )
 
 
 def accuracy_interval(
-    scores: Sequence[float], settings: IntervalSettings, resampler: Resampler | None = None
+    scores: Sequence[float], settings: IntervalSettings
 ) -> tuple[float | None, float | None, str | None]:
     """(lo, hi, method) of the mean score: Wilson for 0/1 scores, else the bootstrap mean."""
-    x = np.asarray(scores, dtype=float)
-    if x.size == 0:
+    if not scores:
         return None, None, None
-    if np.isin(x, (0.0, 1.0)).all():
-        lo, hi = wilson_bounds(float(x.sum()), int(x.size), settings.confidence)
-        return lo, hi, "wilson"
-    resampler = resampler or Resampler(settings)
-    dist = bootstrap_distributions(x, resampler, ())["mean"]
-    lo, hi = interval_of(dist, float(x.mean()), settings.confidence)
-    return lo, hi, "bootstrap mean"
+    s = settings
+    return intervals.accuracy_interval(
+        scores, confidence=s.confidence, resamples=s.resamples, seed=s.seed
+    )
+
+
+def _contain(lo: float | None, hi: float | None, estimate: float) -> tuple[Any, Any]:
+    """The interval widened to its estimate (a percentile bootstrap can miss it)."""
+    if lo is None or hi is None:
+        return lo, hi
+    return min(lo, estimate), max(hi, estimate)
 
 
 def _figure(row: Mapping[str, Any], name: str) -> Any:
@@ -225,9 +187,9 @@ def aggregate_stats(
             stats[f"{name}_{s}"] = float(np.percentile(x, q, method="linear"))
         if with_ci:
             assert rs is not None
-            for s, dist in bootstrap_distributions(x, rs, percentiles).items():
-                lo, hi = interval_of(dist, stats[f"{name}_{s}"], rs.settings.confidence)  # type: ignore[arg-type]
-                stats[f"{name}_{s}_lo"], stats[f"{name}_{s}_hi"] = lo, hi
+            for s, (lo, hi) in rs.cis(x, ["mean", *names]).items():
+                est = stats[f"{name}_{s}"]
+                stats[f"{name}_{s}_lo"], stats[f"{name}_{s}_hi"] = _contain(lo, hi, est)  # type: ignore[arg-type]
     warns = percentile_warnings(counts, [f for f in fields if f in LATENCY_FIELDS], percentiles)
     return stats, warns
 
@@ -268,7 +230,7 @@ def build_record(
     resampler = Resampler(settings)
     percentiles = tuple(float(q) for q in percentiles)
     stats, warns = aggregate_stats(ok, percentiles=percentiles, intervals=resampler)
-    acc_lo, acc_hi, acc_method = accuracy_interval(acc, settings, resampler)
+    acc_lo, acc_hi, acc_method = accuracy_interval(acc, settings)
     failed = len(rows) - len(ok)
     warnings = list(extra_warnings) + warns
     if failed:

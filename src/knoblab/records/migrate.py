@@ -114,13 +114,12 @@ def _v2_intervals(rec: dict[str, Any]) -> dict[str, Any]:
         return rec
     ok = [r for r in rows if isinstance(r, dict) and r.get("status", "ok") == "ok"]
     settings = IntervalSettings()
-    resampler = Resampler(settings)
-    new, _ = aggregate_stats(ok, INTERVAL_FIELDS, record_percentiles(rec), resampler)
+    new, _ = aggregate_stats(ok, INTERVAL_FIELDS, record_percentiles(rec), Resampler(settings))
     for key, value in new.items():
         if key.endswith(("_lo", "_hi")):
             agg[key] = value
     acc = [r["accuracy"] for r in ok if isinstance(r.get("accuracy"), (int, float))]
-    rec["accuracy_lo"], rec["accuracy_hi"], method = accuracy_interval(acc, settings, resampler)
+    rec["accuracy_lo"], rec["accuracy_hi"], method = accuracy_interval(acc, settings)
     rec["intervals"] = settings.describe(method) | {"migrated_from": 2}
     return rec
 
