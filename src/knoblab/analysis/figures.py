@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from knoblab.analysis.analyze import Analysis
+    from knoblab.analysis.budget import BudgetAnswer
     from knoblab.analysis.load import SweepResults
 
 #: How ``tied_with_front`` is decided (written into analysis.json beside the fronts).
@@ -107,19 +107,18 @@ def intervals_text(res: SweepResults) -> str:
     )
 
 
-def uncertainty_json(a: Analysis) -> dict[str, Any]:
+def uncertainty_json(res: SweepResults) -> dict[str, Any]:
     """analysis.json's ``intervals`` block: settings, percentiles, and the tie rule."""
     return {
-        "records": a.results.intervals,
-        "description": intervals_text(a.results),
-        "percentiles": list(a.results.percentiles),
+        "records": res.intervals,
+        "description": intervals_text(res),
+        "percentiles": list(res.percentiles),
         "tied_with_front": TIED_RULE,
     }
 
 
-def budget_json(a: Analysis) -> dict[str, Any] | None:
+def budget_json(b: BudgetAnswer | None) -> dict[str, Any] | None:
     """The budget answer for analysis.json, with its intervals and confidence."""
-    b = a.budget
     if b is None:
         return None
     keys = (

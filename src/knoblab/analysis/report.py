@@ -207,8 +207,8 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
             t: {"accuracy": r[0], "latency_ms": r[1]} for t, r in a.reference.items()
         },
         "estimator_evaluation": a.estimator.evaluation if a.estimator is not None else None,
-        "budget": figures.budget_json(a),
-        "intervals": figures.uncertainty_json(a),
+        "budget": figures.budget_json(a.budget),
+        "intervals": figures.uncertainty_json(a.results),
         "operators": operators.to_json(a.operators),
     }
     _write_bytes(out / "analysis.json", json.dumps(_jsonable(data), indent=1, default=str).encode())
