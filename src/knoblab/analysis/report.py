@@ -129,6 +129,7 @@ def _tables(a: Analysis) -> dict[str, Any]:
             "num_valid_samples",
             "on_front",
         ]
+        cols = [c for c in cols if c in f]  # T_total_p50 only when run.percentiles holds 50
         t = f[cols].rename(columns={"latency": f"T_total {p} (ms)", "num_valid_samples": "samples"})
         fronts[task] = t
         c = a.coupling[task].copy()
