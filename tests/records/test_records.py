@@ -120,15 +120,17 @@ def test_one_percentile_rule_for_writer_and_analysis(q: float, need: int) -> Non
     from knoblab.analysis.analyze import tail_notes
 
     assert records.min_samples_for(q) == need
-    if f"p{q:g}" not in records.PERCENTILES:
-        return
     import pandas as pd
 
     cfg = pd.DataFrame({"label": ["a", "b"], "T_total_count": [need - 1, need]})
     (note,) = tail_notes(cfg, f"p{q:g}")
     assert f"needs >= {need}" in note and f"a ({need - 1})" in note and "b (" not in note
-    _, warns = records.aggregate_stats([{"T_total": 1.0}] * (need - 1), ["T_total"])
-    assert any(w.startswith(f"p{q:g} rests on {need - 1} samples (needs >= {need})") for w in warns)
+    rows = [{"T_total": 1.0}] * (need - 1)
+    stats, warns = records.aggregate_stats(rows, ["T_total"], percentiles=(q,))  # run.percentiles
+    assert stats[f"T_total_p{q:g}"] == 1.0
+    line = f"p{q:g} rests on {need - 1} samples (needs >= {need})"
+    assert any(w.startswith(line) for w in warns)
+    assert all(records.is_percentile_warning(w) for w in warns)
 
 
 def test_synthetic_records_come_from_the_real_writer(tmp_path: Path) -> None:
