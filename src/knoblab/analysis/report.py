@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from knoblab.analysis import figures, operators, plots
+from knoblab.analysis import operators, plots, uncertainty
 from knoblab.analysis.estimator import _jsonable
 
 if TYPE_CHECKING:
@@ -208,8 +208,8 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
             t: {"accuracy": r[0], "latency_ms": r[1]} for t, r in a.reference.items()
         },
         "estimator_evaluation": a.estimator.evaluation if a.estimator is not None else None,
-        "budget": figures.budget_json(a.budget),
-        "intervals": figures.uncertainty_json(a.results),
+        "budget": uncertainty.budget_json(a.budget),
+        "intervals": uncertainty.uncertainty_json(a.results),
         "operators": operators.to_json(a.operators),
     }
     _write_bytes(out / "analysis.json", json.dumps(_jsonable(data), indent=1, default=str).encode())
@@ -257,7 +257,7 @@ def _intro(a: Analysis) -> list[tuple[str, str]]:
             "latency metric",
             f"T_total {a.percentile} (numpy linear-interpolation percentile, per configuration)",
         ),
-        ("intervals", figures.intervals_text(r)),
+        ("intervals", uncertainty.intervals_text(r)),
         ("environment", _env_line(a)),
     ]
 
@@ -292,7 +292,7 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
         "confidence interval, n the samples it rests on.",
         "",
     ]
-    L += [_md_table(figures.shares_table(a.shares), 2), "", "![stages](stages.png)", ""]
+    L += [_md_table(uncertainty.shares_table(a.shares), 2), "", "![stages](stages.png)", ""]
     L += [
         "Scaling fits (least squares within each group of the non-vision knobs, e.g. (top_k, blocks); `all` pools every sample):",
         "",
@@ -313,7 +313,7 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
             "",
             f"### {task}",
             "",
-            _md_table(figures.front_table(a.fronts[task], p)),
+            _md_table(uncertainty.front_table(a.fronts[task], p)),
             "",
             f"![pareto](pareto_{_slug(task)}.png)",
             "",

@@ -180,7 +180,7 @@ def print_summary(a: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from knoblab.analysis.figures import ci_cell
+    from knoblab.analysis.uncertainty import ci_cell
 
     con = Console()
     p = a.percentile
