@@ -77,8 +77,16 @@ def test_pareto_labels_only_the_front_and_states_its_counts(sweep: Analysis) -> 
     labels = [a.text for a in fig.layout.annotations]
     assert sorted(labels) == sorted(front.loc[front["on_front"], "label"])
     assert len(labels) < len(front)
-    assert "n = 12 samples each" in _figure_texts(fig) and "no intervals" in _figure_texts(fig)
-    assert all(t.error_x.array is None for t in fig.data)  # no intervals in these records
+    # the runner's records carry 95% intervals: the front has error bars, dominated points none
+    assert "n = 12 samples each" in _figure_texts(fig)
+    assert "error bars: 95% confidence intervals" in _figure_texts(fig)
+    bars = {t.name.rsplit(" (", 1)[0]: t.error_y.array is not None for t in fig.data if t.name}
+    assert bars["Pareto front"] and not bars["dominated"]
+    # records without intervals: no bars, and the subtitle says so
+    bare = front.drop(columns=[c for c in front if c.endswith(("_lo", "_hi"))])
+    fig = figures.pareto(bare, "p95", "shapes-vqa", sweep.results.knobs)
+    assert "no intervals in these records" in _figure_texts(fig)
+    assert all(t.error_x.array is None and t.error_y.array is None for t in fig.data)
     hover = " ".join(" ".join(t.hovertext) for t in fig.data if t.hovertext is not None)
     assert "top_k = 8" in hover and "n = 12 samples" in hover
 
@@ -89,7 +97,7 @@ def test_error_bars_and_ties_drawn_when_the_analysis_has_them(sweep: Analysis) -
     front["T_total_p95_lo"], front["T_total_p95_hi"] = front["latency"] * 0.9, front["latency"]
     tied = ~front["on_front"] & (front.index % 2 == 0)
     front["tied_with_front"] = front["on_front"] | tied
-    fig = figures.pareto(front, "p95", "shapes-vqa", sweep.results.knobs)
+    fig = figures.pareto(front.drop(columns="interval_confidence"), "p95", "t", sweep.results.knobs)
     by_name = {t.name.rsplit(" (", 1)[0]: t for t in fig.data if t.name}
     assert set(by_name) == {"dominated", "tied with the front (within noise)", "Pareto front"}
     t = by_name["tied with the front (within noise)"]
@@ -193,5 +201,5 @@ def test_a_hundred_configurations_keep_one_copy_of_plotly(tmp_path: Path) -> Non
     assert page.count(figures.plotly_js()[:200]) == 1
     # plotly.js is ~4.8 MB; the figures of 125 configurations add well under 3 MB
     assert len(page.encode()) < len(figures.plotly_js().encode()) + 3_000_000
-    assert "all configurations: 125 rows" in page  # long tables folded
+    assert "all configurations (≈: tied with the front): 125 rows" in page  # long tables folded
     assert pd.read_json(tmp_path / "a" / "analysis.json", typ="series")["knobs"]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from knoblab.analysis import figures, operators, plots
+from knoblab.analysis import figures, operators, plots, uncertainty
 from knoblab.analysis.estimator import _jsonable
 
 if TYPE_CHECKING:
@@ -120,34 +120,17 @@ def _write_bytes(path: Path, data: bytes) -> None:
 def _tables(a: Analysis) -> dict[str, Any]:
     """The report's tables, shared by HTML, Markdown and JSON."""
     p = a.percentile
-    shares = a.shares[["label", "T_total_mean"]].copy()
-    for n in ("vision", "prefill", "decode", "other"):
-        shares[f"{n} %"] = a.shares[f"share_{n}"] * 100
-    shares["dominant"] = a.shares["dominant"]
+    shares = uncertainty.shares_table(a.shares)  # mean T_total with its [lo, hi] and count
     fitted = np.isfinite(a.fits["slope"].to_numpy(float))
     fits = a.fits[fitted][["stage", "x", "group", "slope", "intercept", "r2", "n"]].rename(
         columns={"slope": "slope (ms/token)", "intercept": "intercept (ms)", "r2": "R²"}
     )
     fronts, coup = {}, {}
     for task, f in a.fronts.items():
-        cols = ["label", "accuracy", "accuracy_lo", "accuracy_hi", "latency"]
-        cols += [f"T_total_{p}_lo", f"T_total_{p}_hi", "T_total_p50", "T_total_mean"]
-        cols += ["num_valid_samples", "on_front", "tied_with_front"]
-        t = f[[c for c in cols if c in f and (c in cols[:2] or f[c].notna().any())]]
+        t = uncertainty.front_table(f, p)  # each figure with its [lo, hi] and count
         mem = figures.memory_column(f)
         if mem is not None:
-            t = t.assign(**{"peak memory (MiB)": f[mem] / 2**20})
-        t = t.rename(
-            columns={
-                "latency": f"T_total {p} (ms)",
-                f"T_total_{p}_lo": f"{p} lo",
-                f"T_total_{p}_hi": f"{p} hi",
-                "accuracy_lo": "acc lo",
-                "accuracy_hi": "acc hi",
-                "num_valid_samples": "samples",
-                "tied_with_front": "tied",
-            }
-        )
+            t["peak memory MiB"] = [f"{v / 2**20:.1f}" for v in f[mem]]
         fronts[task] = t
         c = a.coupling[task].copy()
         coup[task] = c[
@@ -284,34 +267,13 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
             t: {"accuracy": r[0], "latency_ms": r[1]} for t, r in a.reference.items()
         },
         "estimator_evaluation": a.estimator.evaluation if a.estimator is not None else None,
-        "budget": _budget_dict(a),
+        "budget": uncertainty.budget_json(a.budget),
+        "intervals": uncertainty.uncertainty_json(a.results),
         "operators": operators.to_json(a.operators),
     }
     _write_bytes(out / "analysis.json", json.dumps(_jsonable(data), indent=1, default=str).encode())
     files["analysis.json"] = out / "analysis.json"
     return dict(sorted(files.items()))
-
-
-def _budget_dict(a: Analysis) -> dict[str, Any] | None:
-    b = a.budget
-    if b is None:
-        return None
-    d = {
-        k: getattr(b, k)
-        for k in (
-            "budget_ms",
-            "percentile",
-            "label",
-            "knobs",
-            "accuracy",
-            "latency_ms",
-            "source",
-            "latency_band",
-            "note",
-        )
-    }
-    d["message"] = b.message()
-    return d
 
 
 def _env_line(a: Analysis) -> str:
@@ -354,6 +316,7 @@ def _intro(a: Analysis) -> list[tuple[str, str]]:
             "latency metric",
             f"T_total {a.percentile} (numpy linear-interpolation percentile, per configuration)",
         ),
+        ("intervals", uncertainty.intervals_text(r)),
         ("environment", _env_line(a)),
     ]
 
@@ -387,10 +350,11 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
         "",
         "## E1 — stage decomposition",
         "",
-        "Mean latency per stage and its share of mean T_total.",
+        "Mean latency per stage and its share of mean T_total; [lo, hi] is the mean's "
+        "confidence interval, n the samples it rests on.",
         "",
     ]
-    L += [_md_table(t["shares"], 2), "", "![stages](stages.png)", ""]
+    L += [_md_table(uncertainty.shares_table(a.shares), 2), "", "![stages](stages.png)", ""]
     L += [
         "Scaling fits (least squares within each group of the non-vision knobs, e.g. (top_k, blocks); `all` pools every sample):",
         "",
@@ -399,14 +363,21 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
     L += [f"_{t['no_fit']}._", ""] if t["no_fit"] else []
     L += ["![scaling](scaling.png)"]
     L += operators.markdown_section(a.operators, _md_table)
-    L += ["", f"## E2 — Pareto fronts (T_total {p})"]
+    L += [
+        "",
+        f"## E2 — Pareto fronts (T_total {p})",
+        "",
+        "`*` on the front; `≈` tied with the front: no configuration beats it beyond noise "
+        "(better on the estimates and, on accuracy or latency, with a confidence interval "
+        "wholly better). [lo, hi]: confidence intervals; n: samples.",
+    ]
     for task in a.fronts:
         ref = a.reference[task]
         L += [
             "",
             f"### {task}",
             "",
-            _md_table(t["fronts"][task]),
+            _md_table(uncertainty.front_table(a.fronts[task], p)),
             "",
             f"![pareto](pareto_{_slug(task)}.png)",
             "",
@@ -522,12 +493,15 @@ def _front_section(a: Analysis, t: dict[str, Any], divs: dict[str, str], task: s
     s, esc = _slug(task), html.escape
     front = t["fronts"][task]
     ref = a.reference[task]
-    on = front["on_front"].astype(bool)
+    on = front["front"] == "*"  # uncertainty.front_table's mark; "≈": tied with the front
     B = [f"<h3>{esc(task)}</h3>", *_plot(divs, f"pareto_{s}")]
-    B += [f"<p>The front ({int(on.sum())} of {len(front)} configurations):</p>"]
+    B += [
+        f"<p>The front ({int(on.sum())} of {len(front)} configurations; [lo, hi]: "
+        "confidence intervals, n: samples):</p>"
+    ]
     B += [_html_table(front[on], 3, highlight=on[on])]
     if len(front) > int(on.sum()):
-        B += [_table_block(front, 3, front["on_front"], "all configurations")]
+        B += [_table_block(front, 3, on, "all configurations (≈: tied with the front)")]
     B += [f"<h3>Knob coupling — {esc(task)}</h3>", *_plot(divs, f"coupling_{s}")]
     B += [
         f'<p class="note">Hypervolume reference point: accuracy {ref[0]:g}, latency {ref[1]:.3f} ms '
