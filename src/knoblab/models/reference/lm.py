@@ -38,14 +38,21 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
     def forward(
-        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        x: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``mask``: None (causal), or a bool ``(B, 1, T, S)`` of the keys each query may see."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=-1)
         q, k, v = (z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
+        if mask is not None:  # a padded batch: the caller's mask holds causality and padding
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return self.proj(y.transpose(1, 2).reshape(b, t, d)), (k, v)
         # With a cache and one new token, the new token may see every cached one: no mask.
         # With t > 1 new tokens after a cache (not used here) the mask would need an offset.
         causal = t > 1
@@ -66,12 +73,23 @@ class Block(nn.Module):
         self.moe = MoEFeedForward(cfg.d_model, cfg.expert_hidden, cfg.num_experts)
 
     def forward(
-        self, x: torch.Tensor, top_k: int, past: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        x: torch.Tensor,
+        top_k: int,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        a, kv = self.attn(self.ln1(x), past)
+        """``keep``: bool ``(B, T)``, the tokens the MoE runs on (padding skipped); None: all."""
+        a, kv = self.attn(self.ln1(x), past, mask)
         x = x + a
-        x = x + self.moe(self.ln2(x), top_k)
-        return x, kv
+        if keep is None:
+            return x + self.moe(self.ln2(x), top_k), kv
+        # Padding never reaches a real token (masked out of attention), so its MoE output
+        # is never read: skip it, as padding would otherwise cost expert compute.
+        out = torch.zeros_like(x)
+        out[keep] = self.moe(self.ln2(x[keep]), top_k)
+        return x + out, kv
 
 
 class DecoderLM(nn.Module):
@@ -101,24 +119,33 @@ class DecoderLM(nn.Module):
         cache: KVCache | None = None,
         use_cache: bool = False,
         capture: int | None = None,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache | None]:
         """Hidden states ``(B, T, d_model)`` (before the head) and the updated cache.
 
         ``embeds`` are input embeddings (tokens and projected vision features) at
-        positions ``start_pos .. start_pos + T - 1``.
+        positions ``start_pos .. start_pos + T - 1``, or at ``positions`` ``(B, T)`` per
+        token (a left-padded batch: each sample counts from its own first token).
+        ``mask`` (bool ``(B, 1, T, S)``) and ``keep`` (bool ``(B, T)``) go to every block.
         """
         t = embeds.shape[1]
-        if start_pos + t > self.cfg.max_seq_len:
+        last = start_pos + t if positions is None else int(positions.max()) + 1
+        if last > self.cfg.max_seq_len:
             from knoblab.errors import DataError
 
             raise DataError(
-                f"sequence of {start_pos + t} tokens is longer than the model's max_seq_len={self.cfg.max_seq_len}"
+                f"sequence of {last} tokens is longer than the model's max_seq_len={self.cfg.max_seq_len}"
             )
-        pos = torch.arange(start_pos, start_pos + t, device=embeds.device)
-        x = embeds + self.pos(pos)[None]
+        if positions is None:
+            pos = torch.arange(start_pos, start_pos + t, device=embeds.device)
+            x = embeds + self.pos(pos)[None]
+        else:
+            x = embeds + self.pos(positions)
         new_cache: KVCache = {}
         for i in active_blocks:
-            x, kv = self.blocks[i](x, top_k, cache.get(i) if cache else None)
+            x, kv = self.blocks[i](x, top_k, cache.get(i) if cache else None, mask, keep)
             if use_cache:
                 new_cache[i] = kv
             if i == capture:

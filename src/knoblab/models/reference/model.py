@@ -50,6 +50,26 @@ class DecodeState:
     logits: torch.Tensor | None = None
 
 
+@dataclass
+class BatchDecode:
+    """A left-padded batch between decode steps (``ReferenceVLM.prefill_batch``).
+
+    Attributes:
+        cache: per block ``(k, v)`` of shape ``(B, heads, S, head_dim)``, padding on the left.
+        key_valid: ``(B, S)`` bool, False for the padding columns of the cache.
+        next_pos: ``(B,)`` the position each row's next token takes (its own count).
+        rows: the sample (index into the batch as given) each row holds; finished
+            samples are dropped from the batch (:meth:`ReferenceVLM.select_rows`).
+        logits: ``(B, vocab)`` the next token's logits per row.
+    """
+
+    cache: KVCache
+    key_valid: torch.Tensor
+    next_pos: torch.Tensor
+    rows: list[int]
+    logits: torch.Tensor
+
+
 def _balanced_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with class 0 (background) and the other classes weighing a half each."""
     ce = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
@@ -199,6 +219,94 @@ class ReferenceVLM(nn.Module):
             next_pos=state.next_pos + 1,
             token_ids=state.token_ids,
             logits=self.lm.head(h[:, -1])[0],
+        )
+
+    # -- batched phases (a left-padded batch; each row equals its batch-1 run) ---------
+    def prefill_batch(
+        self, visions: Sequence[torch.Tensor], prompt_ids: Sequence[Sequence[int]]
+    ) -> BatchDecode:
+        """``prefill`` for several samples at once, their sequences padded on the left.
+
+        Each row's positions count from its own first token and its attention never sees
+        padding, so its logits equal its batch-1 ``prefill``'s up to float rounding. With
+        sequences of one length there is no padding and no mask (the batch-1 kernel).
+        """
+        embs = [self._embeds(v, p) for v, p in zip(visions, prompt_ids, strict=True)]
+        lens = [int(e.shape[0]) for e in embs]
+        b, width, dev = len(embs), max(lens), self._device()
+        x = embs[0].new_zeros(b, width, embs[0].shape[1])
+        valid = torch.zeros(b, width, dtype=torch.bool, device=dev)
+        for i, e in enumerate(embs):
+            x[i, width - lens[i] :] = e
+            valid[i, width - lens[i] :] = True
+        padded = not bool(valid.all())
+        mask = keep = positions = None
+        if padded:
+            positions = (valid.long().cumsum(1) - 1).clamp(min=0)
+            causal = torch.ones(width, width, dtype=torch.bool, device=dev).tril()
+            # a padding query sees itself only (a row with no key would be NaN; never read)
+            eye = torch.eye(width, dtype=torch.bool, device=dev)
+            mask = ((causal[None] & valid[:, None, :]) | eye[None])[:, None]
+            keep = valid
+        h, cache = self.lm(
+            x,
+            start_pos=0,
+            active_blocks=self.active_block_indices,
+            top_k=self.top_k,
+            use_cache=True,
+            positions=positions,
+            mask=mask,
+            keep=keep,
+        )
+        assert cache is not None
+        return BatchDecode(
+            cache=cache,
+            key_valid=valid,
+            next_pos=torch.tensor(lens, device=dev),
+            rows=list(range(b)),
+            logits=self.lm.head(h[:, -1]),
+        )
+
+    def select_rows(self, state: BatchDecode, keep: Sequence[int]) -> BatchDecode:
+        """The batch with only rows ``keep`` (positions in ``state.rows``); common padding cut."""
+        idx = torch.tensor(list(keep), dtype=torch.long, device=state.key_valid.device)
+        valid = state.key_valid.index_select(0, idx)
+        first = int(valid.any(0).long().argmax())  # leading columns that are padding in every row
+        cache = {
+            i: (k.index_select(0, idx)[:, :, first:], v.index_select(0, idx)[:, :, first:])
+            for i, (k, v) in state.cache.items()
+        }
+        return BatchDecode(
+            cache=cache,
+            key_valid=valid[:, first:],
+            next_pos=state.next_pos.index_select(0, idx),
+            rows=[state.rows[j] for j in keep],
+            logits=state.logits.index_select(0, idx),
+        )
+
+    def decode_step_batch(self, token_ids: Sequence[int], state: BatchDecode) -> BatchDecode:
+        """``decode_step`` for every row: ``token_ids[j]`` is row j's next input token."""
+        dev = self._device()
+        emb = self.lm.embed(torch.tensor(list(token_ids), device=dev)[:, None])
+        valid = torch.cat([state.key_valid, state.key_valid.new_ones(len(token_ids), 1)], dim=1)
+        mask = None if bool(valid.all()) else valid[:, None, None, :]
+        h, cache = self.lm(
+            emb,
+            start_pos=0,
+            active_blocks=self.active_block_indices,
+            top_k=self.top_k,
+            cache=state.cache,
+            use_cache=True,
+            positions=state.next_pos[:, None],
+            mask=mask,
+        )
+        assert cache is not None
+        return BatchDecode(
+            cache=cache,
+            key_valid=valid,
+            next_pos=state.next_pos + 1,
+            rows=state.rows,
+            logits=self.lm.head(h[:, -1]),
         )
 
     def greedy_decode(self, state: DecodeState, max_new_tokens: int) -> list[int]:
