@@ -118,3 +118,24 @@ def test_batched_tokens_equal_batch_one(adapter):
         assert [len(r["itl_ms"]) for r in m.rows()] == [len(t) - 1 for t in one]
     finally:
         adapter.model.generation_config.eos_token_id = saved
+
+
+def test_kv_bytes_per_token_equal_the_real_cache(adapter):
+    """The analytic KV bytes (knoblab.models.kv) equal what the DynamicCache holds after prefill."""
+    from knoblab.profiling.memory import weights_bytes
+
+    total = weights_bytes(adapter)
+    for blocks in (None, 1):
+        adapter.apply_knobs({} if blocks is None else {"num_active_blocks": blocks})
+        p = adapter.preprocess(samples(adapter.family.name)[1])
+        state = adapter.prefill(p, adapter.encode_vision(p))
+        cache = state.model_kwargs.get("cache") or state.model_kwargs.get("past_key_values")
+        real = sum(
+            layer.keys.nbytes + layer.values.nbytes
+            for layer in cache.layers
+            if getattr(layer, "keys", None) is not None
+        )
+        tokens = int(p.inputs["input_ids"].shape[1])
+        assert real == adapter.kv_cache_bytes(tokens), (blocks, real, tokens)
+        assert weights_bytes(adapter) == total  # skipped layers are still loaded
+    adapter.restore()

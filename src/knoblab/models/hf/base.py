@@ -303,6 +303,23 @@ class HFAdapter:
             self.family.vision.restore(self.processor, self.model, self._vision_saved)
         self._effective = {}
 
+    # ---------------------------------------------------------------- memory
+    def kv_cache_bytes(self, tokens: int) -> int:
+        """KV-cache bytes of a sequence of ``tokens`` at the current knobs
+        (``knoblab.models.kv.hf_kv_cache_bytes``): the active decoder layers of the text
+        config, in the model's dtype, sliding-window layers holding their window."""
+        from knoblab.models.kv import hf_kv_cache_bytes
+
+        _, layers = decoder_layers(self.model)
+        size = next(self.model.parameters()).element_size()
+        return hf_kv_cache_bytes(self.model.config.get_text_config(), len(layers), size, tokens)
+
+    def weights_bytes(self) -> int:
+        """Bytes of every parameter and buffer, the layers ``num_active_blocks`` skips included."""
+        from knoblab.models.kv import module_bytes
+
+        return module_bytes(self.model, self._all_layers)
+
     # ---------------------------------------------------------------- stages
     def prompt(self, question: str) -> str:
         """The prompt text for one image and ``question`` (chat template when there is one)."""

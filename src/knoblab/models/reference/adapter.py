@@ -131,6 +131,25 @@ class ReferenceAdapter:
         out["active_block_indices"] = list(self.model.active_block_indices)
         return out
 
+    # -- memory ------------------------------------------------------------------------
+    def kv_cache_bytes(self, tokens: int) -> int:
+        """KV-cache bytes of a sequence of ``tokens`` at the current knobs (active blocks only)."""
+        from knoblab.models.kv import kv_bytes_per_token
+
+        c = self.cfg
+        return kv_bytes_per_token(
+            len(self.model.active_block_indices),
+            c.n_heads,
+            c.d_model // c.n_heads,
+            self.model.lm.embed.weight.element_size(),
+        ) * int(tokens)
+
+    def weights_bytes(self) -> int:
+        """Bytes of every parameter and buffer (the training-only heads included: loaded)."""
+        from knoblab.models.kv import module_bytes
+
+        return module_bytes(self.model)
+
     # -- stages ------------------------------------------------------------------------
     def _open_image(self, sample: Any) -> Image.Image:
         img = sample.image
@@ -262,12 +281,16 @@ class ReferenceAdapter:
     def _push(self, state: BatchState, inner: BatchDecode) -> None:
         """Each row's greedy token; stops as ``greedy_decode`` does (EOS, cap, max_seq_len)."""
         eos, limit = self.tokenizer.eos_id, self.cfg.max_seq_len
-        for j, (i, tok) in enumerate(zip(inner.rows, inner.logits.argmax(-1).tolist(), strict=True)):
+        for j, (i, tok) in enumerate(
+            zip(inner.rows, inner.logits.argmax(-1).tolist(), strict=True)
+        ):
             state.push(i, tok, tok == eos or int(inner.next_pos[j]) >= limit)
 
     def finish_batch(self, state: BatchState) -> list[Generation]:
         state.inner = None  # the cache is no longer needed
-        return [Generation(token_ids=list(t), text=self.tokenizer.decode(t)) for t in state.token_ids]
+        return [
+            Generation(token_ids=list(t), text=self.tokenizer.decode(t)) for t in state.token_ids
+        ]
 
     def generate(self, sample: Any, max_new_tokens: int | None = None) -> Generation:
         """All stages for one sample (convenience; the profiler times them one by one)."""
