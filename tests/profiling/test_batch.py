@@ -8,8 +8,9 @@ from knoblab.data.shapes import ShapesVQA
 from knoblab.models.adapter import Generation, KnobSpec, Prepared, supports_batching
 from knoblab.models.reference.adapter import ReferenceAdapter
 from knoblab.models.reference.weights import random_reference
-from knoblab.profiling.batch import measure_batch
+from knoblab.profiling.batch import measure_batch, set_peak_memory
 from knoblab.profiling.energy import EnergyMeter
+from knoblab.profiling.memory import MemorySpan
 from knoblab.profiling.synthetic import ListDataset
 
 
@@ -46,6 +47,14 @@ def test_batched_figures_follow_vllm_definitions(reference, prepared):
         assert row["output_tokens"] == n and row["batch_size"] == 8
         assert row["throughput_samples_s"] == pytest.approx(8 / (m.wall_ms / 1000))
         assert row["throughput_tokens_s"] == pytest.approx(sum(lens) / (m.wall_ms / 1000))
+        assert row["weights_bytes"] == sum(t.nbytes for t in reference.model.state_dict().values())
+    for row, p in zip(m.rows(), prepared, strict=True):
+        seq = p.input_text_tokens + p.actual_vision_tokens + row["output_tokens"] - 1
+        assert row["kv_cache_bytes"] == reference.kv_cache_bytes(seq)
+    with MemorySpan("cpu") as span:
+        pass
+    set_peak_memory(m.per_sample, span.result)
+    assert all(r["peak_memory_bytes"] == span.result.peak_bytes > 0 for r in m.rows())
     # the slowest request ends at the batch's last mark
     assert max(r["T_total"] for r in m.rows()) == pytest.approx(m.wall_ms)
 
@@ -122,6 +131,7 @@ def test_user_adapter_without_batched_stages_runs_one_after_another():
     assert [g.text for g in m.generations] == ["0", "1", "2", "3", "4"]
     for row, g in zip(m.rows(), m.generations, strict=True):
         assert row["itl_ms"] is None and row["batched"] is False
+        assert row["kv_cache_bytes"] is None and row["weights_bytes"] is None  # it does not say
         assert row["T_ttft"] == pytest.approx(row["T_vision_total"] + row["T_LLM_prefill"])
         n = g.output_tokens
         assert (row["T_tpot"] is None) == (n == 1)

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from knoblab.models.adapter import Generation, Prepared, supports_batching
+from knoblab.profiling.memory import MemoryResult, cached_tokens, kv_cache_bytes, weights_bytes
 
 
 class _Clock:
@@ -86,7 +87,9 @@ class BatchMeasurement:
         wall_ms: the batch's wall time, first mark to last.
         per_sample: per sample ``T_vision_total``, ``T_LLM_prefill``, ``T_LLM_decode``,
             ``T_total``, ``T_ttft``, ``T_tpot``, ``T_decode_per_token``, ``itl_ms``,
-            ``output_tokens``.
+            ``output_tokens``, and the analytic ``kv_cache_bytes`` (this sample's
+            sequence, unpadded: a padded batch holds batch x its longest) and
+            ``weights_bytes`` (None where the adapter does not say).
         energy_j: joules over the batch (None when unavailable), and
             ``energy_unavailable_reason``.
     """
@@ -242,4 +245,15 @@ def measure_batch(
         m.energy_j, m.energy_unavailable_reason = energy.stop(span)
     else:
         m.energy_unavailable_reason = "no energy meter was given"
+    weights = weights_bytes(adapter)
+    for row, p in zip(m.per_sample, prepared, strict=True):
+        tokens = cached_tokens(p.input_text_tokens, p.actual_vision_tokens, row["output_tokens"])
+        row["kv_cache_bytes"] = kv_cache_bytes(adapter, tokens)
+        row["weights_bytes"] = weights
     return m
+
+
+def set_peak_memory(rows: Sequence[dict[str, Any]], result: MemoryResult | None) -> None:
+    """Put a configuration's measured peak (``MemorySpan.result``) on each of its rows."""
+    for row in rows:
+        row["peak_memory_bytes"] = None if result is None else result.peak_bytes
