@@ -32,7 +32,7 @@ text config through :mod:`knoblab.models.kv`), and :func:`weights_bytes`.
 
 Example:
     >>> with MemorySpan("cpu") as span:
-    ...     x = bytearray(50_000_000)
+    ...     x = b"x" * 50_000_000  # written: resident
     >>> span.result.increase_bytes >= 45_000_000
     True
 """

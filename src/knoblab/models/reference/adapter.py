@@ -281,10 +281,9 @@ class ReferenceAdapter:
     def _push(self, state: BatchState, inner: BatchDecode) -> None:
         """Each row's greedy token; stops as ``greedy_decode`` does (EOS, cap, max_seq_len)."""
         eos, limit = self.tokenizer.eos_id, self.cfg.max_seq_len
-        for j, (i, tok) in enumerate(
-            zip(inner.rows, inner.logits.argmax(-1).tolist(), strict=True)
-        ):
-            state.push(i, tok, tok == eos or int(inner.next_pos[j]) >= limit)
+        tokens = inner.logits.argmax(-1).tolist()  # the step's one device-to-host read
+        for i, tok, pos in zip(inner.rows, tokens, inner.positions, strict=True):
+            state.push(i, tok, tok == eos or pos >= limit)
 
     def finish_batch(self, state: BatchState) -> list[Generation]:
         state.inner = None  # the cache is no longer needed

@@ -61,6 +61,9 @@ class BatchDecode:
         rows: the sample (index into the batch as given) each row holds; finished
             samples are dropped from the batch (:meth:`ReferenceVLM.select_rows`).
         logits: ``(B, vocab)`` the next token's logits per row.
+        pad: per row, its padding columns on the left (kept on the host, with
+            ``positions``, so that no step waits for the device to read them).
+        positions: per row, ``next_pos`` on the host.
     """
 
     cache: KVCache
@@ -68,6 +71,8 @@ class BatchDecode:
     next_pos: torch.Tensor
     rows: list[int]
     logits: torch.Tensor
+    pad: list[int]
+    positions: list[int]
 
 
 def _balanced_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -239,9 +244,8 @@ class ReferenceVLM(nn.Module):
         for i, e in enumerate(embs):
             x[i, width - lens[i] :] = e
             valid[i, width - lens[i] :] = True
-        padded = not bool(valid.all())
         mask = keep = positions = None
-        if padded:
+        if len(set(lens)) > 1:
             positions = (valid.long().cumsum(1) - 1).clamp(min=0)
             causal = torch.ones(width, width, dtype=torch.bool, device=dev).tril()
             # a padding query sees itself only (a row with no key would be NaN; never read)
@@ -265,13 +269,15 @@ class ReferenceVLM(nn.Module):
             next_pos=torch.tensor(lens, device=dev),
             rows=list(range(b)),
             logits=self.lm.head(h[:, -1]),
+            pad=[width - n for n in lens],
+            positions=lens,
         )
 
     def select_rows(self, state: BatchDecode, keep: Sequence[int]) -> BatchDecode:
         """The batch with only rows ``keep`` (positions in ``state.rows``); common padding cut."""
         idx = torch.tensor(list(keep), dtype=torch.long, device=state.key_valid.device)
         valid = state.key_valid.index_select(0, idx)
-        first = int(valid.any(0).long().argmax())  # leading columns that are padding in every row
+        first = min(state.pad[j] for j in keep)  # leading columns that are padding in every row
         cache = {
             i: (k.index_select(0, idx)[:, :, first:], v.index_select(0, idx)[:, :, first:])
             for i, (k, v) in state.cache.items()
@@ -282,6 +288,8 @@ class ReferenceVLM(nn.Module):
             next_pos=state.next_pos.index_select(0, idx),
             rows=[state.rows[j] for j in keep],
             logits=state.logits.index_select(0, idx),
+            pad=[state.pad[j] - first for j in keep],
+            positions=[state.positions[j] for j in keep],
         )
 
     def decode_step_batch(self, token_ids: Sequence[int], state: BatchDecode) -> BatchDecode:
@@ -289,7 +297,7 @@ class ReferenceVLM(nn.Module):
         dev = self._device()
         emb = self.lm.embed(torch.tensor(list(token_ids), device=dev)[:, None])
         valid = torch.cat([state.key_valid, state.key_valid.new_ones(len(token_ids), 1)], dim=1)
-        mask = None if bool(valid.all()) else valid[:, None, None, :]
+        mask = None if not any(state.pad) else valid[:, None, None, :]
         h, cache = self.lm(
             emb,
             start_pos=0,
@@ -307,6 +315,8 @@ class ReferenceVLM(nn.Module):
             next_pos=state.next_pos + 1,
             rows=state.rows,
             logits=self.lm.head(h[:, -1]),
+            pad=state.pad,
+            positions=[p + 1 for p in state.positions],
         )
 
     def greedy_decode(self, state: DecodeState, max_new_tokens: int) -> list[int]:
