@@ -79,9 +79,17 @@ def test_prefill_logits_match_batch_one(untrained, samples):
     prepared = [untrained.preprocess(s) for s in samples[:5]]
     batch = untrained.collate(prepared)
     state = untrained.prefill_batch(batch, untrained.encode_vision_batch(batch), 3)
+    inner = state.inner
     for j, p in enumerate(prepared):
         alone = untrained.prefill(p, untrained.encode_vision(p))
-        assert torch.allclose(state.inner.logits[j], alone.logits, atol=1e-4, rtol=1e-4)
+        assert torch.allclose(inner.logits[j], alone.logits, atol=1e-4, rtol=1e-4)
+        # the left-padded cache row holds this sample's batch-1 cache after its padding
+        for block, (k, v) in alone.cache.items():
+            bk, bv = inner.cache[block]
+            assert torch.allclose(bk[j, :, inner.pad[j] :], k[0], atol=1e-5)
+            assert torch.allclose(bv[j, :, inner.pad[j] :], v[0], atol=1e-5)
+            assert not inner.key_valid[j, : inner.pad[j]].any()
+            assert inner.key_valid[j, inner.pad[j] :].all()
 
 
 def test_finished_samples_leave_the_batch(eos_prone, samples):

@@ -42,15 +42,24 @@ class CausalSelfAttention(nn.Module):
         x: torch.Tensor,
         past: tuple[torch.Tensor, torch.Tensor] | None,
         mask: torch.Tensor | None = None,
+        segments: list[int] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """``mask``: None (causal), or a bool ``(B, 1, T, S)`` of the keys each query may see."""
+        """``mask``: None (causal), or an additive float ``(B, 1, T, S)`` mask (0 / -inf).
+        ``segments``: the lengths of the sequences packed one after another in a batch of
+        one (a packed prefill): each attends causally within its own segment only."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=-1)
         q, k, v = (z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
-        if mask is not None:  # a padded batch: the caller's mask holds causality and padding
+        if segments is not None:  # packed sequences: the batch-1 kernel on each of them
+            parts = zip(
+                q.split(segments, 2), k.split(segments, 2), v.split(segments, 2), strict=True
+            )
+            y = torch.cat([F.scaled_dot_product_attention(*p, is_causal=True) for p in parts], 2)
+            return self.proj(y.transpose(1, 2).reshape(b, t, d)), (k, v)
+        if mask is not None:  # a left-padded batch: the caller's mask hides the padding
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             return self.proj(y.transpose(1, 2).reshape(b, t, d)), (k, v)
         # With a cache and one new token, the new token may see every cached one: no mask.
@@ -78,18 +87,12 @@ class Block(nn.Module):
         top_k: int,
         past: tuple[torch.Tensor, torch.Tensor] | None,
         mask: torch.Tensor | None = None,
-        keep: torch.Tensor | None = None,
+        segments: list[int] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """``keep``: bool ``(B, T)``, the tokens the MoE runs on (padding skipped); None: all."""
-        a, kv = self.attn(self.ln1(x), past, mask)
+        a, kv = self.attn(self.ln1(x), past, mask, segments)
         x = x + a
-        if keep is None:
-            return x + self.moe(self.ln2(x), top_k), kv
-        # Padding never reaches a real token (masked out of attention), so its MoE output
-        # is never read: skip it, as padding would otherwise cost expert compute.
-        out = torch.zeros_like(x)
-        out[keep] = self.moe(self.ln2(x[keep]), top_k)
-        return x + out, kv
+        x = x + self.moe(self.ln2(x), top_k)
+        return x, kv
 
 
 class DecoderLM(nn.Module):
@@ -121,14 +124,15 @@ class DecoderLM(nn.Module):
         capture: int | None = None,
         positions: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
-        keep: torch.Tensor | None = None,
+        segments: list[int] | None = None,
     ) -> tuple[torch.Tensor, KVCache | None]:
         """Hidden states ``(B, T, d_model)`` (before the head) and the updated cache.
 
         ``embeds`` are input embeddings (tokens and projected vision features) at
         positions ``start_pos .. start_pos + T - 1``, or at ``positions`` ``(B, T)`` per
         token (a left-padded batch: each sample counts from its own first token).
-        ``mask`` (bool ``(B, 1, T, S)``) and ``keep`` (bool ``(B, T)``) go to every block.
+        ``mask`` (additive ``(B, 1, T, S)``) and ``segments`` (packed sequence lengths)
+        go to every block's attention.
         """
         t = embeds.shape[1]
         last = start_pos + t if positions is None else int(positions.max()) + 1
@@ -145,7 +149,7 @@ class DecoderLM(nn.Module):
             x = embeds + self.pos(positions)
         new_cache: KVCache = {}
         for i in active_blocks:
-            x, kv = self.blocks[i](x, top_k, cache.get(i) if cache else None, mask, keep)
+            x, kv = self.blocks[i](x, top_k, cache.get(i) if cache else None, mask, segments)
             if use_cache:
                 new_cache[i] = kv
             if i == capture:

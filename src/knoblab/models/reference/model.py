@@ -75,6 +75,14 @@ class BatchDecode:
     positions: list[int]
 
 
+def _left_pad(t: torch.Tensor, lens: Sequence[int], width: int) -> torch.Tensor:
+    """``(1, H, sum(lens), D)`` packed sequences -> ``(B, H, width, D)``, each padded on the left."""
+    out = t.new_zeros(len(lens), t.shape[1], width, t.shape[3])
+    for i, part in enumerate(t.split(list(lens), 2)):
+        out[i, :, width - part.shape[2] :] = part[0]
+    return out
+
+
 def _balanced_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with class 0 (background) and the other classes weighing a half each."""
     ce = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
@@ -230,45 +238,43 @@ class ReferenceVLM(nn.Module):
     def prefill_batch(
         self, visions: Sequence[torch.Tensor], prompt_ids: Sequence[Sequence[int]]
     ) -> BatchDecode:
-        """``prefill`` for several samples at once, their sequences padded on the left.
+        """``prefill`` for several samples at once; the cache comes back left-padded.
 
-        Each row's positions count from its own first token and its attention never sees
-        padding, so its logits equal its batch-1 ``prefill``'s up to float rounding. With
-        sequences of one length there is no padding and no mask (the batch-1 kernel).
+        The sequences are packed one after another (no padding to compute, as vLLM's
+        prefill): the per-token layers run on all of them at once, and attention runs on
+        each sequence alone with the batch-1 kernel, at its own positions. So each row's
+        logits equal its batch-1 ``prefill``'s up to float rounding. The cache is then
+        left-padded to the longest sequence for the batched decode steps.
         """
         embs = [self._embeds(v, p) for v, p in zip(visions, prompt_ids, strict=True)]
         lens = [int(e.shape[0]) for e in embs]
-        b, width, dev = len(embs), max(lens), self._device()
-        x = embs[0].new_zeros(b, width, embs[0].shape[1])
-        valid = torch.zeros(b, width, dtype=torch.bool, device=dev)
-        for i, e in enumerate(embs):
-            x[i, width - lens[i] :] = e
-            valid[i, width - lens[i] :] = True
-        mask = keep = positions = None
-        if len(set(lens)) > 1:
-            positions = (valid.long().cumsum(1) - 1).clamp(min=0)
-            causal = torch.ones(width, width, dtype=torch.bool, device=dev).tril()
-            # a padding query sees itself only (a row with no key would be NaN; never read)
-            eye = torch.eye(width, dtype=torch.bool, device=dev)
-            mask = ((causal[None] & valid[:, None, :]) | eye[None])[:, None]
-            keep = valid
-        h, cache = self.lm(
-            x,
+        dev, width = self._device(), max(lens)
+        positions = torch.cat([torch.arange(n, device=dev) for n in lens])[None]
+        h, packed = self.lm(
+            torch.cat(embs)[None],
             start_pos=0,
             active_blocks=self.active_block_indices,
             top_k=self.top_k,
             use_cache=True,
             positions=positions,
-            mask=mask,
-            keep=keep,
+            segments=lens,
         )
-        assert cache is not None
+        assert packed is not None
+        ends = torch.tensor(lens, device=dev).cumsum(0) - 1
+        cache = {
+            i: (_left_pad(k, lens, width), _left_pad(v, lens, width))
+            for i, (k, v) in packed.items()
+        }
+        valid = (
+            torch.arange(width, device=dev)[None]
+            >= torch.tensor([width - n for n in lens], device=dev)[:, None]
+        )
         return BatchDecode(
             cache=cache,
             key_valid=valid,
             next_pos=torch.tensor(lens, device=dev),
-            rows=list(range(b)),
-            logits=self.lm.head(h[:, -1]),
+            rows=list(range(len(lens))),
+            logits=self.lm.head(h[0, ends]),
             pad=[width - n for n in lens],
             positions=lens,
         )
@@ -297,7 +303,9 @@ class ReferenceVLM(nn.Module):
         dev = self._device()
         emb = self.lm.embed(torch.tensor(list(token_ids), device=dev)[:, None])
         valid = torch.cat([state.key_valid, state.key_valid.new_ones(len(token_ids), 1)], dim=1)
-        mask = None if not any(state.pad) else valid[:, None, None, :]
+        mask = None
+        if any(state.pad):  # additive, built once per step (a bool mask is converted per block)
+            mask = emb.new_zeros(valid.shape).masked_fill_(~valid, float("-inf"))[:, None, None]
         h, cache = self.lm(
             emb,
             start_pos=0,
