@@ -40,6 +40,19 @@ def test_itl_pools_every_step_of_every_sample(rows):
     assert failed["T_ttft_max"] == stats["T_ttft_max"]  # failed rows are left out
 
 
+def test_user_percentiles_and_intervals_reach_the_cost_figures(rows):
+    from knoblab.records.aggregate import IntervalSettings
+
+    stats, warns = cost_aggregates(rows, percentiles=(90.0,), intervals=IntervalSettings())
+    assert "T_ttft_p90" in stats and "T_ttft_p95" not in stats
+    for figure in ("T_ttft", "itl_ms", "throughput_samples_s"):
+        lo, hi = stats[f"{figure}_p90_lo"], stats[f"{figure}_p90_hi"]
+        assert lo <= stats[f"{figure}_p90"] <= hi
+        assert stats[f"{figure}_mean_lo"] <= stats[f"{figure}_mean"] <= stats[f"{figure}_mean_hi"]
+    assert stats["energy_j_mean_lo"] is None  # no value: no interval either
+    assert any(w.startswith("p90 rests on 6 samples") for w in warns)
+
+
 def test_check_record_accepts_cost_rows_and_names_a_bad_field(rows):
     rec = {"knobs": {"tier": "low"}, "per_sample_results": [dict(r) for r in rows]}
     for r in rec["per_sample_results"]:
