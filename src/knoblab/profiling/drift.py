@@ -53,7 +53,7 @@ def _running_median(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def drift_statistic(
-    probes_ms: Sequence[float], *, what: str = "the control configuration"
+    probes_ms: Sequence[float], *, what: str = "control configuration"
 ) -> dict[str, Any]:
     """``{"detected", "magnitude", "noise", "statistic", "message", "probes"}`` of a probe series."""
     x = np.asarray([p for p in probes_ms if p is not None and np.isfinite(p)], dtype=float)
@@ -72,15 +72,14 @@ def drift_statistic(
     magnitude = float(np.percentile(smooth, 90) - np.percentile(smooth, 10))
     noise = NOISE_FACTOR * sigma
     detected = magnitude > noise
-    verb = "drifted" if detected else "stayed within noise:"
     message = (
-        f"machine speed {verb} {what}'s latency moved {100 * magnitude:.1f}% over the sweep "
-        f"(noise {100 * noise:.1f}%, {x.size} probes)"
+        f"the drift probe ({what}) moved {100 * magnitude:.1f}% over the sweep against "
+        f"{100 * noise:.1f}% noise ({x.size} probes): {'drift' if detected else 'no drift'}"
     )
     return base | {
         "detected": bool(detected),
-        "magnitude": round(magnitude, 4),
-        "noise": round(noise, 4),
+        "magnitude": round(float(magnitude), 4),
+        "noise": round(float(noise), 4),
         "message": message,
     }
 
