@@ -29,6 +29,72 @@ from knoblab.profiling import records as rec
 from knoblab.profiling.design import DesignConfig, make_design
 from knoblab.profiling.distributed import broadcast, dist_info
 from knoblab.profiling.measure import check_metric
+from knoblab.profiling.precision import PrecisionConfig
+from knoblab.profiling.schedule import SCHEDULES
+
+
+@dataclass
+class RunConfig:
+    """The ``run`` config section of ``knoblab profile``.
+
+    Attributes:
+        output_dir: results root; each dataset writes into ``<output_dir>/<task>/``.
+        num_runs_per_sample: timed runs per sample; the per-sample latency is their median.
+        warmup_runs: unrecorded inferences at a configuration's first visit.
+        max_new_tokens: generation length cap (output tokens, the prefill's token included).
+        retry_failed: rerun configurations recorded as ``oom`` or ``failed``.
+        progress: show the rich progress bar (rank 0 only).
+        stage1_repeats: deprecated (Stage-2's old key); use ``dataset.sampling.*``.
+        logger: ``none``, ``tensorboard``, ``mlflow`` or ``wandb``: log each configuration's
+            row and the reports there (rank 0; ``profiling.tracking``, ``tracking.*``).
+        schedule: ``interleaved`` (rounds over the samples, each visiting every
+            configuration in a seeded random order) or ``sequential`` (configuration
+            after configuration).
+        schedule_seed: seed of the interleaved rounds' orders.
+        switch_warmup_runs: unrecorded inferences at each later switch to a configuration.
+        drift_probe_every: rounds between two drift probes (0: no probes, no drift figure).
+        journal_fsync_s: fsync the journal at most this often (0: after every unit).
+        precision: early stopping (``profiling.precision.PrecisionConfig``), or null.
+    """
+
+    output_dir: str = "results/profile"
+    num_runs_per_sample: int = 1
+    warmup_runs: int = 2
+    max_new_tokens: int = 8
+    retry_failed: bool = False
+    progress: bool = True
+    stage1_repeats: int | None = None
+    logger: str = "none"
+    schedule: str = "interleaved"
+    schedule_seed: int = 0
+    switch_warmup_runs: int = 0
+    drift_probe_every: int = 1
+    journal_fsync_s: float = 1.0
+    precision: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_runs_per_sample < 1:
+            raise ConfigError("num_runs_per_sample", self.num_runs_per_sample, "an integer >= 1")
+        if self.warmup_runs < 0:
+            raise ConfigError("warmup_runs", self.warmup_runs, "an integer >= 0")
+        if self.max_new_tokens < 1:
+            raise ConfigError("max_new_tokens", self.max_new_tokens, "an integer >= 1")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError("schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        if self.switch_warmup_runs < 0:
+            raise ConfigError("switch_warmup_runs", self.switch_warmup_runs, "an integer >= 0")
+        if self.drift_probe_every < 0:
+            raise ConfigError(
+                "drift_probe_every", self.drift_probe_every, "an integer >= 0 (0: no probes)"
+            )
+        if self.journal_fsync_s < 0:
+            raise ConfigError("journal_fsync_s", self.journal_fsync_s, "a number of seconds >= 0")
+
+    def precision_config(self) -> PrecisionConfig | None:
+        """``precision`` checked (``run.precision.*`` keys in errors), or None."""
+        if self.precision is None:
+            return None
+        return to_dataclass(self.precision, PrecisionConfig, "run.precision")
 
 
 @dataclass
@@ -37,7 +103,7 @@ class SweepSetup:
 
     Attributes:
         data: the composed config as plain data.
-        run: the ``run`` section (``runner.RunConfig``).
+        run: the ``run`` section (:class:`RunConfig`).
         design: the ``design`` section.
         adapter: the model.
         dataset: the dataset, ``dataset.prompt`` applied.
@@ -183,7 +249,6 @@ def setup_sweep(
         ConfigError: bad run/design/knob settings. DataError: an empty dataset.
     """
     from knoblab.data.prompt import prompt_for, with_prompt
-    from knoblab.profiling.runner import RunConfig
     from knoblab.sampling import resolve_sampling
 
     data = plain(cfg)
