@@ -16,7 +16,9 @@ Two things go into ``environment.json`` (names from the project's shared contrac
   latencies over their median, ``noise`` = sigma * 2.5 where sigma = median(|x[i+1] -
   x[i]|) / 0.6745 / sqrt(2) (the short-term scatter, robust to a slow drift), and
   ``magnitude`` = q90 - q10 of the running median of 5 probes (the long-term change).
-  Drift is ``detected`` when magnitude > noise with at least 6 probes.
+  Drift is ``detected`` when magnitude > noise with at least 6 probes, and the change
+  is at least 0.05 ms (:data:`MIN_ABS_MS`: below that, a probe of a few microseconds
+  moves with the interpreter's own jitter, not with the machine).
 
 NOTE: the factor 2.5: in 2,000 simulated sweeps of 6 to 300 probes without drift
 (normal and Student-t(3) noise) the 95th percentile of magnitude / sigma stayed at or
@@ -41,6 +43,7 @@ import numpy as np
 MIN_PROBES = 6
 NOISE_FACTOR = 2.5
 WINDOW = 5
+MIN_ABS_MS = 0.05
 STATISTIC = (
     "control probe: q90 - q10 of the running median (5) of probe latency / its median, "
     "against 2.5 x the short-term scatter (successive differences)"
@@ -71,7 +74,7 @@ def drift_statistic(
     smooth = _running_median(rel, WINDOW)
     magnitude = float(np.percentile(smooth, 90) - np.percentile(smooth, 10))
     noise = NOISE_FACTOR * sigma
-    detected = magnitude > noise
+    detected = magnitude > noise and magnitude * float(np.median(x)) >= MIN_ABS_MS
     message = (
         f"the drift probe ({what}) moved {100 * magnitude:.1f}% over the sweep against "
         f"{100 * noise:.1f}% noise ({x.size} probes): {'drift' if detected else 'no drift'}"

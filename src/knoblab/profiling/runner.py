@@ -431,7 +431,7 @@ class _Loop:
         """Finalise configuration ``c`` when every position is in, or it measured enough."""
         key = self.keys[c]
         rows = [self.rows[key][p] for p in sorted(self.rows[key])]
-        if len(rows) >= len(self.s.plan) or self.tracker.done(key, rows):
+        if self.tracker.done(key, rows) or len(rows) >= len(self.s.plan):
             self.finalise(c, "ok", None, rows)
             return True
         return False
@@ -575,7 +575,13 @@ def finish(result: SweepResult, environment: Mapping[str, Any], console: Any | N
     rec.write_samples_parquet(out_dir, records)
     rec.write_json_atomic(out_dir / "environment.json", environment)
     write_report_md(
-        out_dir, records, result.rows, result.plan, ran=result.ran, skipped=result.skipped
+        out_dir,
+        records,
+        result.rows,
+        result.plan,
+        ran=result.ran,
+        skipped=result.skipped,
+        environment=environment,
     )
     from knoblab.profiling.report import summary_table
 
