@@ -10,7 +10,7 @@ directory's identity and the environment record.
 Example:
     >>> from knoblab.profiling.synthetic import ListDataset, WaitAdapter
     >>> s = setup_sweep({"knobs": {"top_k": [1, 2]}, "dataset": {"name": "toy"}},
-    ...                 adapter=WaitAdapter(), dataset=ListDataset.synthetic(3))
+    ...                 adapter=WaitAdapter(), dataset=ListDataset.synthetic(3, name="toy"))
     >>> len(s.configs), len(s.plan), s.task
     (2, 3, 'toy')
 """
