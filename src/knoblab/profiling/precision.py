@@ -166,6 +166,12 @@ class PrecisionTracker:
         self._next: dict[str, int] = {}
         self.status: dict[str, dict[str, Any]] = {}
 
+    def due(self, key: str, n: int) -> bool:
+        """Whether :meth:`done` may say yes at ``n`` samples (cheap: no rows needed)."""
+        if self.cfg is None or n >= self.cap:
+            return n >= self.cap
+        return n >= self._next.get(key, self.cfg.min)
+
     def done(self, key: str, rows: Sequence[Mapping[str, Any]]) -> bool:
         """True when ``key`` measured enough: the rule holds, or ``cap`` samples."""
         n = len(rows)

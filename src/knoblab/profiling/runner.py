@@ -333,6 +333,7 @@ class _Loop:
         with _progress(self.s.run.progress and not quiet and total > 0, self.console) as bar:
             task = bar.add_task(self.s.task, total=total)
             ticker = _Ticker(bar, task)
+            shown = -1
             for c, r in units(
                 len(self.todo),
                 len(self.rounds),
@@ -344,7 +345,9 @@ class _Loop:
                 active=lambda c: c not in self.finished,
             ):
                 self._maybe_probe(r)
-                bar.update(task, description=f"{self.s.task} r{r + 1} {_label(self.todo[c])}")
+                if r != shown:  # rich's update takes a lock: once per round, not per unit
+                    shown = r
+                    bar.update(task, description=f"{self.s.task} round {r + 1}/{len(self.rounds)}")
                 self._unit(c, r, ticker)
                 monitor.tick()
             ticker.flush()
@@ -430,8 +433,12 @@ class _Loop:
     def _maybe_finalise(self, c: int) -> bool:
         """Finalise configuration ``c`` when every position is in, or it measured enough."""
         key = self.keys[c]
+        n = len(self.rows[key])
+        complete = n >= len(self.s.plan)
+        if not complete and not self.tracker.due(key, n):
+            return False  # most units: no list to build, no rule to check
         rows = [self.rows[key][p] for p in sorted(self.rows[key])]
-        if self.tracker.done(key, rows) or len(rows) >= len(self.s.plan):
+        if self.tracker.done(key, rows) or complete:
             self.finalise(c, "ok", None, rows)
             return True
         return False
