@@ -11,12 +11,15 @@ interleaved schedules both), and the table shows each configuration's p95 half-w
 there: it should meet the rule too. Ratio = samples of the early-stopping sweep / (N x
 configurations).
 
-Model: the reference VLM on shapes-vqa (one thread), knobs tier x top_k: image sizes
-vary, so the high tiers' latencies spread wider (more crops for some images) and need
-more samples than the low ones.
+Models: ``--model spread`` (the default) is a held-out adapter with its own knob,
+``spread``: each sample costs a fixed number of matmuls (fixed CPU work) times
+``1 + spread * z`` with ``z`` the sample's own fixed lognormal draw, so the four
+configurations' latencies spread by construction from not at all (0) to widely (1.5), as
+a VLM's do when image sizes vary at a high tier but not at a low one. ``--model
+reference``: the reference VLM on shapes-vqa (one thread), knobs tier x top_k.
 
     python benchmarks/bench_early_stop.py                 # rel 0.05, plan of 400 samples
-    python benchmarks/bench_early_stop.py --rel 0.03 --plan 600
+    python benchmarks/bench_early_stop.py --rel 0.03 --plan 600 --model reference
 """
 
 from __future__ import annotations
@@ -27,17 +30,64 @@ import tempfile
 import warnings
 from typing import Any
 
+import numpy as np
+import torch
 
-def _sweep(adapter: Any, dataset: Any, plan: int, precision: dict[str, Any] | None) -> Any:
+from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
+
+SPREADS = (0.0, 0.25, 0.5, 1.5)
+
+
+class SpreadAdapter:
+    """Per-sample cost ``matmuls * (1 + spread * z_sample)``: the knob sets the spread."""
+
+    name, device, dtype = "spread-work", "cpu", "float32"
+
+    def __init__(self, matmuls: int = 20, size: int = 128):
+        self.matmuls, self.spread = matmuls, 0.0
+        g = torch.Generator().manual_seed(0)
+        self.a, self.b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
+        self.out = torch.empty(size, size)
+        self.z = np.random.default_rng(0).lognormal(0.0, 0.6, 100_000)
+
+    def knobs(self) -> dict[str, KnobSpec]:
+        return {"spread": KnobSpec("spread", SPREADS, 0.0, "how widely sample costs vary")}
+
+    def apply_knobs(self, settings: Any) -> dict[str, Any]:
+        for k, v in settings.items():
+            check_knob(self.knobs(), k, v, self.name)
+        self.spread = float(settings.get("spread", 0.0))
+        return {"spread": self.spread}
+
+    def preprocess(self, sample: Any) -> Prepared:
+        return Prepared(inputs=sample, input_text_tokens=1)
+
+    def encode_vision(self, prepared: Prepared) -> Any:
+        return None
+
+    @torch.inference_mode()
+    def prefill(self, prepared: Prepared, vision: Any) -> Any:
+        work = 1.0 + self.spread * float(self.z[prepared.inputs.sample_id % self.z.size])
+        for _ in range(round(self.matmuls * work)):
+            torch.mm(self.a, self.b, out=self.out)
+        return prepared.inputs
+
+    def decode(self, state: Any, max_new_tokens: int) -> Generation:
+        return Generation(token_ids=[1], text=state.answers[0])
+
+
+def _sweep(
+    adapter: Any, dataset: Any, knobs: dict[str, Any], plan: int, precision: dict[str, Any] | None
+) -> Any:
     from rich.console import Console
 
     from knoblab.profiling.runner import run_sweep
 
     with tempfile.TemporaryDirectory() as out:
         cfg = {
-            "dataset": {"name": "shapes-vqa",
+            "dataset": {"name": dataset.name,
                         "sampling": {"num_samples_per_epoch": plan, "randomize": True, "seed": 0}},
-            "knobs": {"tier": ["low", "medium", "high"], "top_k": [1, 4], "num_active_blocks": [4]},
+            "knobs": knobs,
             "design": {"name": "full"},
             "run": {"output_dir": out, "warmup_runs": 2, "progress": False, "max_new_tokens": 4,
                     "precision": precision},
@@ -52,9 +102,9 @@ def main() -> None:
     ap.add_argument("--rel", type=float, default=0.05, help="p95 CI half-width / p95")
     ap.add_argument("--plan", type=int, default=400, help="the plan's samples (the max)")
     ap.add_argument("--min", type=int, default=20)
+    ap.add_argument("--model", choices=("spread", "reference"), default="spread")
     args = ap.parse_args()
 
-    import torch
     from rich.table import Table
 
     from knoblab.console import console as wide_console
@@ -65,16 +115,22 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="reference weights not found")
     torch.set_num_threads(1)
     console = wide_console(160)
-    dataset = ShapesVQA(2000)
-    adapter = build_adapter({"kind": "reference"})
+    if args.model == "reference":
+        dataset, adapter = ShapesVQA(2000), build_adapter({"kind": "reference"})
+        knobs = {"tier": ["low", "medium", "high"], "top_k": [1, 4], "num_active_blocks": [4]}
+    else:
+        from knoblab.profiling.synthetic import ListDataset
+
+        dataset, adapter = ListDataset.synthetic(2000, name="spread"), SpreadAdapter()
+        knobs = {"spread": list(SPREADS)}
     rule = {"field": "T_total", "stat": "p95", "rel_half_width": args.rel, "min": args.min}
-    early = _sweep(adapter, dataset, args.plan, rule)
+    early = _sweep(adapter, dataset, knobs, args.plan, rule)
     needed = {
         " ".join(f"{k}={v}" for k, v in r["knobs"].items()): r["precision"]
         for r in early.records.values()
     }
     n_fixed = max(p["samples_needed"] for p in needed.values())
-    fixed = _sweep(adapter, dataset, n_fixed, None)
+    fixed = _sweep(adapter, dataset, knobs, n_fixed, None)
     cfg = PrecisionConfig(rel_half_width=args.rel, min=args.min)
     table = Table(title=f"T_total p95 to +-{args.rel:.0%} (95% bootstrap CI): early stopping "
                         f"against a fixed N = {n_fixed} (the hardest configuration's need)")  # fmt: skip
@@ -96,7 +152,8 @@ def main() -> None:
     console.print(
         f"early stopping measured {ratio:.1%} of the fixed-N sweep's samples (goal <= 60%: "
         f"{'met' if ratio <= 0.6 else 'NOT met'}); all reached: "
-        f"{all(p['reached'] for p in needed.values())}; load average {os.getloadavg()[0]:.1f}"
+        f"{all(p['reached'] for p in needed.values())}; model {args.model}; load average "
+        f"{os.getloadavg()[0]:.1f}"
     )
 
 
