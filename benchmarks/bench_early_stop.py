@@ -18,7 +18,7 @@ configurations' latencies spread by construction from not at all (0) to widely (
 a VLM's do when image sizes vary at a high tier but not at a low one. ``--model
 reference``: the reference VLM on shapes-vqa (one thread), knobs tier x top_k.
 
-    python benchmarks/bench_early_stop.py                 # rel 0.05, plan of 400 samples
+    python benchmarks/bench_early_stop.py                 # rel 0.05, plan of 300 samples
     python benchmarks/bench_early_stop.py --rel 0.03 --plan 600 --model reference
 """
 
@@ -43,7 +43,7 @@ class SpreadAdapter:
 
     name, device, dtype = "spread-work", "cpu", "float32"
 
-    def __init__(self, matmuls: int = 20, size: int = 128):
+    def __init__(self, matmuls: int = 200, size: int = 128):
         self.matmuls, self.spread = matmuls, 0.0
         g = torch.Generator().manual_seed(0)
         self.a, self.b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
@@ -100,7 +100,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--rel", type=float, default=0.05, help="p95 CI half-width / p95")
-    ap.add_argument("--plan", type=int, default=400, help="the plan's samples (the max)")
+    ap.add_argument("--plan", type=int, default=300, help="the plan's samples (the max)")
+    ap.add_argument("--matmuls", type=int, default=200, help="spread model: matmuls at z = 0")
     ap.add_argument("--min", type=int, default=20)
     ap.add_argument("--model", choices=("spread", "reference"), default="spread")
     args = ap.parse_args()
@@ -121,7 +122,7 @@ def main() -> None:
     else:
         from knoblab.profiling.synthetic import ListDataset
 
-        dataset, adapter = ListDataset.synthetic(2000, name="spread"), SpreadAdapter()
+        dataset, adapter = ListDataset.synthetic(2000, name="spread"), SpreadAdapter(args.matmuls)
         knobs = {"spread": list(SPREADS)}
     rule = {"field": "T_total", "stat": "p95", "rel_half_width": args.rel, "min": args.min}
     early = _sweep(adapter, dataset, knobs, args.plan, rule)

@@ -6,7 +6,7 @@ Two things go into ``environment.json`` (names from the project's shared contrac
   of the measurement and its highest 1-minute value in between; this process's CPU
   time against wall time per model stage (``vision``/``prefill``/``decode``, all
   threads; a stage whose CPU time is well under its wall time was descheduled, on CPU)
-  and per sweep stage (``setup``/``measure``/``finish``); and the CPU share of other
+  and per sweep stage (``setup``/``measure``); and the CPU share of other
   processes from ``/proc/stat`` (busy time of all CPUs less this process's CPU time,
   over all CPUs' time; ``None`` where ``/proc/stat`` is not readable), with a coarse
   time series (at most one point per 0.5 s, at most 240 points).

@@ -237,8 +237,8 @@ def _run_sweep(
         out_dir=s.out_dir, records={}, ran=loop.ran, skipped=skipped, plan=s.plan_desc
     )
     if s.rank == 0:
-        if state.journal is not None:  # every record of this run's configurations is final
-            state.journal.remove()
+        if state.journal is not None and len(loop.finished) == len(loop.todo):
+            state.journal.remove()  # every record of this run's configurations is final
         environment = _with_drift(s, loop, monitor, result, console)
         finish(result, environment, console=console)
         state.tracking.on_end(result)
