@@ -143,3 +143,28 @@ def test_accuracy_precision_stops_the_sure_configuration_early(
     env = json.loads((res.out_dir / "environment.json").read_text())
     assert env["drift"]["probes"] >= 6 and "others_cpu_share" in env["load"]
     assert "Schedule: " + schedule in (res.out_dir / "report.md").read_text()
+
+
+class SlowingAdapter(WaitAdapter):
+    """Every stage takes three times longer after ``after`` prefills: the machine "slowed"."""
+
+    after: int = 10**9
+
+    def _wait(self, ms: float) -> None:
+        super()._wait(ms * (3 if self.calls > self.after else 1))
+
+
+def test_a_machine_that_slows_mid_sweep_is_reported_once(tmp_path: Path, capsys: Any) -> None:
+    ad = SlowingAdapter(vision_ms=0.5, prefill_ms=0.5, decode_ms=0.5)
+    ad.after = 2 + 16 * 3 // 2  # warmups + half of the (2 configurations + probe) x 16 rounds
+    cfg = _cfg(tmp_path, None, n=16)
+    cfg["knobs"] = {"tier": ["low"], "top_k": [1, 2], "num_active_blocks": [2]}
+    cfg["run"]["warmup_runs"] = 1
+    res = run_sweep(cfg, adapter=ad, dataset=ListDataset.synthetic(20))
+    assert res.drift is not None and res.drift["detected"] and res.drift["probes"] == 16
+    assert res.drift["noise"] < res.drift["magnitude"]
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert out.count("the machine's speed drifted") == 1
+    env = json.loads((res.out_dir / "environment.json").read_text())
+    assert env["drift"] == res.drift and env["load"]["process_cpu_per_wall"]["model_stages"]
+    assert "**Drift detected**" in (res.out_dir / "report.md").read_text()
