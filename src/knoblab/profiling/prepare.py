@@ -55,6 +55,7 @@ class RunConfig:
         drift_probe_every: rounds between two drift probes (0: no probes, no drift figure).
         journal_fsync_s: fsync the journal at most this often (0: after every unit).
         precision: early stopping (``profiling.precision.PrecisionConfig``), or null.
+        percentiles: the latency percentiles recorded, e.g. ``[50, 90, 99]`` (``p90``).
     """
 
     output_dir: str = "results/profile"
@@ -71,8 +72,10 @@ class RunConfig:
     drift_probe_every: int = 1
     journal_fsync_s: float = 1.0
     precision: dict[str, Any] | None = None
+    percentiles: list[float] = field(default_factory=lambda: list(rec.DEFAULT_PERCENTILES))
 
     def __post_init__(self) -> None:
+        self.percentiles = list(rec.check_percentiles(self.percentiles, "percentiles"))
         if self.num_runs_per_sample < 1:
             raise ConfigError("num_runs_per_sample", self.num_runs_per_sample, "an integer >= 1")
         if self.warmup_runs < 0:

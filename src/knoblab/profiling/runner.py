@@ -457,6 +457,7 @@ class _Loop:
             status=status,
             error=error,
             environment=self.s.environment,
+            percentiles=self.s.run.percentiles,
             sampling={
                 **self.s.plan_desc,
                 "effective_samples": len(self.s.plan),
