@@ -30,7 +30,9 @@ import torch
 
 from knoblab import records as rec
 from knoblab.models.adapter import ModelAdapter, Prepared
+from knoblab.profiling.batch import BatchMeasurement, measure_batch
 from knoblab.profiling.timer import StageTimer
+from knoblab.records.schema import COST_FIELDS, COST_LATENCY_FIELDS, ITL_FIELD
 
 #: Per-sample fields the runner measures itself; an adapter's ``Prepared.extra`` cannot override them.
 RUNNER_FIELDS = frozenset(
@@ -44,6 +46,11 @@ RUNNER_FIELDS = frozenset(
         "error",
         "output_tokens",
         *rec.LATENCY_FIELDS,
+        *COST_FIELDS,
+        ITL_FIELD,
+        "batch_size",
+        "batched",
+        "energy_unavailable_reason",
     )
 )
 
@@ -138,6 +145,22 @@ def _measure_sample(
         gen = gen or g
         runs.append(run)
     assert gen is not None
+    row = _sample_row(sample, prepared, gen, knobs, effective, score, metric)
+    for k in rec.LATENCY_FIELDS:
+        row[k] = _median([r[k] for r in runs])
+    return _finish_row(row, prepared, runs)
+
+
+def _sample_row(
+    sample: Any,
+    prepared: Prepared,
+    gen: Any,
+    knobs: Mapping[str, Any],
+    effective: Mapping[str, Any],
+    score: Callable[[str, str, Sequence[str]], float],
+    metric: str,
+) -> dict[str, Any]:
+    """A sample's row without its timings: identity, knobs, tokens, tiling, answer, score."""
     extra = dict(prepared.extra or {})
     row: dict[str, Any] = {
         "sample_id": sample.sample_id,
@@ -167,10 +190,15 @@ def _measure_sample(
             **dict(sample.metadata or {}),
         },
     }
-    for k in rec.LATENCY_FIELDS:
-        row[k] = _median([r[k] for r in runs])
+    return row
+
+
+def _finish_row(row: dict[str, Any], prepared: Prepared, runs: list[dict[str, Any]]) -> dict:
     # The adapter's own per-sample fields (e.g. actual_image_size of the content) win,
     # except those the runner measures itself.
+    extra = dict(prepared.extra or {})
+    for k in ("target_crops", "theoretical_num_crops", "theoretical_tiling", "theoretical_image_size"):
+        extra.pop(k, None)
     row.update({k: v for k, v in extra.items() if k not in RUNNER_FIELDS})
     row["runs"] = runs
     row["status"] = "ok"
@@ -270,3 +298,133 @@ def measure_positions(
         rows.append(row)
         advance()
     return rows
+
+
+#: Per-sample figures of a timed batch whose median over ``run.num_runs_per_sample`` runs
+#: is the row's value (``itl_ms`` is the median run's own list).
+BATCH_FIGURES: tuple[str, ...] = tuple(
+    dict.fromkeys((*rec.LATENCY_FIELDS, *COST_LATENCY_FIELDS, *COST_FIELDS))
+)
+
+
+def _batch_rows(ms: list[BatchMeasurement], i: int) -> dict[str, Any]:
+    """Sample ``i``'s timing fields over the runs ``ms``: medians, the median run's ITLs."""
+    per = [m.rows()[i] for m in ms]
+    out: dict[str, Any] = {k: _median([r.get(k) for r in per]) for k in BATCH_FIGURES}
+    out.pop("peak_memory_bytes", None)  # the runner's, per configuration
+    order = sorted(range(len(per)), key=lambda j: per[j]["T_total"])
+    mid = per[order[(len(order) - 1) // 2]]
+    out[ITL_FIELD] = mid.get(ITL_FIELD)
+    out["output_tokens"] = mid["output_tokens"]
+    out["batch_size"], out["batched"] = mid["batch_size"], mid["batched"]
+    out["energy_unavailable_reason"] = mid["energy_unavailable_reason"]
+    out["runs"] = [{k: r.get(k) for k in BATCH_FIGURES if k in r} for r in per]
+    return out
+
+
+def _prepare_batch(
+    adapter: ModelAdapter,
+    dataset: Any,
+    stream: Sequence[tuple[int, int, int]],
+    knobs: Mapping[str, Any],
+) -> tuple[list[tuple[int, Any, Prepared]], dict[int, dict[str, Any]]]:
+    """(the samples that loaded and preprocessed: (stream index, sample, prepared), the
+    failed rows by stream index). A sample whose preprocess fails leaves the batch."""
+    ready, failed = [], {}
+    for j, (_, _, idx) in enumerate(stream):
+        sample_id: Any = idx
+        try:
+            sample = dataset[idx]
+            sample_id = sample.sample_id
+            ready.append((j, sample, adapter.preprocess(sample)))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failing sample must not stop the sweep
+            if is_oom(exc):
+                raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], 0) from exc
+            real_id = getattr(exc, "sample_id", None)
+            failed[j] = _failed_row(sample_id if real_id is None else real_id, knobs, exc)
+    return ready, failed
+
+
+def measure_batch_positions(
+    adapter: ModelAdapter,
+    dataset: Any,
+    stream: Sequence[tuple[int, int, int]],
+    knobs: Mapping[str, Any],
+    effective: Mapping[str, Any],
+    *,
+    runs: int,
+    max_new_tokens: int,
+    timer: StageTimer,
+    advance: Callable[[], None],
+    energy: Any = None,
+) -> list[dict[str, Any]]:
+    """Per-sample rows of ``stream`` measured as ONE batch (``profiling.batch.measure_batch``).
+
+    The runner's unit of work at ``knobs.batch_size`` = ``len(stream)``: the samples are
+    preprocessed (untimed; one that fails there is a failed row and leaves the batch), then
+    the batch runs ``runs`` times (``run.num_runs_per_sample``); each sample's figures are
+    the medians over the runs (every run kept in ``runs``). An exception in the batch fails
+    every sample of it; out of memory raises :class:`ConfigOOM`. ``energy``: the sweep's
+    ``EnergyMeter``. ``peak_memory_bytes`` is the runner's (a ``MemorySpan`` per unit).
+    """
+    score = _scorer()
+    metric = getattr(dataset, "metric", "exact_match")
+    ready, rows_at = _prepare_batch(adapter, dataset, stream, knobs)
+    if ready:
+        prepared = [p for _, _, p in ready]
+        try:
+            ms = []
+            for _ in range(runs):
+                timer.reset()
+                with timer.stage("total"):  # the load record's CPU/wall per stage
+                    ms.append(measure_batch(adapter, prepared, max_new_tokens, energy=energy))
+            for i, (j, sample, p) in enumerate(ready):
+                row = _sample_row(sample, p, ms[0].generations[i], knobs, effective, score, metric)
+                row.update(_batch_rows(ms, i))
+                rows_at[j] = _finish_row(row, p, row.pop("runs"))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing batch fails its samples, not the sweep
+            if is_oom(exc):
+                raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], 0) from exc
+            for j, sample, _ in ready:
+                rows_at[j] = _failed_row(sample.sample_id, knobs, exc)
+    rows = []
+    for j, (pos, epoch, idx) in enumerate(stream):
+        row = rows_at[j]
+        row["position"], row["epoch"], row["dataset_index"] = pos, epoch, idx
+        rows.append(row)
+        advance()
+    return rows
+
+
+def warm_up_batch(
+    adapter: ModelAdapter,
+    dataset: Any,
+    stream: Sequence[tuple[int, int, int]],
+    *,
+    batch_size: int,
+    runs: int,
+    max_new_tokens: int,
+) -> None:
+    """``runs`` unrecorded batches of the first ``batch_size`` samples that preprocess
+    (the batch's shapes: allocator and kernel caches fill here). Failures are left to the
+    measured batches to record, except out of memory (:class:`ConfigOOM`)."""
+    prepared = []
+    for _, _, idx in stream:
+        if len(prepared) == batch_size or runs == 0:
+            break
+        try:
+            prepared.append(adapter.preprocess(dataset[idx]))
+        except Exception:  # noqa: BLE001, S112 - a bad sample is recorded when measured
+            continue
+    if not prepared:
+        return
+    try:
+        for _ in range(runs):
+            measure_batch(adapter, prepared, max_new_tokens)
+    except Exception as exc:  # noqa: BLE001 - a bad batch is recorded when measured
+        if is_oom(exc):
+            raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], 0) from exc

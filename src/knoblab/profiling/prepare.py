@@ -159,6 +159,20 @@ class SweepSetup:
         return [list(range(r * w, min((r + 1) * w, n))) for r in range(-(-n // w))]
 
 
+#: Knobs the runner applies itself (never passed to ``adapter.apply_knobs``):
+#: ``batch_size``, the samples per timed batch (``profiling.batch.measure_batch``). Unset
+#: (null), every configuration runs at batch 1 and its record name has no batch part.
+RUNNER_KNOBS: tuple[str, ...] = ("batch_size",)
+
+
+def _check_batch_sizes(vals: list[Any]) -> None:
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(
+                "knobs.batch_size", v, "positive integers (samples per timed batch), e.g. [1,4]"
+            )
+
+
 def knob_lists(cfg_knobs: Mapping[str, Any] | None, adapter: ModelAdapter) -> dict[str, list[Any]]:
     """The ``knobs`` section as {name: values}, null lists dropped, checked against the model.
 
@@ -178,6 +192,10 @@ def knob_lists(cfg_knobs: Mapping[str, Any] | None, adapter: ModelAdapter) -> di
                 [],
                 "a non-empty list of values, or null to leave the knob at its default",
             )
+        if name in RUNNER_KNOBS and name not in specs:
+            _check_batch_sizes(vals)
+            lists[name] = vals
+            continue
         for v in vals:
             try:
                 check_knob(specs, name, v, adapter.name)

@@ -101,9 +101,19 @@ from knoblab.profiling import records as rec
 from knoblab.profiling.distributed import barrier, broadcast, dist_info, gather
 from knoblab.profiling.drift import LoadMonitor, drift_statistic
 from knoblab.profiling.hardware import HardwareConfig, apply_hardware
-from knoblab.profiling.measure import ConfigOOM, infer, is_oom, measure_positions, warm_up
+from knoblab.profiling.energy import EnergyMeter
+from knoblab.profiling.measure import (
+    ConfigOOM,
+    infer,
+    is_oom,
+    measure_batch_positions,
+    warm_up,
+    warm_up_batch,
+)
+from knoblab.profiling.memory import MemorySpan
 from knoblab.profiling.precision import PrecisionTracker
 from knoblab.profiling.prepare import (
+    RUNNER_KNOBS,
     RunConfig,
     SweepSetup,
     knob_lists,
@@ -114,6 +124,8 @@ from knoblab.profiling.report import summary_rows, write_report_md
 from knoblab.profiling.resume import ResumeState, resume_state
 from knoblab.profiling.schedule import units
 from knoblab.profiling.timer import StageTimer
+from knoblab.records.aggregate import IntervalSettings
+from knoblab.records.cost import cost_aggregates
 
 __all__ = [
     "RunConfig",
@@ -311,7 +323,14 @@ class _Loop:
         self.finished: set[int] = set()
         self.current: int | None = None
         self.warmed: set[int] = set()
-        self.timer = StageTimer(getattr(self.adapter, "device", "cpu"), track_cpu=True)
+        device = getattr(self.adapter, "device", "cpu")
+        self.timer = StageTimer(device, track_cpu=True)
+        self.device = device
+        # knobs.batch_size (a runner knob, never passed to apply_knobs): configuration c
+        # measures batch_size consecutive rounds as one batch, at the first of them.
+        self.batch = [int(k.get("batch_size", 1)) for k in self.todo]
+        self.meter = EnergyMeter(device)
+        s.environment["energy"] = self.meter.describe()
         hw = to_dataclass(s.data.get("hardware") or {}, HardwareConfig, "hardware")
         self.empty_cache = hw.memory_savings.empty_cache_between_configs
         self.ran: list[str] = []
@@ -339,8 +358,11 @@ class _Loop:
                 len(self.rounds),
                 self.s.run.schedule,
                 seed=self.s.run.schedule_seed,
-                pending=lambda c, r: any(
-                    p not in journaled.get(self.keys[c], ()) for p in self.rounds[r]
+                pending=lambda c, r: r % self.batch[c] == 0
+                and any(
+                    p not in journaled.get(self.keys[c], ())
+                    for rr in self.rounds[r : r + self.batch[c]]
+                    for p in rr
                 ),
                 active=lambda c: c not in self.finished,
             ):
@@ -358,22 +380,26 @@ class _Loop:
         """Measure this rank's position of round ``r`` at configuration ``c``; land it."""
         key, knobs = self.keys[c], self.todo[c]
         status, error, rows = "ok", None, []
-        entry = [self.stream[r]] if r < len(self.stream) else []
+        entry = self.stream[r : r + self.batch[c]]  # this rank's batch of the unit
         mine = [e for e in entry if e[0] not in self.state.journaled.get(key, ())]
         try:
             self._switch(c)
-            rows = measure_positions(
-                self.adapter,
-                self.s.dataset,
-                mine,
-                knobs,
-                self.effective.get(key, {}),
-                runs=self.s.run.num_runs_per_sample,
-                warmup=0,
-                max_new_tokens=self.s.run.max_new_tokens,
-                timer=self.timer,
-                advance=ticker,
-            )
+            with MemorySpan(self.device) as span:
+                rows = measure_batch_positions(
+                    self.adapter,
+                    self.s.dataset,
+                    mine,
+                    knobs,
+                    self.effective.get(key, {}),
+                    runs=self.s.run.num_runs_per_sample,
+                    max_new_tokens=self.s.run.max_new_tokens,
+                    timer=self.timer,
+                    advance=ticker,
+                    energy=self.meter,
+                ) if mine else []
+            peak = span.result.peak_bytes if span.result is not None else None
+            for row in rows:  # the unit's peak; the record's is the max over its units
+                row["peak_memory_bytes"] = peak if row["status"] == "ok" else None
         except ConfigOOM as exc:
             status, error = "oom", str(exc)
         except ConfigError:
@@ -398,12 +424,22 @@ class _Loop:
             return
         key = self.keys[c]
         self.current = None
-        self.effective[key] = dict(self.adapter.apply_knobs(self.todo[c]) or {})
+        model_knobs = {k: v for k, v in self.todo[c].items() if k not in RUNNER_KNOBS}
+        self.effective[key] = dict(self.adapter.apply_knobs(model_knobs) or {})
         self.current = c
         run = self.s.run
         runs = run.warmup_runs if c not in self.warmed else run.switch_warmup_runs
         self.warmed.add(c)
-        if runs:
+        if runs and self.batch[c] > 1:
+            warm_up_batch(
+                self.adapter,
+                self.s.dataset,
+                self.stream,
+                batch_size=self.batch[c],
+                runs=runs,
+                max_new_tokens=run.max_new_tokens,
+            )
+        elif runs:
             warm_up(
                 self.adapter,
                 self.s.dataset,
@@ -464,6 +500,7 @@ class _Loop:
                 "sample_ids": self.s.identity["sample_ids"],
             },
         )
+        _add_costs(record, rows, self.s.run.percentiles)
         entry = self.tracker.record_entry(key, rows) if status == "ok" else None
         if entry is not None:
             record["precision"] = entry  # type: ignore[typeddict-unknown-key]
@@ -547,6 +584,17 @@ class _Ticker:
             self.progress.advance(self.bar, self.pending)
             self.pending = 0
         self.last = time.perf_counter() if now is None else now
+
+
+def _add_costs(record: dict[str, Any], rows: list[dict[str, Any]], percentiles: Any) -> None:
+    """The configuration's peak memory (max over its units) on every ok row, and the cost
+    figures' aggregates (``records.cost.cost_aggregates``) into ``aggregate_stats``."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    peaks = [r["peak_memory_bytes"] for r in ok if r.get("peak_memory_bytes") is not None]
+    for r in ok:
+        r["peak_memory_bytes"] = max(peaks) if peaks else None
+    stats, _ = cost_aggregates(ok, percentiles, IntervalSettings())
+    record["aggregate_stats"].update(stats)  # type: ignore[typeddict-item]
 
 
 def _label(knobs: Mapping[str, Any]) -> str:
