@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from knoblab.analysis.budget import BudgetAnswer, answer_budget
+from knoblab.analysis.budget import BudgetAnswer, answer_budget, check_memory_cap
 from knoblab.analysis.estimator import (
     VISION_TOKEN_MODES,
     Evaluation,
@@ -71,6 +71,7 @@ def analyze(
     *,
     percentile: str = "p95",
     budget_ms: float | None = None,
+    max_memory_mb: float | None = None,
     vision_tokens: str = "actual",
     deep: str | Path | bool | None = None,
     write: bool = True,
@@ -81,6 +82,9 @@ def analyze(
     ``deep_profile.json`` or a folder); None looks beside ``results_dir``, False skips it
     (``knoblab.analysis.operators``).
 
+    ``max_memory_mb``: with ``budget_ms``, the budget answer also keeps the configuration's
+    measured peak memory within this many MiB (``analysis.budget.answer_budget``).
+
     ``percentile``: any the records hold (``run.percentiles`` of the sweep; p50, p95 and
     p99 by default), e.g. ``p90``.
 
@@ -90,6 +94,7 @@ def analyze(
             names those they hold), an unknown vision_tokens mode, a non-positive budget.
     """
     check_percentile(percentile)  # its form, before any work
+    check_memory_cap(max_memory_mb)
     if vision_tokens not in VISION_TOKEN_MODES:
         raise ConfigError("vision_tokens", vision_tokens, f"one of {', '.join(VISION_TOKEN_MODES)}")
     res = load_results(results_dir)
@@ -115,12 +120,14 @@ def analyze(
     budget = None
     if budget_ms is not None:
         try:
-            budget = answer_budget(res, budget_ms, percentile, estimator)
+            budget = answer_budget(
+                res, budget_ms, percentile, estimator, max_memory_mb=max_memory_mb
+            )
         except (KeyError, ValueError, TypeError) as exc:
             if isinstance(exc, ConfigError):
                 raise
             notes.append(f"unmeasured configurations not predicted ({_why(exc)})")
-            budget = answer_budget(res, budget_ms, percentile, None)
+            budget = answer_budget(res, budget_ms, percentile, None, max_memory_mb=max_memory_mb)
     a = Analysis(
         res, percentile, shares, fits, fronts, coup, refs, estimator, evaluation, budget, notes
     )

@@ -82,13 +82,17 @@ class BudgetAnswer:
     confidence_best: float | None = None
     resamples: int | None = None
     num_samples: int | None = None
+    max_memory_mb: float | None = None  #: the memory cap asked for (MiB), or None
+    memory_mb: float | None = None  #: the chosen configuration's measured peak memory (MiB)
 
     def message(self) -> str:
         """One line for a human."""
         p = self.percentile
+        cap = f" and peak memory <= {self.max_memory_mb:g} MiB" if self.max_memory_mb else ""
         if self.label is None:
             return (
-                f"no configuration meets T_total {p} <= {self.budget_ms:g} ms. {self.note}".strip()
+                f"no configuration meets T_total {p} <= {self.budget_ms:g} ms{cap}. "
+                f"{self.note}".strip()
             )
         band = (
             f" (band {self.latency_band[0]:.2f}-{self.latency_band[1]:.2f})"
@@ -102,6 +106,8 @@ class BudgetAnswer:
             f"{self.label}: accuracy {self.accuracy:.3f}{acc_ci}, T_total {p} "
             f"{self.latency_ms:.2f} ms{lat_ci}{band} <= {self.budget_ms:g} ms [{self.source}]{n}"
         )
+        if self.max_memory_mb is not None and self.memory_mb is not None:
+            line += f"; peak memory {self.memory_mb:.1f} MiB <= {self.max_memory_mb:g} MiB"
         if self.confidence is not None and self.confidence_best is not None:
             line += (
                 f"; meets the budget in {100 * self.confidence:.0f}% and is still the pick in "
@@ -258,23 +264,37 @@ def answer_budget(
     percentile: str = "p95",
     estimator: LatencyEstimator | None = None,
     task: str | None = None,
+    max_memory_mb: float | None = None,
 ) -> BudgetAnswer:
-    """The most accurate configuration whose ``T_total`` percentile is within ``budget_ms``.
+    """The most accurate configuration whose ``T_total`` percentile is within ``budget_ms``
+    (and, with ``max_memory_mb``, whose measured peak memory is within that many MiB).
 
     Ties in accuracy go to the faster configuration. ``task`` picks one dataset of a
-    multi-dataset results directory (default: the first).
+    multi-dataset results directory (default: the first). NOTE: under a memory cap only
+    measured configurations qualify (an unmeasured one has no memory figure), and a record
+    without a peak-memory figure (written before issue 15) never meets the cap.
 
     Raises:
-        ConfigError: a budget that is not a positive number, an unknown percentile or task.
+        ConfigError: a budget or memory cap that is not a positive number, an unknown
+            percentile or task.
     """
     if not isinstance(budget_ms, (int, float)) or isinstance(budget_ms, bool) or not budget_ms > 0:
         raise ConfigError("budget_ms", budget_ms, "a positive number of milliseconds")
+    check_memory_cap(max_memory_mb)
     col = latency_column(percentile, available=res.percentiles)
     tasks = list(dict.fromkeys(res.configs["task"]))
     task = task if task is not None else tasks[0]
     if task not in tasks:
         raise ConfigError("task", task, f"one of {', '.join(tasks)}")
     configs = res.configs[res.configs["task"] == task]
+    if max_memory_mb is not None:
+        configs, why = _under_memory_cap(configs, max_memory_mb)
+        if configs.empty:
+            return BudgetAnswer(
+                float(budget_ms), percentile, None, None, None, None, "measured",
+                note=why, max_memory_mb=float(max_memory_mb),
+            )  # fmt: skip
+        estimator = None  # an unmeasured configuration has no memory figure
     ok = configs[configs[col] <= budget_ms].sort_values(["accuracy", col], ascending=[False, True])
     measured = None
     if len(ok):
@@ -295,6 +315,8 @@ def answer_budget(
             confidence_best=best,
             resamples=settings.resamples,
             num_samples=int(r["num_valid_samples"]),
+            max_memory_mb=None if max_memory_mb is None else float(max_memory_mb),
+            memory_mb=_memory_mb(r),
         )
     predicted, note = None, ""
     if estimator is not None:
@@ -316,7 +338,45 @@ def answer_budget(
         None,
         "measured",
         note=f"{why}. {note}".strip(),
+        max_memory_mb=None if max_memory_mb is None else float(max_memory_mb),
     )
+
+
+def check_memory_cap(max_memory_mb: Any) -> None:
+    """One line (``ConfigError``) unless the memory cap is None or a positive number of MiB."""
+    if max_memory_mb is None:
+        return
+    bad = isinstance(max_memory_mb, bool) or not isinstance(max_memory_mb, (int, float))
+    if bad or not max_memory_mb > 0 or max_memory_mb == float("inf"):
+        raise ConfigError("max_memory_mb", max_memory_mb, "a positive number of MiB (2**20 bytes)")
+
+
+def _memory_mb(r: pd.Series) -> float | None:
+    from knoblab.analysis.figures import memory_column
+
+    col = memory_column(r.to_frame().T)
+    v = r.get(col) if col is not None else None
+    return None if v is None or v != v else float(v) / 2**20
+
+
+def _under_memory_cap(configs: pd.DataFrame, max_memory_mb: float) -> tuple[pd.DataFrame, str]:
+    """The configurations whose measured peak memory is within the cap, and why none is."""
+    from knoblab.analysis.figures import memory_column
+
+    col = memory_column(configs)
+    if col is None:
+        return configs.iloc[0:0], "the records carry no peak memory (recorded since issue 15)"
+    mib = configs[col].astype(float) / 2**20
+    kept = configs[mib <= float(max_memory_mb)]
+    if kept.empty:
+        low = configs.loc[mib.idxmin()] if mib.notna().any() else None
+        why = (
+            f"the smallest measured peak memory is {low['label']} at {mib.min():.1f} MiB"
+            if low is not None
+            else "no configuration has a peak-memory figure"
+        )
+        return kept, why
+    return kept, ""
 
 
 def _better(a: BudgetAnswer, b: BudgetAnswer) -> bool:

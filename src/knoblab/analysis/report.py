@@ -268,6 +268,7 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
         },
         "estimator_evaluation": a.estimator.evaluation if a.estimator is not None else None,
         "budget": uncertainty.budget_json(a.budget),
+        "memory": memory_rows(a),
         "intervals": uncertainty.uncertainty_json(a.results),
         "operators": operators.to_json(a.operators),
     }
@@ -295,6 +296,84 @@ def _env_line(a: Analysis) -> str:
     pkgs = env.get("packages") if isinstance(env.get("packages"), dict) else {}
     parts += [f"{k} {pkgs[k]}" for k in ("torch", "transformers", "knoblab") if pkgs.get(k)]
     return ", ".join(parts) if parts else "environment.json not found"
+
+
+def memory_rows(a: Analysis) -> dict[str, list[dict[str, Any]]]:
+    """Per task, every configuration's memory and throughput (issue 15's memory axis).
+
+    ``peak_memory_mib``: the configuration's measured peak (GPU: max_memory_allocated; CPU:
+    the process's peak resident set; docs/profiling.md "Cost"); ``kv_cache_mib_mean`` the
+    analytic KV cache per sample; ``weights_mib``; ``throughput_samples_s`` with its
+    interval; ``n`` the samples behind them. Empty when the records carry no memory figure.
+    """
+    c = a.results.configs
+    mem = figures.memory_column(c)
+    if mem is None:
+        return {}
+
+    def mib(r: pd.Series, key: str) -> float | None:
+        v = r.get(key)
+        return None if v is None or v != v else float(v) / 2**20
+
+    def num(r: pd.Series, key: str) -> float | None:
+        v = r.get(key)
+        return None if v is None or v != v else float(v)
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for task, frame in c.groupby("task", sort=False):
+        out[str(task)] = [
+            {
+                "label": r["label"],
+                "knobs": dict(r["knobs"]),
+                "peak_memory_mib": mib(r, mem),
+                "kv_cache_mib_mean": mib(r, "kv_cache_bytes_mean"),
+                "weights_mib": mib(r, "weights_bytes_mean"),
+                "throughput_samples_s": num(r, "throughput_samples_s_mean"),
+                "throughput_samples_s_lo": num(r, "throughput_samples_s_mean_lo"),
+                "throughput_samples_s_hi": num(r, "throughput_samples_s_mean_hi"),
+                "n": int(r["num_valid_samples"]),
+            }
+            for _, r in frame.sort_values(mem).iterrows()
+        ]
+    return out
+
+
+def _memory_md(a: Analysis) -> list[str]:
+    rows = memory_rows(a)
+    if not rows:
+        return []
+    L = [
+        "",
+        "## Memory and throughput per configuration",
+        "",
+        "Measured peak memory (GPU: max_memory_allocated; CPU: peak resident set), the "
+        "analytic KV cache per sample, the weights, and samples/s with its [lo, hi]; n: "
+        "samples (docs/profiling.md, Cost).",
+    ]
+    for task, recs in rows.items():
+        df = pd.DataFrame(
+            {
+                "configuration": [r["label"] for r in recs],
+                "peak MiB": [r["peak_memory_mib"] for r in recs],
+                "KV cache MiB": [r["kv_cache_mib_mean"] for r in recs],
+                "weights MiB": [r["weights_mib"] for r in recs],
+                "samples/s [lo, hi]": [
+                    "-"
+                    if r["throughput_samples_s"] is None
+                    else f"{r['throughput_samples_s']:.2f}"
+                    + (
+                        f" [{r['throughput_samples_s_lo']:.2f}, {r['throughput_samples_s_hi']:.2f}]"
+                        if r["throughput_samples_s_lo"] is not None
+                        and r["throughput_samples_s_hi"] is not None
+                        else ""
+                    )
+                    for r in recs
+                ],
+                "n": [r["n"] for r in recs],
+            }
+        )
+        L += ["", f"### {task}", "", _md_table(df, 2)]
+    return L
 
 
 def _intro(a: Analysis) -> list[tuple[str, str]]:
@@ -337,10 +416,16 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
     if a.budget is not None:
         L += [
             "",
-            f"## Budget: T_total {p} <= {a.budget.budget_ms:g} ms",
+            f"## Budget: T_total {p} <= {a.budget.budget_ms:g} ms"
+            + (
+                f", peak memory <= {a.budget.max_memory_mb:g} MiB"
+                if a.budget.max_memory_mb is not None
+                else ""
+            ),
             "",
             f"**{a.budget.message()}**",
         ]
+    L += _memory_md(a)
     if a.results.skipped:
         L += ["", "## Records left out", ""]
         L += [f"- `{s.name}`: {s.reason}" for s in a.results.skipped]

@@ -135,6 +135,8 @@ def budget_json(b: BudgetAnswer | None) -> dict[str, Any] | None:
         "confidence",
         "confidence_best",
         "resamples",
+        "max_memory_mb",
+        "memory_mb",
     )
     d = {k: getattr(b, k) for k in keys}
     for name in ("accuracy", "latency"):

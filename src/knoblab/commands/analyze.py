@@ -1,10 +1,10 @@
 """``knoblab analyze``: E1 stage decomposition, E2 Pareto fronts, E3 estimator and the report.
 
-    knoblab analyze RESULTS_DIR [--out DIR] [--budget-ms 40] [--percentile p95]
+    knoblab analyze RESULTS_DIR [--out DIR] [--budget-ms 40] [--max-memory-mb 2048] [--percentile p95]
                     [--vision-tokens actual|target] [--deep PATH] [key=value ...] [--debug]
 
 ``key=value`` overrides ``conf/analyze.yaml`` (results_dir, out, percentile, budget_ms,
-vision_tokens, deep, run.logger, tracking.*); flags win over keys. ``--deep`` names the
+max_memory_mb (the budget answer's peak-memory cap in MiB), vision_tokens, deep, run.logger, tracking.*); flags win over keys. ``--deep`` names the
 ``knoblab deep-profile`` output (default: found beside RESULTS_DIR; ``deep=false`` skips it)
 for the operators section. Prints the front, the estimator's held-out figures, the budget
 answer and the records left out; writes ``report.html``, ``analysis.md``,
@@ -26,6 +26,7 @@ CONFIG_NAME = "analyze"
 FLAGS = {
     "--out": "out",
     "--budget-ms": "budget_ms",
+    "--max-memory-mb": "max_memory_mb",
     "--percentile": "percentile",
     "--vision-tokens": "vision_tokens",
     "--deep": "deep",
@@ -35,6 +36,7 @@ USAGE = __doc__.split("\n\n")[1].strip() if __doc__ else ""
 EXAMPLES = (
     "knoblab analyze results/profile/shapes-vqa",
     "knoblab analyze results/profile/shapes-vqa --budget-ms 40 --percentile p99",
+    "knoblab analyze results/profile/shapes-vqa --budget-ms 1000 --max-memory-mb 4096",
     "knoblab analyze results/profile --out reports/all vision_tokens=target run.logger=tensorboard",
 )
 
@@ -79,6 +81,13 @@ def parse_argv(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
             raise ConfigError(
                 "--budget-ms", flags["budget_ms"], "a positive number of milliseconds"
             ) from None
+    if "max_memory_mb" in flags:
+        try:
+            flags["max_memory_mb"] = float(flags["max_memory_mb"])
+        except ValueError:
+            raise ConfigError(
+                "--max-memory-mb", flags["max_memory_mb"], "a positive number of MiB"
+            ) from None
     return flags, overrides
 
 
@@ -115,6 +124,14 @@ def main(argv: list[str]) -> int:
     budget = cfg.get("budget_ms")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))):
         raise ConfigError("budget_ms", budget, "a positive number of milliseconds")
+    cap = cfg.get("max_memory_mb")
+    from knoblab.analysis.budget import check_memory_cap
+
+    check_memory_cap(cap)
+    if cap is not None and budget is None:
+        raise ConfigError(
+            "max_memory_mb", cap, "null unless --budget-ms is given (a cap of the budget answer)"
+        )
     from knoblab.profiling.tracking import require
 
     logger = str((cfg.get("run") or {}).get("logger") or "none")
@@ -128,6 +145,7 @@ def main(argv: list[str]) -> int:
         cfg.get("out"),
         percentile=str(cfg["percentile"]),
         budget_ms=budget,
+        max_memory_mb=cap,
         vision_tokens=str(cfg["vision_tokens"]),
         deep=cfg.get("deep"),
     )

@@ -197,7 +197,12 @@ def _finish_row(row: dict[str, Any], prepared: Prepared, runs: list[dict[str, An
     # The adapter's own per-sample fields (e.g. actual_image_size of the content) win,
     # except those the runner measures itself.
     extra = dict(prepared.extra or {})
-    for k in ("target_crops", "theoretical_num_crops", "theoretical_tiling", "theoretical_image_size"):
+    for k in (
+        "target_crops",
+        "theoretical_num_crops",
+        "theoretical_tiling",
+        "theoretical_image_size",
+    ):
         extra.pop(k, None)
     row.update({k: v for k, v in extra.items() if k not in RUNNER_FIELDS})
     row["runs"] = runs

@@ -100,8 +100,8 @@ from knoblab.models.adapter import ModelAdapter
 from knoblab.profiling import records as rec
 from knoblab.profiling.distributed import barrier, broadcast, dist_info, gather
 from knoblab.profiling.drift import LoadMonitor, drift_statistic
-from knoblab.profiling.hardware import HardwareConfig, apply_hardware
 from knoblab.profiling.energy import EnergyMeter
+from knoblab.profiling.hardware import HardwareConfig, apply_hardware
 from knoblab.profiling.measure import (
     ConfigOOM,
     infer,
@@ -358,11 +358,13 @@ class _Loop:
                 len(self.rounds),
                 self.s.run.schedule,
                 seed=self.s.run.schedule_seed,
-                pending=lambda c, r: r % self.batch[c] == 0
-                and any(
-                    p not in journaled.get(self.keys[c], ())
-                    for rr in self.rounds[r : r + self.batch[c]]
-                    for p in rr
+                pending=lambda c, r: (
+                    r % self.batch[c] == 0
+                    and any(
+                        p not in journaled.get(self.keys[c], ())
+                        for rr in self.rounds[r : r + self.batch[c]]
+                        for p in rr
+                    )
                 ),
                 active=lambda c: c not in self.finished,
             ):
@@ -385,18 +387,22 @@ class _Loop:
         try:
             self._switch(c)
             with MemorySpan(self.device) as span:
-                rows = measure_batch_positions(
-                    self.adapter,
-                    self.s.dataset,
-                    mine,
-                    knobs,
-                    self.effective.get(key, {}),
-                    runs=self.s.run.num_runs_per_sample,
-                    max_new_tokens=self.s.run.max_new_tokens,
-                    timer=self.timer,
-                    advance=ticker,
-                    energy=self.meter,
-                ) if mine else []
+                rows = (
+                    measure_batch_positions(
+                        self.adapter,
+                        self.s.dataset,
+                        mine,
+                        knobs,
+                        self.effective.get(key, {}),
+                        runs=self.s.run.num_runs_per_sample,
+                        max_new_tokens=self.s.run.max_new_tokens,
+                        timer=self.timer,
+                        advance=ticker,
+                        energy=self.meter,
+                    )
+                    if mine
+                    else []
+                )
             peak = span.result.peak_bytes if span.result is not None else None
             for row in rows:  # the unit's peak; the record's is the max over its units
                 row["peak_memory_bytes"] = peak if row["status"] == "ok" else None
