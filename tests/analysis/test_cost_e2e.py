@@ -128,7 +128,9 @@ def dense_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines = []
     sizes = [(96, 64), (64, 96), (64, 64), (128, 64)]  # different lengths: padding matters
     for i, size in enumerate(sizes):
-        Image.new("RGB", size, (40 * i, 200 - 40 * i, 90)).save(tmp / "data" / "images" / f"{i}.png")
+        Image.new("RGB", size, (40 * i, 200 - 40 * i, 90)).save(
+            tmp / "data" / "images" / f"{i}.png"
+        )
         q = {"sample_id": i, "image": f"images/{i}.png", "question": "color ?", "answers": ["red"]}
         lines.append(json.dumps(q))
     (tmp / "data" / "manifest.jsonl").write_text("\n".join(lines) + "\n")
@@ -174,7 +176,10 @@ def test_batch_answers_equal_batch_one_and_cost_fields_present(
         assert len(rows) == len(one) and all(r["status"] == "ok" for r in rows)
         for r in rows:
             # padding and batching never change an answer or its score
-            assert (r["pred"], r["accuracy"]) == (one[r["sample_id"]]["pred"], one[r["sample_id"]]["accuracy"])
+            assert (r["pred"], r["accuracy"]) == (
+                one[r["sample_id"]]["pred"],
+                one[r["sample_id"]]["accuracy"],
+            )
             assert r["batch_size"] == bs and r["batched"] is (batched and True)
             for f in COST_ROW_FIELDS:
                 assert r[f] is not None and r[f] > 0, (which, f)

@@ -92,3 +92,56 @@ def test_sigkill_at_random_points_then_rerun(
         df = pd.read_parquet(folder / "samples.parquet")
         assert len(df) == 6 * 3 and not df.duplicated(["record", "position"]).any()
     assert kills >= 1  # at least one kill landed mid-sweep (not after the end)
+
+
+BATCH_SWEEP = [
+    "design=full",
+    "knobs.tier=[low]",
+    "knobs.top_k=[1,2]",
+    "knobs.num_active_blocks=[4]",
+    "knobs.batch_size=[1,2]",
+    "dataset.size=20",
+    "dataset.sampling.num_samples_per_epoch=4",
+    "run.warmup_runs=0",
+    "run.progress=false",
+]
+
+
+def preds_per_config(folder: Path) -> dict[str, list[tuple[int, str]]]:
+    """{configuration key: (sample id, answer) in plan order}."""
+    return {
+        rec.config_key(r["knobs"]): [
+            (int(s["sample_id"]), s["pred"]) for s in r["per_sample_results"]
+        ]
+        for r in rec.load_records(folder).values()
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_sigkill_with_batches_then_rerun(tmp_path: Path, run_knoblab: Any) -> None:
+    """knobs.batch_size: a unit is one batch; a kill loses at most the batch in flight and
+    the rerun measures it again: every sample once, the same answers as uninterrupted."""
+    base = run_knoblab(["profile", *BATCH_SWEEP, "run.output_dir=base"], tmp_path)
+    assert base.returncode == 0, base.stderr
+    want = ids_per_config(tmp_path / "base" / TASK)
+    answers = preds_per_config(tmp_path / "base" / TASK)
+    assert len(want) == 4 and all(len(v) == 4 for v in want.values())
+    kills = 0
+    for seed in (0, 1):
+        rng = random.Random(seed)
+        out = tmp_path / f"killed{seed}"
+        left = kill_at(BATCH_SWEEP, out, tmp_path, rng.randint(1, 9), rng.uniform(0.0, 0.05))
+        kills += left < len(want)
+        again = run_knoblab(["profile", *BATCH_SWEEP, f"run.output_dir={out}"], tmp_path)
+        assert again.returncode == 0, again.stderr
+        folder = out / TASK
+        assert ids_per_config(folder) == want
+        assert preds_per_config(folder) == answers
+        for r in rec.load_records(folder).values():
+            bs = r["knobs"]["batch_size"]
+            assert all(s["batch_size"] == bs for s in r["per_sample_results"])
+            assert r["aggregate_stats"]["peak_memory_bytes_max"] > 0
+        df = pd.read_parquet(folder / "samples.parquet")
+        assert len(df) == 4 * 4 and not df.duplicated(["record", "position"]).any()
+    assert kills >= 1
