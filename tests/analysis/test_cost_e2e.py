@@ -284,3 +284,18 @@ def test_bad_batch_size_is_one_line(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="knobs.batch_size"):
             run_sweep(cfg, adapter=LoopAdapter(), dataset=ListDataset.synthetic(2, name="mine"))
     assert not any(tmp_path.iterdir())
+
+
+def test_runs_per_sample_gives_medians_of_batches(tmp_path: Path) -> None:
+    cfg = {
+        "dataset": {"name": "mine", "sampling": {"num_samples_per_epoch": None, "seed": 0}},
+        "knobs": {"speed": ["fast"], "batch_size": [2]},
+        "run": {"output_dir": str(tmp_path), "num_runs_per_sample": 3, "progress": False},
+    }
+    res = run_sweep(cfg, adapter=LoopAdapter(), dataset=ListDataset.synthetic(4, name="mine"))
+    (rec,) = res.records.values()
+    for r in rec["per_sample_results"]:
+        assert len(r["runs"]) == 3
+        for f in ("T_total", "T_ttft", "throughput_samples_s"):
+            vals = sorted(run[f] for run in r["runs"])
+            assert r[f] == pytest.approx(vals[1])  # the median of 3 runs

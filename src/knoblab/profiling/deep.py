@@ -66,7 +66,7 @@ from knoblab.models.adapter import ModelAdapter, Prepared
 from knoblab.profiling import records as rec
 from knoblab.profiling.design import DesignConfig, make_design
 from knoblab.profiling.hardware import apply_hardware
-from knoblab.profiling.prepare import SweepSetup, knob_lists, setup_sweep
+from knoblab.profiling.prepare import RUNNER_KNOBS, SweepSetup, knob_lists, setup_sweep
 from knoblab.profiling.timer import StageTimer
 
 MODES = ("minimal", "full")
@@ -217,7 +217,10 @@ def _chosen_configs(
 ) -> list[dict[str, Any]]:
     """``deep.configurations`` checked against the model, else the design's configurations."""
     if deep.configurations is None:
-        lists = knob_lists(data.get("knobs"), adapter)
+        # deep profiling runs batch 1: the runner's knobs (batch_size) are not profiled
+        lists = {
+            k: v for k, v in knob_lists(data.get("knobs"), adapter).items() if k not in RUNNER_KNOBS
+        }
         return make_design(
             design.name, lists, levels=design.levels, num_points=design.num_points, seed=design.seed
         )

@@ -12,8 +12,14 @@ The run is a thin loop over four steps, each its own function with its own tests
 setup (``profiling.prepare.setup_sweep``: config, dataset, plan, model, design),
 resume state (``profiling.resume.resume_state``: the directory, its records and
 journal), schedule (``profiling.schedule.units``) and, per unit of work, measure
-(``profiling.measure.measure_positions``) and write (the journal line; the record once
-the configuration's last sample landed, :meth:`_Loop.finalise`).
+(``profiling.measure.measure_batch_positions``: one batch of ``knobs.batch_size``
+samples through ``profiling.batch.measure_batch``, a ``MemorySpan`` around it) and write
+(the journal line; the record once the configuration's last sample landed,
+:meth:`_Loop.finalise`, with ``records.cost.cost_aggregates``).
+
+Batches (``knobs.batch_size``, a runner knob never passed to ``apply_knobs``; unset =
+1): a configuration at batch size ``b`` measures rounds ``r .. r+b-1`` (this rank's
+positions of them) as one batch at round ``r`` (``r % b == 0``) and skips the others.
 
 Schedule (``run.schedule``): ``interleaved`` (the default) measures in rounds, round
 ``r`` being plan position ``r`` (one per process under torchrun), each round visiting
