@@ -334,6 +334,7 @@ def test_a_user_adapter_with_its_own_knobs_renders_apart(
     assert a.results.knobs == ["quality", "resolution"] and len(a.results.configs) == 8
     plots = {"plot-pareto_mine", "plot-coupling_mine", "plot-stages", "plot-scaling"}
     plots |= {"plot-parity"} if a.evaluation is not None else set()
+    plots |= {"plot-memory_mine"}  # the runner records peak memory (issue 15) for any adapter
     geo, status = _geometry(a.files["report.html"], tmp_path)
     _plots_drawn_apart(geo, status, plots)
     words = {p["id"]: p["words"] for p in geo["plots"]}
@@ -351,4 +352,4 @@ def test_a_user_adapter_with_its_own_knobs_renders_apart(
 def test_the_reference_model_sweep_renders_apart(real_dir: Path, tmp_path: Path) -> None:
     a = analyze(real_dir, tmp_path / "a")
     geo, status = _geometry(a.files["report.html"], tmp_path)
-    _plots_drawn_apart(geo, status, PLOTS)
+    _plots_drawn_apart(geo, status, PLOTS | {"plot-memory_shapes-vqa"})  # runner records memory

@@ -35,8 +35,7 @@ USAGE = __doc__.split("\n\n")[1].strip() if __doc__ else ""
 #: Shown by ``--help``; tests/commands/test_help_examples.py runs each one on a tiny sweep.
 EXAMPLES = (
     "knoblab analyze results/profile/shapes-vqa",
-    "knoblab analyze results/profile/shapes-vqa --budget-ms 40 --percentile p99",
-    "knoblab analyze results/profile/shapes-vqa --budget-ms 1000 --max-memory-mb 4096",
+    "knoblab analyze results/profile/shapes-vqa --budget-ms 40 --percentile p99 --max-memory-mb 4096",
     "knoblab analyze results/profile --out reports/all vision_tokens=target run.logger=tensorboard",
 )
 
