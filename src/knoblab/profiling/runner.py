@@ -595,12 +595,7 @@ def finish(result: SweepResult, environment: Mapping[str, Any], console: Any | N
 
     console.print(summary_table(result.rows, title=f"{out_dir}"))
     for w in sorted(
-        {
-            w
-            for r in records.values()
-            for w in r.get("warnings", [])
-            if rec.is_percentile_warning(w)
-        }
+        {w for r in records.values() for w in r.get("warnings", []) if rec.is_percentile_warning(w)}
     ):
         console.print(f"[yellow]warning:[/yellow] {w}: read that percentile with care")
     console.print(f"records, samples.parquet and report.md in [bold]{out_dir}[/bold]")
