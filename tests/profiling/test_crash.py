@@ -97,19 +97,21 @@ def test_sigkill_mid_round_keeps_every_journaled_sample(
 ) -> None:
     """Interleaved: killed inside a round; the rerun measures only what the journal lacks.
 
-    The killed run waits 3 ms per stage, the rerun 0 ms: every slow sample in the final
-    records was measured before the kill and kept, every fast one after; together they
-    are each configuration's plan exactly once.
+    The killed run answers with 3 tokens, the rerun with 2 (no timing involved): every
+    3-token sample in the final records was measured before the kill and kept, every
+    2-token one after; together they are each configuration's plan exactly once.
     """
     from knoblab.profiling.journal import JOURNAL, Journal
 
     script = tmp_path / "sweep.py"
-    script.write_text(SCRIPT)
+    script.write_text(
+        SCRIPT.replace("decode_ms=ms)", "decode_ms=ms, output_tokens=int(sys.argv[3]))")
+    )
     out = tmp_path / "results"
     journal = out / "synthetic" / JOURNAL
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(out), "3"],
+        [sys.executable, str(script), str(out), "3", "3"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -130,7 +132,7 @@ def test_sigkill_mid_round_keeps_every_journaled_sample(
     assert len(rounds_started) < 6  # killed before the last round
 
     done = subprocess.run(
-        [sys.executable, str(script), str(out), "0"],
+        [sys.executable, str(script), str(out), "0", "2"],
         env=env,
         capture_output=True,
         text=True,
@@ -146,6 +148,6 @@ def test_sigkill_mid_round_keeps_every_journaled_sample(
         assert [s["position"] for s in rows] == list(range(6))  # each position exactly once
         for s in rows:
             journaled = s["position"] in kept.rows.get(key, {})
-            assert (s["T_total"] > 5.0) == journaled, (key, s["position"], s["T_total"])
+            assert (s["output_tokens"] == 3) == journaled, (key, s["position"])
             slow += journaled
     assert slow == n_kept  # every sample journaled before the kill is in the records

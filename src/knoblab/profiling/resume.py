@@ -83,6 +83,7 @@ def _read_directory(s: SweepSetup, state: ResumeState, locks: ExitStack) -> None
             "knob_lists": lists_seen,
             "design": s.design.__dict__,
             "configurations": asked,
+            "percentiles": list(s.run.percentiles),
         },
     )
     state.tracking = open_tracking(s.data, out_dir, s.environment)

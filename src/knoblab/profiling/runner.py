@@ -523,7 +523,7 @@ class _Loop:
             torch.cuda.empty_cache()  # after each configuration (hardware.memory_savings)
         self.state.tracking.on_record(record)
         for w in record["warnings"]:
-            if not w.startswith(("p50 ", "p95 ", "p99 ")):  # those: once, at the end
+            if not rec.is_percentile_warning(w):  # those: once, at the end
                 self.console.print(f"[yellow]warning:[/yellow] {_label(knobs)}: {w}")
         if status != "ok":
             self.console.print(f"[red]{_label(knobs)}: {status}[/red] ({error})")
@@ -655,12 +655,7 @@ def finish(result: SweepResult, environment: Mapping[str, Any], console: Any | N
 
     console.print(summary_table(result.rows, title=f"{out_dir}"))
     for w in sorted(
-        {
-            w
-            for r in records.values()
-            for w in r.get("warnings", [])
-            if w.startswith(("p50 ", "p95 ", "p99 "))
-        }
+        {w for r in records.values() for w in r.get("warnings", []) if rec.is_percentile_warning(w)}
     ):
         console.print(f"[yellow]warning:[/yellow] {w}: read that percentile with care")
     console.print(f"records, samples.parquet and report.md in [bold]{out_dir}[/bold]")
