@@ -5,7 +5,10 @@ knobs, warmup, timed runs, scoring, per-sample rows, the journal line per sample
 monitor, progress bar, atomic record writes) takes at most 1 % longer than a bare loop
 that makes exactly the same model calls in the same order — ``apply_knobs`` at each
 switch, the warmup inferences, one drift-probe inference per round, ``dataset[i]``,
-``preprocess``, ``encode_vision``, ``prefill``, ``decode`` — with nothing around them. Ratio = runner / bare, measured in one run,
+``preprocess``, and the measured sample's batch of 1 through the batched stages
+(``collate``, ``encode_vision_batch``, ``prefill_batch``, ``decode_step_batch``,
+``finish_batch``: what ``profiling.batch.measure_batch`` calls; warmup and probe
+inferences through ``encode_vision`` / ``prefill`` / ``decode``) — with nothing around them. Ratio = runner / bare, measured in one run,
 passes interleaved (bare, runner, bare, runner, ...) so machine load hits both alike.
 Two clocks: wall time, and this process's CPU time (``time.process_time``, all threads,
 the progress bar's included), which other processes' load barely moves: on a shared
@@ -48,10 +51,25 @@ def bare_loop(
     configuration in the round's seeded order: ``apply_knobs`` when the knobs change, the
     warmup at a configuration's first visit, the round's sample. (wall s, CPU s)
     """
+    import torch
+
+    from knoblab.models.adapter import supports_batching
     from knoblab.profiling.schedule import round_order
 
     def infer(prepared: object) -> None:
         adapter.decode(adapter.prefill(prepared, adapter.encode_vision(prepared)), max_new)
+
+    def infer_batch(prepared: object) -> None:
+        """A measured sample: the runner runs it as a batch of 1 through the batched stages."""
+        if not supports_batching(adapter):
+            infer(prepared)
+            return
+        with torch.inference_mode():
+            batch = adapter.collate([prepared])
+            state = adapter.prefill_batch(batch, adapter.encode_vision_batch(batch), max_new)
+            while not all(state.finished):
+                adapter.decode_step_batch(state)
+            adapter.finish_batch(state)
 
     t0, c0 = time.perf_counter(), time.process_time()
     current, warmed, probe = None, set(), None
@@ -76,7 +94,7 @@ def bare_loop(
             switch(c)
             prepared = adapter.preprocess(dataset[i])
             for _ in range(runs):
-                infer(prepared)
+                infer_batch(prepared)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
