@@ -30,7 +30,7 @@ import torch
 
 from knoblab import records as rec
 from knoblab.models.adapter import ModelAdapter, Prepared
-from knoblab.profiling.batch import BatchMeasurement, measure_batch
+from knoblab.profiling.batch import measure_batch
 from knoblab.profiling.timer import StageTimer
 from knoblab.records.schema import COST_FIELDS, COST_LATENCY_FIELDS, ITL_FIELD
 
@@ -312,9 +312,10 @@ BATCH_FIGURES: tuple[str, ...] = tuple(
 )
 
 
-def _batch_rows(ms: list[BatchMeasurement], i: int) -> dict[str, Any]:
-    """Sample ``i``'s timing fields over the runs ``ms``: medians, the median run's ITLs."""
-    per = [m.rows()[i] for m in ms]
+def _batch_rows(runs: list[list[dict[str, Any]]], i: int) -> dict[str, Any]:
+    """Sample ``i``'s timing fields over the runs (each ``BatchMeasurement.rows()``):
+    medians, the median run's ITLs."""
+    per = [rows[i] for rows in runs]
     out: dict[str, Any] = {k: _median([r.get(k) for r in per]) for k in BATCH_FIGURES}
     out.pop("peak_memory_bytes", None)  # the runner's, per configuration
     order = sorted(range(len(per)), key=lambda j: per[j]["T_total"])
@@ -364,6 +365,7 @@ def measure_batch_positions(
     timer: StageTimer,
     advance: Callable[[], None],
     energy: Any = None,
+    weights: Any = ...,
 ) -> list[dict[str, Any]]:
     """Per-sample rows of ``stream`` measured as ONE batch (``profiling.batch.measure_batch``).
 
@@ -372,7 +374,8 @@ def measure_batch_positions(
     the batch runs ``runs`` times (``run.num_runs_per_sample``); each sample's figures are
     the medians over the runs (every run kept in ``runs``). An exception in the batch fails
     every sample of it; out of memory raises :class:`ConfigOOM`. ``energy``: the sweep's
-    ``EnergyMeter``. ``peak_memory_bytes`` is the runner's (a ``MemorySpan`` per unit).
+    ``EnergyMeter``; ``weights``: the model's weight bytes when known (``measure_batch``).
+    ``peak_memory_bytes`` is the runner's (a ``MemorySpan`` per unit).
     """
     score = _scorer()
     metric = getattr(dataset, "metric", "exact_match")
@@ -384,10 +387,15 @@ def measure_batch_positions(
             for _ in range(runs):
                 timer.reset()
                 with timer.stage("total"):  # the load record's CPU/wall per stage
-                    ms.append(measure_batch(adapter, prepared, max_new_tokens, energy=energy))
+                    ms.append(
+                        measure_batch(
+                            adapter, prepared, max_new_tokens, energy=energy, weights=weights
+                        )
+                    )
+            per_run = [m.rows() for m in ms]
             for i, (j, sample, p) in enumerate(ready):
                 row = _sample_row(sample, p, ms[0].generations[i], knobs, effective, score, metric)
-                row.update(_batch_rows(ms, i))
+                row.update(_batch_rows(per_run, i))
                 rows_at[j] = _finish_row(row, p, row.pop("runs"))
         except KeyboardInterrupt:
             raise

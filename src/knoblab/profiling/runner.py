@@ -116,7 +116,7 @@ from knoblab.profiling.measure import (
     warm_up,
     warm_up_batch,
 )
-from knoblab.profiling.memory import MemorySpan
+from knoblab.profiling.memory import MemorySpan, weights_bytes
 from knoblab.profiling.precision import PrecisionTracker
 from knoblab.profiling.prepare import (
     RUNNER_KNOBS,
@@ -336,6 +336,7 @@ class _Loop:
         # measures batch_size consecutive rounds as one batch, at the first of them.
         self.batch = [int(k.get("batch_size", 1)) for k in self.todo]
         self.meter = EnergyMeter(device)
+        self.weights: int | None = None
         s.environment["energy"] = self.meter.describe()
         hw = to_dataclass(s.data.get("hardware") or {}, HardwareConfig, "hardware")
         self.empty_cache = hw.memory_savings.empty_cache_between_configs
@@ -405,6 +406,7 @@ class _Loop:
                         timer=self.timer,
                         advance=ticker,
                         energy=self.meter,
+                        weights=self.weights,
                     )
                     if mine
                     else []
@@ -438,6 +440,7 @@ class _Loop:
         self.current = None
         model_knobs = {k: v for k, v in self.todo[c].items() if k not in RUNNER_KNOBS}
         self.effective[key] = dict(self.adapter.apply_knobs(model_knobs) or {})
+        self.weights = weights_bytes(self.adapter)  # per switch, not per batch (bench_overhead)
         self.current = c
         run = self.s.run
         runs = run.warmup_runs if c not in self.warmed else run.switch_warmup_runs
