@@ -72,7 +72,7 @@ def test_tmpfs_fills_during_records_then_parquet(
     tmp_path: Path, small_sweep: list[str], one_line: Any, capsys: Any, monkeypatch: Any
 ) -> None:
     disk = tmp_path / "disk"
-    with small_tmpfs(disk, "48k") as mounted:
+    with small_tmpfs(disk, "96k") as mounted:  # records ~18 KB each (cost fields)
         if not mounted:
             pytest.skip("cannot mount a tmpfs here (needs root); the injected test runs instead")
         monkeypatch.chdir(tmp_path)
@@ -94,7 +94,7 @@ def test_tmpfs_fills_during_records_then_parquet(
         assert all(records[n] == b for n, b in survivors.items())
         # 3. full again while samples.parquet is rebuilt: one line naming it, records intact
         filler = _fill(disk)
-        (folder / "samples.parquet").unlink()  # frees ~28 KB; leave 8 KB for sweep.json
+        (folder / "samples.parquet").unlink()  # frees ~40 KB; leave 8 KB for sweep.json
         st = os.statvfs(disk)
         (disk / "filler2.bin").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 8192))
         code, err = _profile(small_sweep, disk, capsys)
