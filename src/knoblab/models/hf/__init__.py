@@ -26,16 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from knoblab._compat.transformers import processor_without_video
 from knoblab._lazy import load_object
 from knoblab.config import to_dataclass
 from knoblab.errors import CheckpointError, ConfigError
-from knoblab.models.hf.base import (
-    DTYPES,
-    Family,
-    HFAdapter,
-    processor_without_video,
-    transformers_class,
-)
+from knoblab.models.hf.base import DTYPES, Family, HFAdapter, transformers_class
 
 _log = logging.getLogger(__name__)
 
