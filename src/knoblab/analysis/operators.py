@@ -42,10 +42,11 @@ import pandas as pd
 
 from knoblab.analysis.load import knob_label
 from knoblab.errors import ConfigError, DataError
+from knoblab.records import STAGE_SHORT_NAMES
 
 TOP_OPERATORS = 5
-STAGE_ORDER = ("vision", "prefill", "decode", "other", "all")
-STAGE_RANGES = ("vision", "prefill", "decode")
+STAGE_RANGES = STAGE_SHORT_NAMES
+STAGE_ORDER = (*STAGE_RANGES, "other", "all")
 UNTRACKED = "(untracked: Python and glue)"
 INDEX_NAME = "deep_profile.json"
 COLUMNS = (

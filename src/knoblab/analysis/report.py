@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from knoblab.analysis import operators, plots
-from knoblab.analysis.estimator import _jsonable
+from knoblab.records.io import jsonable
 
 if TYPE_CHECKING:
     from knoblab.analysis.analyze import Analysis
@@ -210,7 +210,7 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
         "budget": _budget_dict(a),
         "operators": operators.to_json(a.operators),
     }
-    _write_bytes(out / "analysis.json", json.dumps(_jsonable(data), indent=1, default=str).encode())
+    _write_bytes(out / "analysis.json", json.dumps(jsonable(data), indent=1).encode())
     files["analysis.json"] = out / "analysis.json"
     return dict(sorted(files.items()))
 

@@ -115,7 +115,7 @@ def aggregate(
 def write_synthetic_results(
     out_dir: str | Path,
     *,
-    tiers: Sequence[str] | None = ("low", "medium", "high"),
+    tiers: Sequence[str] | None = records.TIER_ORDER,
     vision_tokens: Sequence[int] | None = None,
     top_ks: Sequence[int] = (2, 4, 8),
     blocks: Sequence[int] = (4, 8),

@@ -45,7 +45,7 @@ from typing import Any
 from knoblab.config import to_dataclass
 from knoblab.data.sample import Sample
 from knoblab.data.scoring import resolve_metric
-from knoblab.errors import ConfigError, DataError
+from knoblab.errors import ConfigError, DataError, Skipped
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +57,6 @@ __all__ = [
     "build_jsonl",
     "build_omnidocbench",
 ]
-
-
-@dataclass
-class Skipped:
-    """One record left out: where it is (``file:line``) and why."""
-
-    where: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}"
 
 
 class RecordDataset:

@@ -2,8 +2,7 @@
 
 The preset is merged under the ``model`` section by ``build_adapter`` (model keys win),
 so ``device`` reaches the adapter; the process-wide settings are applied here, before
-the model loads. NOTE: ``dtype`` belongs to the model section (the reference model
-spells it ``float32``/``bfloat16``, Hugging Face models ``fp32``/``bf16``).
+the model loads. NOTE: ``dtype`` belongs to the model section (names in :mod:`knoblab.dtypes`).
 
 Example:
     >>> apply_hardware({"device": "cpu"}).device

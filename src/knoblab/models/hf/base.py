@@ -50,14 +50,9 @@ from knoblab._compat.transformers import (
     supports_mm_encoder_outputs,
     update_generation_kwargs,
 )
+from knoblab.dtypes import dtype_name
 from knoblab.errors import ConfigError, DataError
 from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
-
-DTYPES: dict[str, torch.dtype] = {
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-    "fp32": torch.float32,
-}
 
 
 class VisionKnob(Protocol):
@@ -196,7 +191,7 @@ class HFAdapter:
         self.max_new_tokens = max_new_tokens
         param = next(model.parameters())
         self.device = str(param.device)
-        self.dtype = {v: k for k, v in list(DTYPES.items())[:3]}.get(param.dtype, str(param.dtype))
+        self.dtype = dtype_name(param.dtype)
         self._owner, self._all_layers = decoder_layers(model)
         self._routers = moe_routers(self._all_layers)
         self._router_top_k = [r.top_k for r in self._routers]

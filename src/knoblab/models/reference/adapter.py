@@ -30,13 +30,12 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from knoblab.dtypes import canonical_dtype, torch_dtype
 from knoblab.errors import ConfigError, DataError
 from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
 from knoblab.models.reference.model import DecodeState, ReferenceVLM
 from knoblab.models.reference.preprocess import prepare_image
 from knoblab.models.tiling import plan_tiling
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ReferenceAdapter:
@@ -220,14 +219,12 @@ def build(cfg: Mapping[str, Any]) -> ReferenceAdapter:
     """A ``ReferenceAdapter`` from a ``model`` config section (kind ``reference``).
 
     Keys: ``weights`` (null = the shipped weights), ``device``, ``dtype`` (float32,
-    bfloat16, float16), ``max_new_tokens``, ``num_threads`` (null = torch's default),
+    bfloat16, float16, or the aliases of :mod:`knoblab.dtypes`), ``max_new_tokens``, ``num_threads`` (null = torch's default),
     ``name``. Other keys (hardware settings merged in by the registry) are ignored.
     """
     from knoblab.models.reference.weights import load_reference
 
-    dtype = cfg.get("dtype") or "float32"
-    if dtype not in _DTYPES:
-        raise ConfigError("model.dtype", dtype, f"one of {', '.join(_DTYPES)}")
+    dtype = canonical_dtype(cfg.get("dtype") or "float32", "model.dtype")
     device = str(cfg.get("device") or "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("model.device", device, "cpu (no CUDA device is available here)")
@@ -239,7 +236,7 @@ def build(cfg: Mapping[str, Any]) -> ReferenceAdapter:
         if not isinstance(threads, int) or threads < 1:
             raise ConfigError("model.num_threads", threads, "an integer >= 1 or null")
         torch.set_num_threads(threads)
-    model = load_reference(cfg.get("weights"), device=device, dtype=_DTYPES[dtype])
+    model = load_reference(cfg.get("weights"), device=device, dtype=torch_dtype(dtype))
     return ReferenceAdapter(
         model,
         name=str(cfg.get("name") or "reference-vlm"),
