@@ -21,7 +21,9 @@ class ConfigError(KnobLabError, ValueError):
 
     Example:
         >>> raise ConfigError("dataset.sampling.num_epochs", 0, "an integer >= 1")
-        ConfigError: dataset.sampling.num_epochs=0 is invalid: allowed is an integer >= 1
+        Traceback (most recent call last):
+        ...
+        knoblab.errors.ConfigError: dataset.sampling.num_epochs=0 is invalid: allowed is an integer >= 1
     """
 
     def __init__(self, key: str, value: Any, allowed: str, hint: str | None = None):

@@ -432,8 +432,9 @@ def print_help(
     config that the first point would compose. ``updates`` (top-level keys) are set
     after composing: a command's flags, such as ``knoblab analyze --out DIR``.
 
-    Example:
-        >>> print_help("knoblab plan [overrides]", "plan", ["dataset.size=10"])  # doctest: +SKIP
+    Usage (prints the help text and the whole composed config)::
+
+        print_help("knoblab plan [overrides]", "plan", ["dataset.size=10"])
     """
     from knoblab.help import render_help
 
@@ -503,8 +504,9 @@ def run_command(
 ) -> int:
     """A Hydra-configured command's whole ``main``: ``--help``, ``-m`` sweeps, or one run.
 
-    Example:
-        >>> run_command(["dataset.size=10"], __doc__, "plan", run, "knoblab plan")  # doctest: +SKIP
+    Usage (a command module's ``main``)::
+
+        run_command(["dataset.size=10"], __doc__, "plan", run, "knoblab plan")
     """
     if wants_help(argv):
         return print_help(usage, config_name, argv, examples=examples)

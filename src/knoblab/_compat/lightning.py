@@ -106,9 +106,10 @@ def quiet_cloud_tip() -> None:
 def fit_interrupt_as_keyboard_interrupt(trainer: Any) -> Iterator[None]:
     """Around ``trainer.fit``: Lightning's ``sys.exit(1)`` after Ctrl-C becomes ``KeyboardInterrupt``.
 
-    Example:
-        >>> with fit_interrupt_as_keyboard_interrupt(trainer):  # doctest: +SKIP
-        ...     trainer.fit(module)
+    Usage::
+
+        with fit_interrupt_as_keyboard_interrupt(trainer):
+            trainer.fit(module)
     """
     try:
         yield

@@ -25,9 +25,12 @@ UTF-16 (or UTF-8) byte-order mark is decoded as such; a UTF-16 file without one 
 one ``DataError`` line saying to save it as UTF-8.
 
 Example:
-    >>> ds = build_jsonl({"path": "export/shapes-vqa/manifest.jsonl"})
-    >>> ds.name, ds.metric, len(ds), ds[0].question
-    ('shapes-vqa', 'vqa', 200, 'What color is the circle?')
+    >>> from knoblab.data.export import export_dataset
+    >>> from knoblab.data.shapes import ShapesVQA
+    >>> manifest = export_dataset(ShapesVQA(20), "export/shapes-vqa", num_samples=20)
+    >>> ds = build_jsonl({"path": str(manifest)})
+    >>> ds.name, ds.metric, len(ds)
+    ('shapes-vqa', 'vqa', 20)
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ exports are safetensors. Every write goes to a temporary file in the same folder
 is fsynced, then renamed over the target, so an interrupted run never leaves a
 half-written checkpoint where the last good one was.
 
-Example:
-    >>> model = load_model_from_checkpoint("runs/ref/checkpoints/last.ckpt")  # doctest: +SKIP
-    >>> upgrade_checkpoint("old.ckpt")  # writes old.ckpt.bak, then upgrades old.ckpt  # doctest: +SKIP
-    0
+Usage (with a checkpoint of ``knoblab train``)::
+
+    model = load_model_from_checkpoint("runs/ref/checkpoints/last.ckpt")
+    upgrade_checkpoint("old.ckpt")  # writes old.ckpt.bak, then upgrades old.ckpt; returns 0
 """
 
 from __future__ import annotations

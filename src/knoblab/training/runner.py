@@ -11,11 +11,11 @@ the Trainer unchanged (``gradient_clip_val``, ``accumulate_grad_batches``,
 unknown key is a one-line error suggesting the closest Trainer argument. The seed's
 script silently ignored two of them; here a test checks that each one arrives.
 
-Example:
-    >>> from knoblab.hydra_utils import compose
-    >>> result = run_training(compose("train", ["train=smoke"]))  # doctest: +SKIP
-    >>> result.last_checkpoint  # doctest: +SKIP
-    PosixPath('runs/train/checkpoints/last.ckpt')
+Usage (a training run: minutes, so not a doctest)::
+
+    from knoblab.hydra_utils import compose
+    result = run_training(compose("train", ["train=smoke"]))
+    result.last_checkpoint  # PosixPath('runs/train/checkpoints/last.ckpt')
 """
 
 from __future__ import annotations

@@ -8,11 +8,14 @@ Config keys (``conf/model/hf_*.yaml``; the hardware preset is merged underneath)
 ``path``, ``family``, ``name``, ``dtype`` (bf16 | fp16 | fp32), ``device``,
 ``device_map``, ``attn_implementation``, ``max_new_tokens``, ``knob_values``.
 
-Example:
+Example (a tiny random checkpoint; a real one is a folder or a cached hub id)::
+
     >>> from knoblab.models.hf import build
-    >>> adapter = build({"path": "/ckpt/Qwen2.5-VL-3B-Instruct", "dtype": "bf16", "device": "cuda"})
-    >>> adapter.knobs()["vision_tokens"].values
-    (16, 32, 64, ..., 16384)
+    >>> from knoblab.models.hf.tiny import write_tiny_checkpoint
+    >>> path = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen")
+    >>> adapter = build({"path": str(path), "dtype": "float32"})
+    >>> adapter.knobs()["vision_tokens"].values  # a real Qwen2.5-VL: (16, 32, 64, ..., 16384)
+    (4, 16, 64)
 """
 
 from __future__ import annotations

@@ -25,11 +25,12 @@ NOTE: the loop calls the ``GenerationMixin`` helpers that ``generate`` itself us
 are private in transformers, so they are reached through ``knoblab._compat.transformers``
 and the tests compare the loop with ``generate`` for every family on the installed version.
 
-Example:
-    >>> adapter = knoblab.models.hf.build({"path": "/ckpt/Qwen2.5-VL-3B", "dtype": "bf16"})
-    >>> adapter.apply_knobs({"vision_tokens": 256, "num_active_blocks": 24})
-    >>> prepared = adapter.preprocess(sample)
-    >>> gen = adapter.decode(adapter.prefill(prepared, adapter.encode_vision(prepared)), 16)
+Usage (with a real checkpoint and a dataset ``Sample``)::
+
+    adapter = knoblab.models.hf.build({"path": "/ckpt/Qwen2.5-VL-3B", "dtype": "bf16"})
+    adapter.apply_knobs({"vision_tokens": 256, "num_active_blocks": 24})
+    prepared = adapter.preprocess(sample)
+    gen = adapter.decode(adapter.prefill(prepared, adapter.encode_vision(prepared)), 16)
 """
 
 from __future__ import annotations

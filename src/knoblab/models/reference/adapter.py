@@ -13,6 +13,8 @@ Knobs (``knobs()``):
 (setting both in one call is an error).
 
 Example:
+    >>> from knoblab.data.shapes import ShapesVQA
+    >>> sample = ShapesVQA(4)[0]
     >>> adapter = build({"kind": "reference"})
     >>> adapter.apply_knobs({"tier": "high", "top_k": 2, "num_active_blocks": 4})
     {'tier': 'high', 'tier_range': {'min_crops': 9, 'max_crops': 15}, 'max_crops': 15, ...}

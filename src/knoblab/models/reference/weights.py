@@ -12,6 +12,7 @@ NOTE: loading never unpickles: safetensors holds tensors only and the config is 
 Example:
     >>> model = load_reference()                     # shipped weights (or random + warning)
     >>> save_reference(model, "out/reference-v2.safetensors")
+    PosixPath('out/reference-v2.safetensors')
 """
 
 from __future__ import annotations
