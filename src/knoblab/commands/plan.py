@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from knoblab.config import plain, to_dataclass
+from knoblab.config import check_int, plain, to_dataclass
 from knoblab.errors import ConfigError
 
 CONFIG_NAME = "plan"
@@ -47,9 +47,7 @@ def dataset_size(cfg: Any) -> int:
     dataset = data.get("dataset") or {}
     if "size" in dataset:
         size = dataset["size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError("dataset.size", size, "an integer >= 1 (a non-empty dataset)")
-        return size
+        return check_int("dataset.size", size, 1, hint="a non-empty dataset")
     from knoblab.data.registry import build_dataset
 
     n = len(build_dataset(dataset))

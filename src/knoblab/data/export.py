@@ -36,6 +36,7 @@ from typing import Any
 from PIL import Image
 
 from knoblab.atomic import atomic_write, ensure_dir
+from knoblab.config import check_int
 from knoblab.data.sample import VQADataset
 from knoblab.errors import ConfigError, DataError
 from knoblab.records.io import json_default
@@ -95,10 +96,7 @@ def export_dataset(
         raise ConfigError(
             "out_dir", str(out), "a folder without manifest.jsonl (or overwrite=true)"
         )
-    if num_samples is not None and (
-        isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
-    ):
-        raise ConfigError("num_samples", num_samples, "an integer >= 1 or null (all)")
+    check_int("num_samples", num_samples, 1, allow_none=True, none_means="all")
     order: Iterable[int] = range(len(dataset)) if indices is None else indices
     total = len(dataset) if indices is None else None
     if num_samples is not None:

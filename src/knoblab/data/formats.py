@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from knoblab.config import to_dataclass
+from knoblab.config import check_int, to_dataclass
 from knoblab.data.sample import Sample
 from knoblab.data.scoring import resolve_metric
 from knoblab.errors import ConfigError, DataError, Skipped
@@ -135,8 +135,7 @@ class SampleDataError(DataError):
 
 
 def _check_max_pixels(value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or value < 1):
-        raise ConfigError("dataset.max_image_pixels", value, "an integer >= 1 or null (no limit)")
+    check_int("dataset.max_image_pixels", value, 1, allow_none=True, none_means="no limit")
 
 
 def _too_large(size: tuple[int, int], cap: int) -> str:
