@@ -154,9 +154,14 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         return value
     if origin is Annotated:
         base, *meta = typing.get_args(tp)
-        value = _coerce(key, value, base)
-        for r in meta:
-            if isinstance(r, Range) and value is not None:
+        ranges = [r for r in meta if isinstance(r, Range)]
+        try:
+            value = _coerce(key, value, base)
+        except ConfigError as exc:  # the wrong type: say the range too
+            bounds = " ".join(_bounds(r.minimum, r.maximum, r.greater_than) for r in ranges)
+            raise ConfigError(key, value, f"{exc.allowed} {bounds}".strip()) from None
+        for r in ranges:
+            if value is not None:
                 if (
                     isinstance(value, int)
                     and not isinstance(value, bool)

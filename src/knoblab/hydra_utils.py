@@ -349,6 +349,7 @@ class HydraFlags:
     config_dir: str | None = None  # --config-dir / -cd: a folder of the user's YAML configs
     config_name: str | None = None  # --config-name / -cn: the primary config (no .yaml)
     cfg: str | None = None  # --cfg / -c job: print the composed config and exit
+    validate: bool = False  # --validate: compose, check everything, print "ok" and exit
 
     def name(self, default: str) -> str:
         """The primary config's name: ``--config-name`` or the command's own."""
@@ -388,7 +389,9 @@ def split_hydra_flags(argv: Sequence[str]) -> tuple[HydraFlags, list[str]]:
     i = 0
     while i < len(args):
         name, eq, value = args[i].partition("=")
-        if name in _FLAG_NAMES:
+        if args[i] == "--validate":
+            flags.validate = True
+        elif name in _FLAG_NAMES:
             if not eq:
                 if i + 1 >= len(args) or args[i + 1].startswith("-"):
                     raise ConfigError(name, None, "a value after the flag")
@@ -494,6 +497,25 @@ def run_multirun(
     return 0
 
 
+def run_validate(
+    config_name: str,
+    validator: Callable[[DictConfig], Any],
+    flags: HydraFlags,
+    overrides: Sequence[str],
+) -> int:
+    """``--validate``: compose (a sweep's first point), run ``validator``, print ``ok``; 0.
+
+    A bad config raises its one-line ``ConfigError`` (the CLI prints it and exits 2).
+    """
+    point = []
+    for o in normalize_overrides(overrides):
+        first = None if o.lstrip("+~").startswith("hydra") else sweep_first_point(o)
+        point.append(first or o)
+    validator(compose(flags.name(config_name), point, flags.config_dir))
+    print("ok")
+    return 0
+
+
 def run_command(
     argv: Sequence[str],
     usage: str,
@@ -501,8 +523,11 @@ def run_command(
     task: Callable[[DictConfig], Any],
     prog: str,
     examples: Sequence[str] = (),
+    validator: Callable[[DictConfig], Any] | None = None,
 ) -> int:
     """A Hydra-configured command's whole ``main``: ``--help``, ``-m`` sweeps, or one run.
+
+    ``validator``: the command's dry run for ``--validate`` (``knoblab.commands.validate``).
 
     Usage (a command module's ``main``)::
 
@@ -512,6 +537,10 @@ def run_command(
         return print_help(usage, config_name, argv, examples=examples)
     flags, rest = split_hydra_flags(argv)
     multirun, overrides = split_multirun(rest)
+    if flags.validate:
+        if validator is None:
+            raise ConfigError("--validate", True, "a command with a dry run (profile, plan, ...)")
+        return run_validate(config_name, validator, flags, overrides)
     if flags.cfg == "job":
         return print_config(compose(flags.name(config_name), overrides, flags.config_dir))
     if multirun:

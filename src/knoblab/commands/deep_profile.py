@@ -80,6 +80,11 @@ def main(argv: list[str]) -> int:
         return print_help(__doc__ or "", CONFIG_NAME, argv, examples=EXAMPLES)
     flags, rest = split_hydra_flags(argv)  # --config-dir/-cd, --config-name/-cn, --cfg job
     multirun, rest = split_multirun(rest)
+    if flags.validate:
+        from knoblab.commands.validate import validate_deep_profile
+        from knoblab.hydra_utils import run_validate
+
+        return run_validate(CONFIG_NAME, validate_deep_profile, flags, rest)
     if flags.cfg == "job":
         return print_config(compose(flags.name(CONFIG_NAME), rest, flags.config_dir))
     if multirun:

@@ -56,7 +56,15 @@ def run(cfg: Any) -> str:
     return str(manifest)
 
 
+def _validate(cfg: Any) -> Any:
+    from knoblab.commands.validate import validate_export_data
+
+    return validate_export_data(cfg)
+
+
 def main(argv: list[str]) -> int:
     from knoblab.hydra_utils import run_command
 
-    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab export-data", EXAMPLES)
+    return run_command(
+        argv, __doc__ or "", CONFIG_NAME, run, "knoblab export-data", EXAMPLES, validator=_validate
+    )

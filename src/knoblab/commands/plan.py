@@ -129,8 +129,16 @@ def run(cfg: Any) -> Any:
     return plan
 
 
+def _validate(cfg: Any) -> Any:
+    from knoblab.commands.validate import validate_plan
+
+    return validate_plan(cfg)
+
+
 def main(argv: list[str]) -> int:
     """``knoblab plan [overrides]``; ``-m`` sweeps the overrides with Hydra's launcher."""
     from knoblab.hydra_utils import run_command
 
-    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab plan", EXAMPLES)
+    return run_command(
+        argv, __doc__ or "", CONFIG_NAME, run, "knoblab plan", EXAMPLES, validator=_validate
+    )
