@@ -28,16 +28,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from knoblab.commands.plan import PreviewConfig
+from knoblab.commands.checks import check_dataset, check_datasets, check_design, check_model
+from knoblab.commands.plan import PlanConfig, validate_plan
 from knoblab.config import Range, plain, to_dataclass
 from knoblab.errors import ConfigError
 from knoblab.profiling.deep import DeepConfig
-from knoblab.profiling.design import DesignConfig, make_design
+from knoblab.profiling.design import DesignConfig
 from knoblab.profiling.hardware import HardwareConfig
 from knoblab.profiling.runner import RunConfig
 from knoblab.profiling.tracking import TrackingConfig
@@ -101,20 +102,6 @@ class DeepProfileConfig:
 
 
 @dataclass
-class PlanConfig:
-    """The composed ``knoblab plan`` config (``conf/plan.yaml``)."""
-
-    dataset: dict[str, Any] = field(default_factory=dict)
-    """The dataset and its ``sampling``."""
-    repeats: Annotated[int, Range(1)] | None = None
-    """Deprecated (seed 000): the old Stage-1 sample count."""
-    run: RunConfig = field(default_factory=RunConfig)
-    """Only ``run.stage1_repeats`` (deprecated) is read."""
-    preview: PreviewConfig = field(default_factory=PreviewConfig)
-    """How much of the plan the table shows."""
-
-
-@dataclass
 class ExportDataConfig:
     """The composed ``knoblab export-data`` config (``conf/export_data.yaml``)."""
 
@@ -158,100 +145,30 @@ class TrainCommandConfig:
             raise ConfigError("train", None, "a train section (train=<preset>)")
 
 
-# -- checks beyond the schema ---------------------------------------------------------------
-
-
-def _check_dataset(section: Mapping[str, Any], data: Mapping[str, Any]) -> int:
-    """Build the dataset and resolve its sampling plan; returns the dataset's size."""
-    from knoblab.data.registry import build_dataset
-    from knoblab.sampling import resolve_sampling
-
-    dataset = build_dataset(section)
-    if len(dataset) == 0:
-        raise ConfigError("dataset", section.get("name"), "a dataset with at least 1 sample")
-    resolve_sampling({**dict(data), "dataset": dict(section)}, len(dataset))
-    return len(dataset)
-
-
-def _check_datasets(entries: list[Any]) -> None:
-    """``datasets`` entries name ``conf/dataset`` options (mappings are checked when built)."""
-    from importlib import resources
-
-    options = sorted(
-        p.name[: -len(".yaml")]
-        for p in (resources.files("knoblab.conf") / "dataset").iterdir()
-        if p.name.endswith(".yaml")
-    )
-    for entry in entries:
-        if isinstance(entry, str) and entry not in options:
-            raise ConfigError(
-                "datasets", entry, f"names of conf/dataset options: {', '.join(options)}"
-            )
-
-
-def _check_model(model: Mapping[str, Any], hardware: Mapping[str, Any]) -> None:
-    """The model can be built: kind resolves, an HF checkpoint's config.json names its family."""
-    from knoblab.models.registry import build_adapter, builder, merged_model_config
-
-    data = merged_model_config(model, hardware)
-    kind = data.get("kind", "reference")
-    if kind == "hf":
-        from knoblab.hub import resolve_checkpoint
-        from knoblab.models.hf import HFConfig, family_of
-
-        keys = {k: v for k, v in data.items() if k in HFConfig.__dataclass_fields__}
-        c = to_dataclass(keys, HFConfig, "model")
-        family_of(resolve_checkpoint(c.path), c.family)
-    elif kind == "reference":
-        build_adapter(model, hardware)  # small weights; checks dtype, device, weights file
-    else:
-        builder(kind)  # an import path: it imports and is callable (not called: no model load)
-
-
-def _check_design(knobs: Mapping[str, Any], design: DesignConfig) -> None:
-    lists = {k: v for k, v in knobs.items() if v is not None}
-    if not lists:
-        return  # the model's own knob values are used: known once it is built
-    configs = make_design(
-        design.name, lists, levels=design.levels, num_points=design.num_points, seed=design.seed
-    )
-    if not configs:
-        raise ConfigError(
-            "design.name", design.name, "a design that yields at least one configuration"
-        )
-
-
 def validate_profile(cfg: Any) -> ProfileConfig:
     data = plain(cfg) or {}
     c = to_dataclass(data, ProfileConfig, "")
-    _check_datasets(c.datasets)
-    _check_dataset(c.dataset, data)
-    _check_design(c.knobs, c.design)
-    _check_model(c.model, data.get("hardware") or {})
+    check_datasets(c.datasets)
+    check_dataset(c.dataset, data)
+    check_design(c.knobs, c.design)
+    check_model(c.model, data.get("hardware") or {})
     return c
 
 
 def validate_deep_profile(cfg: Any) -> DeepProfileConfig:
     data = plain(cfg) or {}
     c = to_dataclass(data, DeepProfileConfig, "")
-    _check_dataset(c.dataset, data)
+    check_dataset(c.dataset, data)
     if c.deep.configurations is None:
-        _check_design(c.knobs, c.design)
-    _check_model(c.model, data.get("hardware") or {})
-    return c
-
-
-def validate_plan(cfg: Any) -> PlanConfig:
-    data = plain(cfg) or {}
-    c = to_dataclass(data, PlanConfig, "")
-    _check_dataset(c.dataset, data)
+        check_design(c.knobs, c.design)
+    check_model(c.model, data.get("hardware") or {})
     return c
 
 
 def validate_export_data(cfg: Any) -> ExportDataConfig:
     data = plain(cfg) or {}
     c = to_dataclass(data, ExportDataConfig, "")
-    _check_dataset(c.dataset, data)
+    check_dataset(c.dataset, data)
     out = Path(c.out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError("out_dir", c.out_dir, "a folder (this is a file)")
