@@ -19,6 +19,7 @@ underscore, add it to ``DOCUMENTED`` with the reason.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import knoblab
@@ -39,6 +40,7 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
+@functools.cache
 def _trees() -> dict[Path, ast.Module]:
     return {p: ast.parse(p.read_text(encoding="utf-8")) for p in sorted(SRC.rglob("*.py"))}
 
