@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from knoblab.analysis import operators, plots
+from knoblab.analysis import operators, plots, uncertainty
 from knoblab.records.io import jsonable
 
 if TYPE_CHECKING:
@@ -129,6 +129,7 @@ def _tables(a: Analysis) -> dict[str, Any]:
             "num_valid_samples",
             "on_front",
         ]
+        cols = [c for c in cols if c in f]  # T_total_p50 only when run.percentiles holds 50
         t = f[cols].rename(columns={"latency": f"T_total {p} (ms)", "num_valid_samples": "samples"})
         fronts[task] = t
         c = a.coupling[task].copy()
@@ -207,34 +208,13 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
             t: {"accuracy": r[0], "latency_ms": r[1]} for t, r in a.reference.items()
         },
         "estimator_evaluation": a.estimator.evaluation if a.estimator is not None else None,
-        "budget": _budget_dict(a),
+        "budget": uncertainty.budget_json(a.budget),
+        "intervals": uncertainty.uncertainty_json(a.results),
         "operators": operators.to_json(a.operators),
     }
     _write_bytes(out / "analysis.json", json.dumps(jsonable(data), indent=1).encode())
     files["analysis.json"] = out / "analysis.json"
     return dict(sorted(files.items()))
-
-
-def _budget_dict(a: Analysis) -> dict[str, Any] | None:
-    b = a.budget
-    if b is None:
-        return None
-    d = {
-        k: getattr(b, k)
-        for k in (
-            "budget_ms",
-            "percentile",
-            "label",
-            "knobs",
-            "accuracy",
-            "latency_ms",
-            "source",
-            "latency_band",
-            "note",
-        )
-    }
-    d["message"] = b.message()
-    return d
 
 
 def _env_line(a: Analysis) -> str:
@@ -277,6 +257,7 @@ def _intro(a: Analysis) -> list[tuple[str, str]]:
             "latency metric",
             f"T_total {a.percentile} (numpy linear-interpolation percentile, per configuration)",
         ),
+        ("intervals", uncertainty.intervals_text(r)),
         ("environment", _env_line(a)),
     ]
 
@@ -307,24 +288,32 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
         "",
         "## E1 — stage decomposition",
         "",
-        "Mean latency per stage and its share of mean T_total.",
+        "Mean latency per stage and its share of mean T_total; [lo, hi] is the mean's "
+        "confidence interval, n the samples it rests on.",
         "",
     ]
-    L += [_md_table(t["shares"], 2), "", "![stages](stages.png)", ""]
+    L += [_md_table(uncertainty.shares_table(a.shares), 2), "", "![stages](stages.png)", ""]
     L += [
         "Scaling fits (least squares within each group of the non-vision knobs, e.g. (top_k, blocks); `all` pools every sample):",
         "",
     ]
     L += [_md_table(t["fits"], 5), "", "![scaling](scaling.png)"]
     L += operators.markdown_section(a.operators, _md_table)
-    L += ["", f"## E2 — Pareto fronts (T_total {p})"]
+    L += [
+        "",
+        f"## E2 — Pareto fronts (T_total {p})",
+        "",
+        "`*` on the front; `≈` tied with the front: no configuration beats it beyond noise "
+        "(better on the estimates and, on accuracy or latency, with a confidence interval "
+        "wholly better). [lo, hi]: confidence intervals; n: samples.",
+    ]
     for task in a.fronts:
         ref = a.reference[task]
         L += [
             "",
             f"### {task}",
             "",
-            _md_table(t["fronts"][task]),
+            _md_table(uncertainty.front_table(a.fronts[task], p)),
             "",
             f"![pareto](pareto_{_slug(task)}.png)",
             "",

@@ -86,6 +86,7 @@ class RunConfig:
         stage1_repeats: deprecated (Stage-2's old key); use ``dataset.sampling.*``.
         logger: ``none``, ``tensorboard``, ``mlflow`` or ``wandb``: log each configuration's
             row and the reports there (rank 0; ``profiling.tracking``, ``tracking.*``).
+        percentiles: the latency percentiles recorded, e.g. ``[50, 90, 99]`` (``p90``).
     """
 
     output_dir: str = "results/profile"
@@ -96,8 +97,10 @@ class RunConfig:
     progress: bool = True
     stage1_repeats: int | None = None
     logger: str = "none"
+    percentiles: list[float] = field(default_factory=lambda: list(rec.DEFAULT_PERCENTILES))
 
     def __post_init__(self) -> None:
+        self.percentiles = list(rec.check_percentiles(self.percentiles, "percentiles"))
         if self.num_runs_per_sample < 1:
             raise ConfigError("num_runs_per_sample", self.num_runs_per_sample, "an integer >= 1")
         if self.warmup_runs < 0:
