@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from knoblab.config import to_dataclass
+from knoblab.dtypes import canonical_dtype
 from knoblab.errors import ConfigError
 
 
@@ -57,6 +58,10 @@ class HardwareConfig:
     memory_savings: MemorySavings = field(default_factory=MemorySavings)
     compile: bool = False
     dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None:  # one vocabulary: knoblab.dtypes (bf16 -> bfloat16)
+            self.dtype = canonical_dtype(self.dtype, "dtype")
 
 
 def apply_hardware(section: Mapping[str, Any] | None) -> HardwareConfig:
