@@ -312,11 +312,6 @@ def test_budget_confidence_of_a_coin_flip(recipe_dir: Path) -> None:
     assert meets == 1.0 and 0.2 < still < 0.8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the runner to pass run.percentiles to build_record (h/intervals adds "
-    "RunConfig.percentiles; the runner's rewrite wires it)",
-)
 def test_p90_end_to_end(tmp_path: Path) -> None:
     d = _recipe_sweep(tmp_path, percentiles=[50, 90, 99])
     for rec in records.load_records(d).values():

@@ -80,7 +80,8 @@ class SweepResults:
         percentiles: the percentile names every configuration holds, e.g. ``("p50", "p90")``;
             ``<stage>_<p>``, ``<stage>_<p>_lo`` / ``_hi`` and ``<stage>_mean_lo`` / ``_hi``
             are configs columns (NaN where a record has no interval), as are
-            ``accuracy_lo`` / ``accuracy_hi``.
+            ``accuracy_lo`` / ``accuracy_hi``; the cost figures (``CONFIG_COST_FIELDS``) and
+            ``interval_confidence`` when a record has them.
         intervals: the records' ``intervals`` blocks (method, confidence, resamples,
             seed, accuracy method), one per distinct block.
     """
@@ -226,6 +227,7 @@ def _read_one(
     )
     row = _config_row(path, rel, rec, knobs, df, len(rows))
     computed = _percentiles(row, rec.get("aggregate_stats") or {}, df)
+    row |= _costs(rec, rec.get("aggregate_stats") or {})
     if computed:
         more = " ..." if len(computed) > 4 else ""
         notes.append(f"{rel}: {', '.join(computed[:4])}{more} computed from samples")
@@ -268,6 +270,37 @@ def _config_row(
         "num_samples": int(rec.get("num_samples") or n_rows),
         "num_valid_samples": len(df),
     }
+
+
+#: Per-configuration cost figures (issue 15) carried into ``configs`` when a record has them.
+CONFIG_COST_FIELDS = (
+    "peak_memory_bytes",
+    "kv_cache_bytes",
+    "weights_bytes",
+    "throughput_samples_s",
+    "throughput_tokens_s",
+    "energy_j",
+)
+
+
+def _costs(rec: Mapping[str, Any], agg: Mapping[str, Any]) -> dict[str, float]:
+    """Cost figures a record carries (every ``aggregate_stats`` number whose name starts
+    with a cost field: ``peak_memory_bytes_mean``, ...), and the confidence level of its
+    intervals (``interval_confidence``, for the report's wording); none when it has none."""
+    out: dict[str, float] = {}
+    for key, v in agg.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if key.startswith(CONFIG_COST_FIELDS):
+                out[key] = float(v)
+    for key in CONFIG_COST_FIELDS:
+        v = rec.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.setdefault(key, float(v))
+    block = rec.get("intervals")
+    level = block.get("confidence") if isinstance(block, dict) else None
+    if isinstance(level, (int, float)) and not isinstance(level, bool):
+        out["interval_confidence"] = float(level)
+    return out
 
 
 def _percentiles(row: dict[str, Any], agg: Mapping[str, Any], df: pd.DataFrame) -> list[str]:

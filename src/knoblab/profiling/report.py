@@ -169,8 +169,13 @@ def render_report_md(
     *,
     ran: Sequence[str] = (),
     skipped: Sequence[str] = (),
+    environment: Mapping[str, Any] | None = None,
 ) -> str:
-    """``report.md``: sampling settings and counts, the configuration table, Pareto marks."""
+    """``report.md``: sampling settings and counts, the configuration table, Pareto marks.
+
+    With ``environment`` (``environment.json``), a line on the schedule, the machine's
+    load and whether its speed drifted during the measurement.
+    """
     first = next(iter(records.values()), {})
     env = first.get("environment") or {}
     lines = [
@@ -179,6 +184,7 @@ def render_report_md(
         f"Device: {env.get('device_name', '?')} ({env.get('device', '?')}, {env.get('dtype', '?')}); "
         f"git revision: {env.get('git_revision') or 'unknown'}.",
         "",
+        *_machine_lines(environment or {}),
         "## Sampling",
         "",
         "| setting | value |",
@@ -247,6 +253,28 @@ def render_report_md(
     return "\n".join(lines)
 
 
+def _machine_lines(env: Mapping[str, Any]) -> list[str]:
+    """The schedule, load and drift line of ``report.md`` (nothing when not recorded)."""
+    drift, load = env.get("drift"), env.get("load") or {}
+    if not drift and not load:
+        return []
+    mode = (env.get("schedule") or {}).get("mode", "?")
+    avg = load.get("loadavg_start") or ["?"]
+    others = load.get("others_cpu_share")
+    parts = [
+        f"Schedule: {mode}. Load average (1 min) {avg[0]} at the start, "
+        f"{load.get('loadavg_1m_max', '?')} at most; other processes' CPU share "
+        f"{'unreadable' if others is None else f'{100 * others:.0f}%'}."
+    ]
+    if drift:
+        verdict = "**Drift detected**" if drift.get("detected") else "No drift beyond noise"
+        parts.append(
+            f"{verdict}: {100 * float(drift.get('magnitude') or 0):.1f}% against "
+            f"{100 * float(drift.get('noise') or 0):.1f}% noise ({drift.get('message', '')})."
+        )
+    return [" ".join(parts), ""]
+
+
 def _intervals_text(records: Mapping[str, Mapping[str, Any]]) -> str:
     """How the records' intervals were computed, from their ``intervals`` blocks."""
     blocks = [r["intervals"] for r in records.values() if isinstance(r.get("intervals"), dict)]
@@ -268,7 +296,8 @@ def write_report_md(
     *,
     ran: Sequence[str] = (),
     skipped: Sequence[str] = (),
+    environment: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``report.md`` into ``out_dir`` atomically."""
-    text = render_report_md(records, rows, plan, ran=ran, skipped=skipped)
+    text = render_report_md(records, rows, plan, ran=ran, skipped=skipped, environment=environment)
     return atomic_write(Path(out_dir) / "report.md", text)

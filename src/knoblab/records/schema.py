@@ -63,6 +63,28 @@ TOKEN_FIELDS: tuple[str, ...] = (
     "output_tokens",
     "num_crops",
 )
+#: Cost figures (issue 15, docs/profiling.md "Cost: memory, TTFT/TPOT/ITL, throughput,
+#: energy"). Per-sample latencies in ms, vLLM's definitions: ``T_ttft`` = vision + prefill,
+#: ``T_tpot`` = decode / (output_tokens - 1) (None for one token).
+COST_LATENCY_FIELDS: tuple[str, ...] = ("T_ttft", "T_tpot")
+#: The per-row list of inter-token latencies (ms, one per decode step that gave the sample
+#: a token); aggregated over every step of every sample as ``itl_ms_<stat>``.
+ITL_FIELD = "itl_ms"
+#: Bytes: the configuration's measured peak (GPU: max_memory_allocated; CPU: peak RSS),
+#: the sample's analytic KV cache and the model's weights.
+MEMORY_FIELDS: tuple[str, ...] = ("peak_memory_bytes", "kv_cache_bytes", "weights_bytes")
+#: The batch's samples/s and generated tokens/s, on each of its rows.
+THROUGHPUT_FIELDS: tuple[str, ...] = ("throughput_samples_s", "throughput_tokens_s")
+#: Joules per sample and per generated token (None, with ``energy_unavailable_reason``,
+#: where the hardware tells nothing).
+ENERGY_FIELDS: tuple[str, ...] = ("energy_j", "energy_j_per_token")
+#: Every numeric per-sample cost figure, aggregated as ``<figure>_<stat>``.
+COST_FIELDS: tuple[str, ...] = (
+    *COST_LATENCY_FIELDS,
+    *MEMORY_FIELDS,
+    *THROUGHPUT_FIELDS,
+    *ENERGY_FIELDS,
+)
 #: ``aggregate_stats["<figure>_<stat>"]`` for every figure and every stat here (with the
 #: default percentiles; :func:`stats_for` gives them for a record's own ``percentiles``).
 STATS: tuple[str, ...] = ("count", "mean", "std", "min", "max", "p50", "p95", "p99")
@@ -119,6 +141,18 @@ class SampleRow(TypedDict, total=False):
     T_LLM_decode: float | None
     T_total: float | None
     T_decode_per_token: float | None  #: vLLM's TPOT: decode time / (output_tokens - 1)
+    T_ttft: float | None  #: vLLM's TTFT: T_vision_total + T_LLM_prefill
+    T_tpot: float | None  #: vLLM's TPOT (= T_decode_per_token)
+    itl_ms: list[float] | None  #: vLLM's ITL: each decode step's time (None: not timed per step)
+    batch_size: int | None  #: samples run together in the sample's batch
+    peak_memory_bytes: int | None  #: the configuration's measured peak (see MEMORY_FIELDS)
+    kv_cache_bytes: int | None  #: analytic KV cache of this sample's sequence
+    weights_bytes: int | None
+    throughput_samples_s: float | None  #: of the sample's batch
+    throughput_tokens_s: float | None
+    energy_j: float | None  #: the batch's joules over its samples
+    energy_j_per_token: float | None  #: the batch's joules over its generated tokens
+    energy_unavailable_reason: str | None
     metadata: dict[str, Any]  #: question, answers, image id and the dataset's own fields
     runs: list[dict[str, Any]]  #: every timed run's latencies
     position: int  #: position in the sampling plan
@@ -296,6 +330,14 @@ def check_record(rec: Any, where: str) -> None:
         for k in ("accuracy", *LATENCY_FIELDS, "actual_vision_tokens", "output_tokens"):
             if not _number(row.get(k)):
                 raise _bad(where, f"per_sample_results[{i}].{k}", row.get(k), "a number or null")
+        for k in COST_FIELDS:
+            if not _number(row.get(k)):
+                raise _bad(where, f"per_sample_results[{i}].{k}", row.get(k), "a number or null")
+        itl = row.get(ITL_FIELD)
+        if itl is not None and not (isinstance(itl, list) and all(_number(v) for v in itl)):
+            raise _bad(
+                where, f"per_sample_results[{i}].{ITL_FIELD}", itl, "a list of numbers or null"
+            )
     if not isinstance(rec.get("warnings", []), list):
         raise _bad(where, "warnings", rec.get("warnings"), "a list of strings")
 
