@@ -15,10 +15,6 @@ import knoblab
 SRC = Path(knoblab.__file__).resolve().parent
 LIMIT = 100
 
-#: Files whose functions may be over the limit for now. Issue 17: the runner rewrite
-#: (another workstream) splits ``runner._run_sweep`` (236 lines) and keeps ``deep``'s
-#: functions short; the lead removes this allow-list once it has landed.
-ALLOWED_FILES: set[str] = {"profiling/runner.py", "profiling/deep.py"}
 
 
 def _lengths(path: Path) -> dict[str, int]:
@@ -50,9 +46,8 @@ def _long_functions() -> dict[str, int]:
 
 def test_no_function_over_100_lines():
     long = _long_functions()
-    new = {k: n for k, n in long.items() if k.partition(":")[0] not in ALLOWED_FILES}
-    assert not new, "functions over 100 lines (split them): " + ", ".join(
-        f"{k} ({n} lines)" for k, n in sorted(new.items())
+    assert not long, "functions over 100 lines (split them): " + ", ".join(
+        f"{k} ({n} lines)" for k, n in sorted(long.items())
     )
 
 

@@ -25,9 +25,10 @@ NOTE: profiled times carry the profiler's overhead (``minimal`` mode a few perce
 take latencies from the sweep. Output of a deep-profile without per-stage tables
 (written before they existed) is shown for the whole inference, stage ``all``.
 
-Example:
-    >>> ops = load_operator_shares("results/profile")  # doctest: +SKIP
-    >>> ops.table.query("stage == 'decode' and rank == 1")[["configuration", "operator", "share_pct"]]  # doctest: +SKIP
+Usage (needs a sweep with a deep profile; not run as a doctest)::
+
+    ops = load_operator_shares("results/profile")
+    ops.table.query("stage == 'decode' and rank == 1")[["configuration", "operator", "share_pct"]]
 """
 
 from __future__ import annotations
