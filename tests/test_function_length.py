@@ -16,7 +16,6 @@ SRC = Path(knoblab.__file__).resolve().parent
 LIMIT = 100
 
 
-
 def _lengths(path: Path) -> dict[str, int]:
     out: dict[str, int] = {}
 
