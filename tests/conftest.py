@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 #: marker -> node-id prefixes (a file, or a file::test) that carry it.
 LANES: dict[str, tuple[str, ...]] = {
     # the Hugging Face matrix: tiny random checkpoints of every family
-    "hf": ("tests/models_hf/",),
+    "hf": (
+        "tests/models_hf/",
+        "tests/_compat/test_transformers.py",
+        "tests/data/test_prompt.py",  # tiny HF chat checkpoints
+    ),
     # processes of their own: torchrun / gloo DDP, the CLI in a subprocess, DataLoader workers
     "multiprocess": (
         "tests/test_cli.py",
@@ -35,6 +39,24 @@ LANES: dict[str, tuple[str, ...]] = {
     "slow": (
         "tests/test_readme.py",
         "tests/test_shipped_configs.py",
+        "tests/test_doctests.py",  # every docstring example: tiny models, exports, a plan
+        # the fault-injection suite: CLI runs, sweeps and fits broken on purpose
+        "tests/faults/",
+        # real tracking backends (wandb offline, an MLflow file store, TensorBoard event files)
+        "tests/profiling/test_tracking.py::test_wandb_offline",
+        "tests/profiling/test_tracking.py::test_mlflow_file_store",
+        "tests/profiling/test_tracking.py::test_tensorboard",
+        # analysis over records of the real runner (module fixtures run a sweep first)
+        "tests/analysis/test_operators.py",
+        "tests/analysis/test_real_records.py",
+        "tests/analysis/test_estimator_knobs.py",
+        "tests/analysis/test_intervals_e2e.py",
+        "tests/analysis/test_figures.py::test_memory_view_and_drift_banner_only_when_recorded",
+        "tests/profiling/test_batch.py::test_batch_of_one_equals_the_protocol",
+        "tests/profiling/test_memory.py::test_reference_kv_bytes_equal_its_real_cache",
+        "tests/profiling/test_interleave.py::test_wait_adapter_answers_the_same_interleaved_or_sequential",
+        "tests/models/test_weights_format.py::test_the_reference_model_and_a_training_export_write_the_same_layout",
+        "tests/models/test_weights_format.py::test_the_first_reference_layout_is_still_read",
         "tests/training/test_train.py",
         "tests/training/test_checkpoint.py",
         "tests/training/test_chunked_lightning.py",

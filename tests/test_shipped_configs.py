@@ -194,3 +194,80 @@ def test_train_presets_fit_the_schema(option: str) -> None:
     assert cfg.model.kind in TASKS
     assert tc.datasets, f"train={option} trains on no dataset"
     assert tc.batch_size >= 1
+
+
+# -- every shipped option, through its command's --validate dry run ----------------------------
+
+#: What a dry run of a shipped option may say instead of "ok": the user must supply files,
+#: and a GPU preset (a100, h100) on a machine without CUDA names its device.
+USER_SUPPLIED = ("dataset.", "model.path") + (
+    () if __import__("torch").cuda.is_available() else ("hardware.device", "model.device")
+)
+
+
+def _validate_cases() -> list[tuple[str, str | None, str | None]]:
+    from knoblab.commands.validate import VALIDATORS
+
+    cases: list[tuple[str, str | None, str | None]] = []
+    for primary in PRIMARIES:
+        if primary not in VALIDATORS:
+            continue
+        cases.append((primary, None, None))
+        for group, package in _defaults(primary):
+            if not (CONF / group).is_dir():
+                continue
+            for option in _options(group):
+                key = f"{group}@{package}" if package else group
+                cases.append((primary, key, option))
+    return cases
+
+
+def test_every_command_with_a_hydra_config_has_a_dry_run() -> None:
+    """analyze reads flags (--out, --budget-ms), not its YAML's groups; every other has one."""
+    from knoblab.commands.validate import VALIDATORS
+
+    assert set(PRIMARIES) - set(VALIDATORS) == {"analyze"}
+
+
+@pytest.mark.parametrize(("primary", "group", "option"), _validate_cases())
+def test_shipped_option_passes_its_commands_dry_run(
+    primary: str, group: str | None, option: str | None
+) -> None:
+    from knoblab.commands.validate import validate
+
+    overrides = [] if group is None else [f"{group}={option}"]
+    try:
+        typed = validate(primary, compose(primary, overrides))
+    except ConfigError as err:  # only a file the user supplies may be missing, named in one line
+        assert err.key.startswith(USER_SUPPLIED), f"{primary} {overrides}: {err}"
+        assert "\n" not in str(err)
+        return
+    import dataclasses
+
+    assert dataclasses.is_dataclass(typed)
+    section = (group or "").split("@")[-1].split("/")[0].split(".")[0]
+    if section:  # the option's section is typed (or a builder-checked mapping) and not empty
+        assert getattr(typed, section)
+    if section == "design":
+        assert typed.design.name == option
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["profile", "run.num_runs_per_sample=0"], "run.num_runs_per_sample=0"),
+        (["plan", "preview.max_indices=-1"], "preview.max_indices=-1"),
+        (["train", "train.curriculum=[{epoch: -1}]"], "train.curriculum[0].epoch=-1"),
+        (["export-data", "num_samples=0"], "num_samples=0"),
+        (["deep-profile", "deep.mode=fast"], "deep.mode='fast'"),
+        (["profile", "design=full", "knobs.top_k=[]"], "knobs.top_k=[]"),
+    ],
+)
+def test_validate_flag_prints_ok_or_the_one_line_error(argv, needle, capsys) -> None:
+    from knoblab.cli import main
+
+    assert main([argv[0], "--validate"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "ok"
+    assert main([*argv, "--validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err

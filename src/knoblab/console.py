@@ -4,8 +4,14 @@ rich falls back to 80 columns when stdout is a pipe or a file (logs, CI), which 
 knoblab's summary and benchmark tables; this console uses ``piped_width`` there.
 
 Example:
+    >>> from rich.table import Table
     >>> from knoblab.console import console
-    >>> console(160).print(table)  # doctest: +SKIP
+    >>> table = Table("configuration", "T_total_p95 (ms)")
+    >>> table.add_row("shapes-vqa_imgsizetier-high_topk2_blocks4", "12.5")
+    >>> console(160).print(table)  # doctest: +ELLIPSIS
+    ┏━━━...━━━┓
+    ...shapes-vqa_imgsizetier-high_topk2_blocks4...12.5...
+    ...
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -20,7 +21,9 @@ class ConfigError(KnobLabError, ValueError):
 
     Example:
         >>> raise ConfigError("dataset.sampling.num_epochs", 0, "an integer >= 1")
-        ConfigError: dataset.sampling.num_epochs=0 is invalid: allowed is an integer >= 1
+        Traceback (most recent call last):
+        ...
+        knoblab.errors.ConfigError: dataset.sampling.num_epochs=0 is invalid: allowed is an integer >= 1
     """
 
     def __init__(self, key: str, value: Any, allowed: str, hint: str | None = None):
@@ -54,6 +57,34 @@ class DataError(KnobLabError):
 
 class CheckpointError(KnobLabError):
     """A checkpoint is missing, of another model, or of an unknown format version."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One input left out, where it is and why: the soft counterpart of a ``DataError``.
+
+    A loader that keeps going past a bad record (a dataset's malformed line, a sweep's
+    foreign record file) collects these and reports them once.
+
+    Attributes:
+        where: ``file:line`` of a dataset record, or a record file's name in a sweep.
+        reason: why it was left out (one line).
+
+    Example:
+        >>> str(Skipped("data.jsonl:3", "no image"))
+        'data.jsonl:3: no image'
+    """
+
+    where: str
+    reason: str
+
+    @property
+    def name(self) -> str:
+        """``where``, under the name the analysis report uses for a record file."""
+        return self.where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
 
 
 def closest(name: str, valid: Iterable[str]) -> str | None:

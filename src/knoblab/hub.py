@@ -10,9 +10,10 @@ NOTE: the cache folder is read from the environment at each call, not from
 ``huggingface_hub.constants`` (fixed when that module was first imported), so a test or a
 job script may point ``HF_HUB_CACHE`` elsewhere at run time.
 
-Example:
-    >>> resolve_checkpoint("Qwen/Qwen2.5-VL-3B-Instruct")  # doctest: +SKIP
-    PosixPath('/root/.cache/huggingface/hub/models--Qwen--Qwen2.5-VL-3B-Instruct/snapshots/66285546d2b821cf421d4f5eb2576359d3770cd3')
+Usage (with the model in the local Hugging Face cache)::
+
+    resolve_checkpoint("Qwen/Qwen2.5-VL-3B-Instruct")
+    # PosixPath('/root/.cache/huggingface/hub/models--Qwen--Qwen2.5-VL-3B-Instruct/snapshots/6628...')
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ basic launcher (or the submitit launcher on SLURM) runs the sweep.
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,20 +19,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from knoblab._compat.hydra import (
+    group_option_missing,
+    main_in_module,
+    override_key_and_value,
+    struct_miss_key,
+    sweep_first_point,
+    unknown_override_key,
+)
 from knoblab.errors import ConfigError, UnknownKeyError
 
 CONFIG_MODULE = "knoblab.conf"
-
-
-def _struct_miss(exc: BaseException | None) -> str | None:
-    """The full key of a "Key ... is not in struct" failure in ``exc``'s chain, else None."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    while exc is not None:
-        if isinstance(exc, OmegaConfBaseException) and "not in struct" in str(exc):
-            return getattr(exc, "full_key", None) or None
-        exc = exc.__cause__
-    return None
 
 
 def _override_of(missing: str, overrides: Sequence[str]) -> int | None:
@@ -53,12 +49,9 @@ def _override_of(missing: str, overrides: Sequence[str]) -> int | None:
 
 def _child_value(override: str, missing: str) -> Any:
     """The value ``override`` (a dict-valued ``key={...}``) gives the nested key ``missing``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     try:
-        parsed = OverridesParser.create().parse_overrides([override])[0]
-        value: Any = parsed.value()
-        for part in missing[len(parsed.key_or_group) + 1 :].split("."):
+        key, value = override_key_and_value(override)
+        for part in missing[len(key) + 1 :].split("."):
             value = value[part]
         return value
     except Exception:  # noqa: BLE001 - best effort: the message still names the key
@@ -81,7 +74,7 @@ def _open_mapping_retry(
     as "Could not override" since the dict is merged key by key into ``{}``; ``++``
     (force add) is what the user meant. A new key in a non-empty section stays an error.
     """
-    missing = _struct_miss(exc)
+    missing = struct_miss_key(exc)
     i = _override_of(missing, overrides) if missing else None
     if missing is None or i is None:
         return None
@@ -99,34 +92,23 @@ def _open_mapping_retry(
 
 
 def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
-    missing = _struct_miss(exc)
+    missing = struct_miss_key(exc)
     i = _override_of(missing, overrides) if missing else None
     if missing is not None and i is not None and missing != overrides[i].partition("=")[0]:
         # a dict-valued override (knobs={top_kk: [1]}): name the nested key it adds
         drop = overrides[i].partition("=")[0]
         return _unknown_key(missing, _child_value(overrides[i], missing), overrides, drop)
     msg = str(exc)
-    m = re.search(r"Could not override '([^']+)'", msg) or re.search(
-        r"Key '([^']+)' (?:is not in struct|not in)", msg
-    )
-    if m and "override" in msg:
-        key = m.group(1)
+    key = unknown_override_key(msg)
+    if key is not None:
         value = next(
             (o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None
         )
         return _unknown_key(key, value, overrides)
-    m = re.search(r"Could not find '([^']+)'", msg)
-    if m:
-        group_opt = m.group(1)
-        # Hydra 1.3 writes "Available options in 'group':" then one option per line.
-        avail = re.search(
-            r"Available options(?: in '[^']*')?:\s*(.*?)(?:\nConfig search path|$)", msg, re.S
-        )
-        options = (
-            ", ".join(x.strip() for x in avail.group(1).split() if x.strip())
-            if avail
-            else "see knoblab/conf"
-        )
+    missing_option = group_option_missing(msg)
+    if missing_option is not None:
+        group_opt, available = missing_option
+        options = ", ".join(available) if available else "see knoblab/conf"
         group, _, opt = group_opt.rpartition("/")
         return ConfigError(group or group_opt, opt, f"one of: {options}")
     first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
@@ -331,20 +313,17 @@ def _check_first_point(config_name: str, overrides: list[str]) -> list[str]:
     mapping (``model.knob_values={...}``), so the sweep composes as a plain run would.
     Launcher keys (``hydra/...``, ``hydra....``) are left to Hydra.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    parser = OverridesParser.create()
     kept: list[int] = []
     point: list[str] = []
     for i, o in enumerate(overrides):
         if o.lstrip("+~").startswith(("hydra/", "hydra.")):
             continue
         try:
-            parsed = parser.parse_override(o)
-            if parsed.is_sweep_override():
-                first = next(iter(parsed.sweep_string_iterator()))
-                o = f"{parsed.get_key_element()}={first}"
+            first = sweep_first_point(o)
+            if first is not None:
+                o = first
         except HydraException as exc:
             raise _translate(exc, [o]) from exc
         except Exception:  # noqa: BLE001 - a sweep kind without a first value: Hydra decides
@@ -370,6 +349,7 @@ class HydraFlags:
     config_dir: str | None = None  # --config-dir / -cd: a folder of the user's YAML configs
     config_name: str | None = None  # --config-name / -cn: the primary config (no .yaml)
     cfg: str | None = None  # --cfg / -c job: print the composed config and exit
+    validate: bool = False  # --validate: compose, check everything, print "ok" and exit
 
     def name(self, default: str) -> str:
         """The primary config's name: ``--config-name`` or the command's own."""
@@ -409,7 +389,9 @@ def split_hydra_flags(argv: Sequence[str]) -> tuple[HydraFlags, list[str]]:
     i = 0
     while i < len(args):
         name, eq, value = args[i].partition("=")
-        if name in _FLAG_NAMES:
+        if args[i] == "--validate":
+            flags.validate = True
+        elif name in _FLAG_NAMES:
             if not eq:
                 if i + 1 >= len(args) or args[i + 1].startswith("-"):
                     raise ConfigError(name, None, "a value after the flag")
@@ -453,8 +435,9 @@ def print_help(
     config that the first point would compose. ``updates`` (top-level keys) are set
     after composing: a command's flags, such as ``knoblab analyze --out DIR``.
 
-    Example:
-        >>> print_help("knoblab plan [overrides]", "plan", ["dataset.size=10"])  # doctest: +SKIP
+    Usage (prints the help text and the whole composed config)::
+
+        print_help("knoblab plan [overrides]", "plan", ["dataset.size=10"])
     """
     from knoblab.help import render_help
 
@@ -488,12 +471,9 @@ def run_multirun(
     The first point is composed first, so a bad override is the same one-line
     ``ConfigError`` as without ``-m`` (and no job starts).
     """
-    import hydra
-
     from knoblab.errors import KnobLabError
 
-    @hydra.main(version_base=None, config_path="conf", config_name=config_name)
-    def _app(cfg: DictConfig) -> Any:
+    def _job(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
         except KnobLabError as exc:
@@ -501,8 +481,8 @@ def run_multirun(
             # BaseException passes through it, so the CLI can print its one line (exit 2).
             raise _JobError(exc) from exc
 
-    # hydra.main reads sys.argv; point its config_path at the package's conf dir.
-    _app.__module__ = "knoblab.hydra_utils"
+    # hydra.main reads sys.argv; config_path "conf" is the package's conf dir.
+    _app = main_in_module(_job, __name__, "conf", config_name)
     old = sys.argv
     flags = flags or HydraFlags()
     with _config_dir(flags.config_dir):
@@ -517,6 +497,25 @@ def run_multirun(
     return 0
 
 
+def run_validate(
+    config_name: str,
+    validator: Callable[[DictConfig], Any],
+    flags: HydraFlags,
+    overrides: Sequence[str],
+) -> int:
+    """``--validate``: compose (a sweep's first point), run ``validator``, print ``ok``; 0.
+
+    A bad config raises its one-line ``ConfigError`` (the CLI prints it and exits 2).
+    """
+    point = []
+    for o in normalize_overrides(overrides):
+        first = None if o.lstrip("+~").startswith("hydra") else sweep_first_point(o)
+        point.append(first or o)
+    validator(compose(flags.name(config_name), point, flags.config_dir))
+    print("ok")
+    return 0
+
+
 def run_command(
     argv: Sequence[str],
     usage: str,
@@ -524,16 +523,24 @@ def run_command(
     task: Callable[[DictConfig], Any],
     prog: str,
     examples: Sequence[str] = (),
+    validator: Callable[[DictConfig], Any] | None = None,
 ) -> int:
     """A Hydra-configured command's whole ``main``: ``--help``, ``-m`` sweeps, or one run.
 
-    Example:
-        >>> run_command(["dataset.size=10"], __doc__, "plan", run, "knoblab plan")  # doctest: +SKIP
+    ``validator``: the command's dry run for ``--validate`` (``knoblab.commands.validate``).
+
+    Usage (a command module's ``main``)::
+
+        run_command(["dataset.size=10"], __doc__, "plan", run, "knoblab plan")
     """
     if wants_help(argv):
         return print_help(usage, config_name, argv, examples=examples)
     flags, rest = split_hydra_flags(argv)
     multirun, overrides = split_multirun(rest)
+    if flags.validate:
+        if validator is None:
+            raise ConfigError("--validate", True, "a command with a dry run (profile, plan, ...)")
+        return run_validate(config_name, validator, flags, overrides)
     if flags.cfg == "job":
         return print_config(compose(flags.name(config_name), overrides, flags.config_dir))
     if multirun:

@@ -9,6 +9,7 @@ import pytest
 
 from knoblab._compat.lightning import (
     CLOUD_TIP_PREFIX,
+    attached_trainer,
     quiet_cloud_tip,
     set_batch_limit,
     uses_distributed_sampler,
@@ -91,3 +92,33 @@ def test_lightning_still_logs_the_tip_line_we_filter(caplog) -> None:
             target.addFilter(f)
     tips = [m for m in caplog.messages if m.startswith(CLOUD_TIP_PREFIX)]
     assert tips, f"Lightning no longer logs a line starting {CLOUD_TIP_PREFIX!r}"
+
+
+def test_attached_trainer_is_none_before_fit_and_the_trainer_during_it() -> None:
+    import torch
+    from torch.utils.data import DataLoader
+
+    seen = []
+
+    class Probe(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, i):
+            seen.append(attached_trainer(self))
+            return (self.w * batch.float()).sum()
+
+        def train_dataloader(self):
+            return DataLoader(torch.arange(2), batch_size=2)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    model = Probe()
+    assert attached_trainer(model) is None
+    with pytest.raises(RuntimeError, match="not attached"):
+        model.trainer  # noqa: B018 - the public property raises: the reason for the shim
+    trainer = _trainer(max_epochs=1)
+    trainer.fit(model)
+    assert seen == [trainer]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -245,8 +246,12 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     assert proc.stderr is not None
     for line in proc.stderr:  # wait until the second epoch trains (last.ckpt exists)
         lines.append(line)
-        if " step 12 " in line or time.monotonic() > deadline:
+        m = re.search(r"\bstep (\d+)\b", line)
+        if (m and int(m.group(1)) >= 12) or time.monotonic() > deadline:
             break
+    assert proc.poll() is None, "training ended before the test could interrupt it:\n" + "".join(
+        lines[-20:]
+    )
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=120)
     err = "".join(lines) + rest

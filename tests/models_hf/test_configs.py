@@ -41,7 +41,10 @@ def test_shipped_config_validates(path, tmp_path):
 def test_bad_model_keys_are_one_line_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"model.path='' is invalid"):
         build({"kind": "hf"})
-    with pytest.raises(ConfigError, match=r"model.dtype='int8' is invalid: allowed is one of bf16"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.dtype='int8' is invalid: allowed is one of float32 \(fp32\), bfloat16 \(bf16\)",
+    ):
         build({"path": str(tmp_path), "dtype": "int8"})
     with pytest.raises(ConfigError, match="did you mean model.max_new_tokens"):
         build({"path": str(tmp_path), "max_new_token": 3})
@@ -69,12 +72,12 @@ def test_hardware_preset_applies_and_model_keys_win(tmp_path, checks):
         },
         hw,
     )
-    assert (a.device, a.dtype, a.name) == ("cpu", "fp32", "smol")
+    assert (a.device, a.dtype, a.name) == ("cpu", "float32", "smol")  # the canonical name
     eager = build_adapter(
         {"kind": "hf", "path": str(ckpt), "attn_implementation": "eager", "dtype": "bf16"}, hw
     )
     assert eager.model.config.get_text_config()._attn_implementation == "eager"
-    assert eager.dtype == "bf16" and next(eager.model.parameters()).dtype == torch.bfloat16
+    assert eager.dtype == "bfloat16" and next(eager.model.parameters()).dtype == torch.bfloat16
     pytest.importorskip("accelerate")
     placed = build_adapter(
         {"kind": "hf", "path": str(ckpt), "dtype": "fp32", "device_map": "auto"}, hw

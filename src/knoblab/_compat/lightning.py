@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "CLOUD_TIP_PREFIX",
+    "attached_trainer",
     "INTERRUPT_PREFIX",
     "fit_interrupt_as_keyboard_interrupt",
     "quiet_cloud_tip",
@@ -46,6 +47,21 @@ def uses_distributed_sampler(trainer: Any) -> bool:
             "update knoblab._compat.lightning.uses_distributed_sampler"
         )
     return bool(connector.use_distributed_sampler)
+
+
+def attached_trainer(module: Any) -> Any:
+    """The ``Trainer`` a ``LightningModule`` is attached to, or None before ``fit``.
+
+    Why: ``module.trainer`` raises when no Trainer is attached; the value behind it is
+    the private ``module._trainer``. A module's own hooks (``total_steps`` called by hand,
+    ``on_train_start``) need "no Trainer" as a plain answer.
+    """
+    if "_trainer" not in vars(module):
+        raise RuntimeError(
+            "lightning.LightningModule no longer keeps _trainer: "
+            "update knoblab._compat.lightning.attached_trainer"
+        )
+    return module._trainer
 
 
 def set_batch_limit(trainer: Any, attr: str, value: int | float) -> None:
@@ -90,9 +106,10 @@ def quiet_cloud_tip() -> None:
 def fit_interrupt_as_keyboard_interrupt(trainer: Any) -> Iterator[None]:
     """Around ``trainer.fit``: Lightning's ``sys.exit(1)`` after Ctrl-C becomes ``KeyboardInterrupt``.
 
-    Example:
-        >>> with fit_interrupt_as_keyboard_interrupt(trainer):  # doctest: +SKIP
-        ...     trainer.fit(module)
+    Usage::
+
+        with fit_interrupt_as_keyboard_interrupt(trainer):
+            trainer.fit(module)
     """
     try:
         yield

@@ -85,6 +85,7 @@ from knoblab.analysis.features import STAGE_TERMS, FeatureSpace, term_name
 from knoblab.analysis.load import STAGES, SweepResults
 from knoblab.atomic import atomic_write
 from knoblab.errors import CheckpointError, ConfigError, UnknownKeyError
+from knoblab.records.io import jsonable
 
 FORMAT = "knoblab-latency-estimator"
 FORMAT_VERSION = 2
@@ -448,7 +449,7 @@ class LatencyEstimator:
         """Write the estimator as JSON (``knoblab.atomic.atomic_write``)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(p, json.dumps(_jsonable(self.to_dict()), indent=1))
+        return atomic_write(p, json.dumps(jsonable(self.to_dict()), indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyEstimator:
@@ -567,18 +568,6 @@ def _interp_tokens(table: Mapping[str, Any], value: Any, mode: str) -> float:
     i = int(np.clip(np.searchsorted(xf, float(value)), 1, len(xf) - 1))
     x0, x1, y0, y1 = xf[i - 1], xf[i], yf[i - 1], yf[i]
     return float(y0 + (y1 - y0) * (float(value) - x0) / (x1 - x0)) if x1 != x0 else float(y0)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def error_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:

@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from knoblab.records import TIER_ORDER
+
 STAGE_TERMS: dict[str, list[tuple[tuple[str, ...], bool]]] = {
     "T_vision_total": [((), True), (("V",), False), (("V", "V"), False)],
     "T_LLM_prefill": [
@@ -92,7 +94,7 @@ def _is_number(v: Any) -> bool:
 
 
 def _order(values: list[Any]) -> list[Any]:
-    tiers = ("low", "medium", "high")
+    tiers = TIER_ORDER
     return sorted(
         values,
         key=lambda v: (

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from knoblab import records
-from knoblab.errors import DataError
+from knoblab.errors import DataError, Skipped
 from knoblab.records import NOT_RECORDS, SEED_KNOBS, STAGES, TIER_ORDER
 
 RECORD_NAME = re.compile(r"_imgsize(tier-|tokens).*\.json$|_topk\d+.*\.json$|_blocks\d+.*\.json$")
@@ -61,14 +61,6 @@ TOKEN_COLUMNS = (
 )
 KNOB_ORDER = SEED_KNOBS
 NOT_A_RECORD = "not a sweep record"
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A record left out of the analysis, by file name, and why."""
-
-    name: str
-    reason: str
 
 
 @dataclass
@@ -395,7 +387,7 @@ def load_results(results_dir: str | Path) -> SweepResults:
         frames.append(df)
     if not configs:
         why = (
-            "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
+            "; ".join(str(s) for s in skipped[:3])
             or "no configuration record (<task>_<knobs>.json) found"
         )
         raise DataError(f"results_dir={str(root)!r} holds no usable record ({why})")

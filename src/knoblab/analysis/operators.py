@@ -25,9 +25,10 @@ NOTE: profiled times carry the profiler's overhead (``minimal`` mode a few perce
 take latencies from the sweep. Output of a deep-profile without per-stage tables
 (written before they existed) is shown for the whole inference, stage ``all``.
 
-Example:
-    >>> ops = load_operator_shares("results/profile")  # doctest: +SKIP
-    >>> ops.table.query("stage == 'decode' and rank == 1")[["configuration", "operator", "share_pct"]]  # doctest: +SKIP
+Usage (needs a sweep with a deep profile; not run as a doctest)::
+
+    ops = load_operator_shares("results/profile")
+    ops.table.query("stage == 'decode' and rank == 1")[["configuration", "operator", "share_pct"]]
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ import pandas as pd
 
 from knoblab.analysis.load import knob_label
 from knoblab.errors import ConfigError, DataError
+from knoblab.records import STAGE_SHORT_NAMES
 
 TOP_OPERATORS = 5
-STAGE_ORDER = ("vision", "prefill", "decode", "other", "all")
-STAGE_RANGES = ("vision", "prefill", "decode")
+STAGE_RANGES = STAGE_SHORT_NAMES
+STAGE_ORDER = (*STAGE_RANGES, "other", "all")
 UNTRACKED = "(untracked: Python and glue)"
 INDEX_NAME = "deep_profile.json"
 COLUMNS = (

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from knoblab.analysis import figures, operators, plots, uncertainty
-from knoblab.analysis.estimator import _jsonable
+from knoblab.records.io import jsonable
 
 if TYPE_CHECKING:
     from knoblab.analysis.analyze import Analysis
@@ -272,7 +272,7 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
         "intervals": uncertainty.uncertainty_json(a.results),
         "operators": operators.to_json(a.operators),
     }
-    _write_bytes(out / "analysis.json", json.dumps(_jsonable(data), indent=1, default=str).encode())
+    _write_bytes(out / "analysis.json", json.dumps(jsonable(data), indent=1).encode())
     files["analysis.json"] = out / "analysis.json"
     return dict(sorted(files.items()))
 

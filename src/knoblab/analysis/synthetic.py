@@ -115,7 +115,7 @@ def aggregate(
 def write_synthetic_results(
     out_dir: str | Path,
     *,
-    tiers: Sequence[str] | None = ("low", "medium", "high"),
+    tiers: Sequence[str] | None = records.TIER_ORDER,
     vision_tokens: Sequence[int] | None = None,
     top_ks: Sequence[int] = (2, 4, 8),
     blocks: Sequence[int] = (4, 8),
@@ -141,10 +141,12 @@ def write_synthetic_results(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    aspect = rng.uniform(1 / 3, 3, num_samples)  # width / height of each image
-    text = rng.integers(8, 24, num_samples)
-    out_tok = rng.integers(1, 6, num_samples)
-    invalid = rng.integers(0, 3, num_samples)  # padding patches marked -100
+    samples = _Samples(
+        aspect=rng.uniform(1 / 3, 3, num_samples),  # width / height of each image
+        text=rng.integers(8, 24, num_samples),
+        out_tok=rng.integers(1, 6, num_samples),
+        invalid=rng.integers(0, 3, num_samples),  # padding patches marked -100
+    )
     num_total_blocks = num_total_blocks or max(blocks)
     vision_values: list[tuple[str, Any]] = (
         [("tier", t) for t in tiers]
@@ -153,76 +155,28 @@ def write_synthetic_results(
     )
     for (vkey, vval), k, b in itertools.product(vision_values, top_ks, blocks):
         knobs = {vkey: vval, "top_k": int(k), "num_active_blocks": int(b)}
-        if vkey == "tier":
-            lo, hi = TIER_CROPS[vval]
-            # wider images get more crops within the tier, as select_tiling would
-            crops = np.clip(
-                np.round(lo + (hi - lo) * (np.log(aspect) / np.log(9) + 0.5)), lo, hi
-            ).astype(int)
-        else:
-            crops = np.full(num_samples, max(int(vval) // tokens_per_crop - 1, 1))
+        crops = _crops(vkey, vval, samples.aspect, tokens_per_crop)
         target = (crops + 1) * tokens_per_crop
-        actual = target - invalid
+        actual = target - samples.invalid
         t = law.stages(
-            actual.astype(float), text.astype(float), out_tok.astype(float), int(k), int(b)
+            actual.astype(float),
+            samples.text.astype(float),
+            samples.out_tok.astype(float),
+            int(k),
+            int(b),
         )
         if noise:
             t = {key: val * rng.lognormal(0.0, noise, num_samples) for key, val in t.items()}
             t["T_total"] = np.maximum(
                 t["T_total"], t["T_vision_total"] + t["T_LLM_prefill"] + t["T_LLM_decode"]
             )
-        acc = accuracy(knobs)
-        # 0/1 scores plus one partial score (VQA accuracy is fractional) so the mean is exactly acc
-        hits = np.zeros(num_samples)
-        whole = int(np.floor(acc * num_samples))
-        hits[:whole] = 1.0
-        if whole < num_samples:
-            hits[whole] = acc * num_samples - whole
-        rng.shuffle(hits)
-        rows = []
-        for i in range(num_samples):
-            steps = int(out_tok[i]) - 1
-            rows.append(
-                {
-                    "sample_id": i,
-                    "target_vision_tokens": int(target[i]),
-                    "target_crops": int(crops[i]),
-                    "actual_vision_tokens": int(actual[i]),
-                    "top_k": int(k),
-                    "num_active_blocks": int(b),
-                    "input_text_tokens": int(text[i]),
-                    "output_tokens": int(out_tok[i]),
-                    "accuracy": float(hits[i]),
-                    "pred": "yes" if hits[i] else "no",
-                    "T_vision_total": float(t["T_vision_total"][i]),
-                    "T_LLM_prefill": float(t["T_LLM_prefill"][i]),
-                    "T_LLM_decode": float(t["T_LLM_decode"][i]),
-                    "T_total": float(t["T_total"][i]),
-                    "T_decode_per_token": float(t["T_LLM_decode"][i] / steps)
-                    if steps > 0
-                    else None,
-                    "actual_num_crops": int(crops[i]),
-                    "status": "ok",
-                    "error": None,
-                    "dataset_index": i,
-                }
-            )
-        effective = {
-            "top_k": int(k),
-            "num_active_blocks": int(b),
-            "num_total_blocks": int(num_total_blocks),
-            "active_block_indices": list(range(int(b))),
-            "tier_range": (
-                {"min_crops": TIER_CROPS[vval][0], "max_crops": TIER_CROPS[vval][1]}
-                if vkey == "tier"
-                else None
-            ),
-        }
+        hits = _scores(accuracy(knobs), num_samples, rng)
+        rows = _rows(samples, knobs, crops, target, actual, t, hits)
         record = records.build_record(
             task=task,
             model=model,
             knobs=knobs,
-            effective=effective,
+            effective=_effective(knobs, num_total_blocks),
             rows=rows,
             status="ok",
             error=None,
@@ -232,6 +186,94 @@ def write_synthetic_results(
         records.write_record(out, record)
     records.write_json_atomic(out / "environment.json", {"device": "synthetic", "seed": seed})
     return out
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """The made-up samples, the same in every configuration (as a real sweep's)."""
+
+    aspect: np.ndarray  # width / height of each image
+    text: np.ndarray  # prompt text tokens
+    out_tok: np.ndarray  # generated tokens
+    invalid: np.ndarray  # padding patches marked -100
+
+
+def _crops(vkey: str, vval: Any, aspect: np.ndarray, tokens_per_crop: int) -> np.ndarray:
+    """Crops per sample: within the tier by aspect ratio, or the target-tokens count."""
+    if vkey == "tier":
+        lo, hi = TIER_CROPS[vval]
+        # wider images get more crops within the tier, as select_tiling would
+        return np.clip(
+            np.round(lo + (hi - lo) * (np.log(aspect) / np.log(9) + 0.5)), lo, hi
+        ).astype(int)
+    return np.full(len(aspect), max(int(vval) // tokens_per_crop - 1, 1))
+
+
+def _scores(acc: float, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """0/1 scores plus one partial score (VQA accuracy is fractional): the mean is exactly ``acc``."""
+    hits = np.zeros(num_samples)
+    whole = int(np.floor(acc * num_samples))
+    hits[:whole] = 1.0
+    if whole < num_samples:
+        hits[whole] = acc * num_samples - whole
+    rng.shuffle(hits)
+    return hits
+
+
+def _rows(
+    samples: _Samples,
+    knobs: Mapping[str, Any],
+    crops: np.ndarray,
+    target: np.ndarray,
+    actual: np.ndarray,
+    t: Mapping[str, np.ndarray],
+    hits: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The per-sample rows of one configuration, as the runner writes them."""
+    rows = []
+    for i in range(len(hits)):
+        steps = int(samples.out_tok[i]) - 1
+        rows.append(
+            {
+                "sample_id": i,
+                "target_vision_tokens": int(target[i]),
+                "target_crops": int(crops[i]),
+                "actual_vision_tokens": int(actual[i]),
+                "top_k": int(knobs["top_k"]),
+                "num_active_blocks": int(knobs["num_active_blocks"]),
+                "input_text_tokens": int(samples.text[i]),
+                "output_tokens": int(samples.out_tok[i]),
+                "accuracy": float(hits[i]),
+                "pred": "yes" if hits[i] else "no",
+                "T_vision_total": float(t["T_vision_total"][i]),
+                "T_LLM_prefill": float(t["T_LLM_prefill"][i]),
+                "T_LLM_decode": float(t["T_LLM_decode"][i]),
+                "T_total": float(t["T_total"][i]),
+                "T_decode_per_token": float(t["T_LLM_decode"][i] / steps) if steps > 0 else None,
+                "actual_num_crops": int(crops[i]),
+                "status": "ok",
+                "error": None,
+                "dataset_index": i,
+            }
+        )
+    return rows
+
+
+def _effective(knobs: Mapping[str, Any], num_total_blocks: int) -> dict[str, Any]:
+    """The record's ``effective`` knob values (active blocks, the tier's crop range)."""
+    b = int(knobs["num_active_blocks"])
+    tier = knobs.get("tier")
+    return {
+        "top_k": int(knobs["top_k"]),
+        "num_active_blocks": b,
+        "num_total_blocks": int(num_total_blocks),
+        "active_block_indices": list(range(b)),
+        "tier_range": (
+            {"min_crops": TIER_CROPS[tier][0], "max_crops": TIER_CROPS[tier][1]}
+            if tier is not None
+            else None
+        ),
+    }
 
 
 __all__ = [

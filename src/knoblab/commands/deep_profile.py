@@ -48,14 +48,6 @@ def run(cfg: Any, argv: Sequence[str] = ()) -> int:
     return 0
 
 
-def _swept_keys(overrides: Sequence[str]) -> set[str]:
-    """The keys a ``-m`` sweep varies (``a=1,2``, ``range(..)``, ``choice(..)``, ...)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    return {o.key_or_group for o in parsed if o.is_sweep_override()}
-
-
 def _job(cfg: Any, own_folder: bool) -> None:
     """One point of a ``-m`` sweep: its own output folder, its own overrides for nsys."""
     from hydra.core.hydra_config import HydraConfig
@@ -88,12 +80,18 @@ def main(argv: list[str]) -> int:
         return print_help(__doc__ or "", CONFIG_NAME, argv, examples=EXAMPLES)
     flags, rest = split_hydra_flags(argv)  # --config-dir/-cd, --config-name/-cn, --cfg job
     multirun, rest = split_multirun(rest)
+    if flags.validate:
+        from knoblab.commands.validate import validate_deep_profile
+        from knoblab.hydra_utils import run_validate
+
+        return run_validate(CONFIG_NAME, validate_deep_profile, flags, rest)
     if flags.cfg == "job":
         return print_config(compose(flags.name(CONFIG_NAME), rest, flags.config_dir))
     if multirun:
+        from knoblab._compat.hydra import swept_keys
         from knoblab.hydra_utils import normalize_overrides
 
-        own = "deep.output_dir" not in _swept_keys(normalize_overrides(rest))
+        own = "deep.output_dir" not in swept_keys(normalize_overrides(rest))
         job = lambda cfg: _job(cfg, own)  # noqa: E731
         return run_multirun(CONFIG_NAME, job, rest, "knoblab deep-profile", flags)
     return run(compose(flags.name(CONFIG_NAME), rest, flags.config_dir), rest)

@@ -25,7 +25,7 @@ EXAMPLES = (
 
 def run(cfg: Any) -> str:
     """Export per a composed ``export_data`` config; returns the manifest path."""
-    from knoblab.config import plain
+    from knoblab.config import check_int, plain
     from knoblab.data.export import export_dataset
     from knoblab.data.registry import build_dataset
     from knoblab.sampling.legacy import resolve_sampling
@@ -43,8 +43,7 @@ def run(cfg: Any) -> str:
     if not isinstance(overwrite, bool):
         raise ConfigError("overwrite", overwrite, "true/false")
     n = data.get("num_samples")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ConfigError("num_samples", n, "an integer >= 1 or null (the whole plan)")
+    check_int("num_samples", n, 1, allow_none=True, none_means="the whole plan")
     dataset = build_dataset(data["dataset"])
     ensure_dir(data["out_dir"], "out_dir")
     plan = resolve_sampling(data, len(dataset))
@@ -57,7 +56,15 @@ def run(cfg: Any) -> str:
     return str(manifest)
 
 
+def _validate(cfg: Any) -> Any:
+    from knoblab.commands.validate import validate_export_data
+
+    return validate_export_data(cfg)
+
+
 def main(argv: list[str]) -> int:
     from knoblab.hydra_utils import run_command
 
-    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab export-data", EXAMPLES)
+    return run_command(
+        argv, __doc__ or "", CONFIG_NAME, run, "knoblab export-data", EXAMPLES, validator=_validate
+    )

@@ -10,10 +10,10 @@ and any legacy mapping. The work is ``plan_from_config`` + ``render_plan``.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from knoblab.config import plain, to_dataclass
+from knoblab.config import Range, check_int, plain, to_dataclass
 from knoblab.errors import ConfigError
 
 CONFIG_NAME = "plan"
@@ -29,16 +29,34 @@ EXAMPLES = (
 class PreviewConfig:
     """``preview.*``: how much of the plan the table shows."""
 
-    max_epochs: int = 5
+    max_epochs: Annotated[int, Range(1)] = 5
     """Epochs listed one per row; the rest are summarised in one row."""
-    max_indices: int = 10
+    max_indices: Annotated[int, Range(0)] = 10
     """First indices shown per epoch."""
 
-    def __post_init__(self) -> None:
-        if self.max_epochs < 1:
-            raise ConfigError("max_epochs", self.max_epochs, "an integer >= 1")
-        if self.max_indices < 0:
-            raise ConfigError("max_indices", self.max_indices, "an integer >= 0")
+
+@dataclass
+class PlanConfig:
+    """The composed ``knoblab plan`` config (``conf/plan.yaml``)."""
+
+    dataset: dict[str, Any] = field(default_factory=dict)
+    """The dataset and its ``sampling``."""
+    repeats: Annotated[int, Range(1)] | None = None
+    """Deprecated (seed 000): the old Stage-1 sample count."""
+    run: dict[str, Annotated[int, Range(1)] | None] = field(default_factory=dict)
+    """Only ``run.stage1_repeats`` (deprecated: Stage-2's old sample count) is read."""
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+    """How much of the plan the table shows."""
+
+
+def validate_plan(cfg: Any) -> PlanConfig:
+    """``knoblab plan --validate``: the typed config; the dataset builds and the plan resolves."""
+    from knoblab.commands.checks import check_dataset
+
+    data = plain(cfg) or {}
+    c = to_dataclass(data, PlanConfig, "")
+    check_dataset(c.dataset, data)
+    return c
 
 
 def dataset_size(cfg: Any) -> int:
@@ -47,9 +65,7 @@ def dataset_size(cfg: Any) -> int:
     dataset = data.get("dataset") or {}
     if "size" in dataset:
         size = dataset["size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError("dataset.size", size, "an integer >= 1 (a non-empty dataset)")
-        return size
+        return check_int("dataset.size", size, 1, hint="a non-empty dataset")
     from knoblab.data.registry import build_dataset
 
     n = len(build_dataset(dataset))
@@ -135,4 +151,6 @@ def main(argv: list[str]) -> int:
     """``knoblab plan [overrides]``; ``-m`` sweeps the overrides with Hydra's launcher."""
     from knoblab.hydra_utils import run_command
 
-    return run_command(argv, __doc__ or "", CONFIG_NAME, run, "knoblab plan", EXAMPLES)
+    return run_command(
+        argv, __doc__ or "", CONFIG_NAME, run, "knoblab plan", EXAMPLES, validator=validate_plan
+    )

@@ -23,6 +23,12 @@ EXAMPLES = (
 )
 
 
+def _validate(cfg: Any) -> Any:
+    from knoblab.commands.validate import validate_profile
+
+    return validate_profile(cfg)
+
+
 def _task(cfg: Any) -> None:
     from knoblab.profiling.runner import run_sweeps
 
@@ -32,4 +38,6 @@ def _task(cfg: Any) -> None:
 def main(argv: list[str]) -> int:
     from knoblab.hydra_utils import run_command
 
-    return run_command(argv, __doc__ or "", "profile", _task, "knoblab profile", EXAMPLES)
+    return run_command(
+        argv, __doc__ or "", "profile", _task, "knoblab profile", EXAMPLES, validator=_validate
+    )

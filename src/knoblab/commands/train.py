@@ -74,6 +74,11 @@ def main(argv: list[str]) -> int:
             "Hydra overrides key=value, --config-dir/-cd, --config-name/-cn or --cfg job "
             "(see knoblab train --help)",
         )
+    if flags.validate:
+        from knoblab.commands.validate import validate_train
+        from knoblab.hydra_utils import run_validate
+
+        return run_validate("train", validate_train, flags, rest)
     if flags.cfg == "job":
         return print_config(compose(flags.name("train"), rest, flags.config_dir))
     if multirun:

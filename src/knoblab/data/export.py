@@ -36,8 +36,10 @@ from typing import Any
 from PIL import Image
 
 from knoblab.atomic import atomic_write, ensure_dir
+from knoblab.config import check_int
 from knoblab.data.sample import VQADataset
 from knoblab.errors import ConfigError, DataError
+from knoblab.records.io import json_default
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -46,12 +48,6 @@ def safe_image_name(image_id: str, sample_id: int) -> str:
     """A file-name-safe stem for ``image_id`` (the sample id when there is none)."""
     stem = _UNSAFE.sub("_", str(image_id)).strip("._") or f"sample-{sample_id}"
     return stem[:200]
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
 
 
 def _save_image(image: Any, path: Path, where: str) -> None:
@@ -100,10 +96,7 @@ def export_dataset(
         raise ConfigError(
             "out_dir", str(out), "a folder without manifest.jsonl (or overwrite=true)"
         )
-    if num_samples is not None and (
-        isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
-    ):
-        raise ConfigError("num_samples", num_samples, "an integer >= 1 or null (all)")
+    check_int("num_samples", num_samples, 1, allow_none=True, none_means="all")
     order: Iterable[int] = range(len(dataset)) if indices is None else indices
     total = len(dataset) if indices is None else None
     if num_samples is not None:
@@ -139,7 +132,7 @@ def export_dataset(
                     "answers": list(s.answers),
                     "metadata": s.metadata,
                 }
-                fh.write(json.dumps(record, default=_json_default, ensure_ascii=False) + "\n")
+                fh.write(json.dumps(record, default=json_default, ensure_ascii=False) + "\n")
                 count += 1
                 bar.advance(task)
 

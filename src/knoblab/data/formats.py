@@ -25,9 +25,12 @@ UTF-16 (or UTF-8) byte-order mark is decoded as such; a UTF-16 file without one 
 one ``DataError`` line saying to save it as UTF-8.
 
 Example:
-    >>> ds = build_jsonl({"path": "export/shapes-vqa/manifest.jsonl"})
-    >>> ds.name, ds.metric, len(ds), ds[0].question
-    ('shapes-vqa', 'vqa', 200, 'What color is the circle?')
+    >>> from knoblab.data.export import export_dataset
+    >>> from knoblab.data.shapes import ShapesVQA
+    >>> manifest = export_dataset(ShapesVQA(20), "export/shapes-vqa", num_samples=20)
+    >>> ds = build_jsonl({"path": str(manifest)})
+    >>> ds.name, ds.metric, len(ds)
+    ('shapes-vqa', 'vqa', 20)
 """
 
 from __future__ import annotations
@@ -42,10 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from knoblab.config import to_dataclass
+from knoblab.config import check_int, to_dataclass
 from knoblab.data.sample import Sample
 from knoblab.data.scoring import resolve_metric
-from knoblab.errors import ConfigError, DataError
+from knoblab.errors import ConfigError, DataError, Skipped
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +60,6 @@ __all__ = [
     "build_jsonl",
     "build_omnidocbench",
 ]
-
-
-@dataclass
-class Skipped:
-    """One record left out: where it is (``file:line``) and why."""
-
-    where: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}"
 
 
 class RecordDataset:
@@ -143,8 +135,7 @@ class SampleDataError(DataError):
 
 
 def _check_max_pixels(value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or value < 1):
-        raise ConfigError("dataset.max_image_pixels", value, "an integer >= 1 or null (no limit)")
+    check_int("dataset.max_image_pixels", value, 1, allow_none=True, none_means="no limit")
 
 
 def _too_large(size: tuple[int, int], cap: int) -> str:

@@ -10,11 +10,12 @@ every format). Columns map onto knoblab's fields as for ``hf_disk`` (``dataset.c
 NOTE: a bare name that is neither a packaged builder nor an existing folder (e.g.
 ``squad``) would make ``load_dataset`` ask the hub; it is refused instead.
 
-Example:
-    >>> ds = build_hf({"path": "imagefolder", "data_dir": "/data/my-vqa", "split": "test"})
-    >>> ds = build_hf({"path": "parquet", "data_files": "/data/vqa.parquet",
-    ...                "columns": {"question": "q", "answers": "a", "image": "img"}})
-    >>> ds = build_hf({"path": "lmms-lab/textvqa", "split": "validation"})  # from the cache
+Usage (needs data on disk, or the dataset in the local HF cache)::
+
+    ds = build_hf({"path": "imagefolder", "data_dir": "/data/my-vqa", "split": "test"})
+    ds = build_hf({"path": "parquet", "data_files": "/data/vqa.parquet",
+                   "columns": {"question": "q", "answers": "a", "image": "img"}})
+    ds = build_hf({"path": "lmms-lab/textvqa", "split": "validation"})  # from the cache
 """
 
 from __future__ import annotations

@@ -36,10 +36,7 @@ import math
 from dataclasses import dataclass, field
 
 from knoblab.errors import ConfigError
-from knoblab.records.schema import TIERS as _RECORD_TIERS
-
-#: Tier name -> (min_crops, max_crops), inclusive; seed 002's tiers.
-TIERS: dict[str, tuple[int, int]] = dict(_RECORD_TIERS)
+from knoblab.records.schema import TIERS  # name -> (min_crops, max_crops): the one tier table
 
 #: The marker for an invalid (padding) patch, as in Molmo's ``image_input_idx``.
 INVALID_PATCH = -100

@@ -26,10 +26,13 @@ one after another, each timed as at batch 1 (``batched: False``); its ``itl_ms``
 (its ``decode`` gives no per-step time) and its throughput is that of the sequence.
 
 Example:
+    >>> from knoblab.data.shapes import ShapesVQA
     >>> from knoblab.models.registry import build_adapter
     >>> adapter = build_adapter({"kind": "reference"})
-    >>> m = measure_batch(adapter, [adapter.preprocess(s) for s in samples[:4]], max_new_tokens=4)
-    >>> m.rows()[0]["T_ttft"], m.throughput_samples_s
+    >>> samples = [ShapesVQA(8)[i] for i in range(4)]
+    >>> m = measure_batch(adapter, [adapter.preprocess(s) for s in samples], max_new_tokens=4)
+    >>> m.rows()[0]["T_ttft"] > 0, m.throughput_samples_s > 0
+    (True, True)
 """
 
 from __future__ import annotations

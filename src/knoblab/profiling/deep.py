@@ -37,9 +37,10 @@ itself under ``nsys profile --trace=cuda,nvtx,osrt`` (:func:`nsys_command`), so 
 report shows the ``vision``/``prefill``/``decode`` NVTX ranges; without nsys it warns and
 runs the torch profiler alone.
 
-Example:
-    >>> from knoblab.hydra_utils import compose
-    >>> deep_profile(compose("deep_profile", ["deep.mode=full"]))  # doctest: +SKIP
+Usage (a whole deep profile; not run as a doctest)::
+
+    from knoblab.hydra_utils import compose
+    deep_profile(compose("deep_profile", ["deep.mode=full"]))
 """
 
 from __future__ import annotations

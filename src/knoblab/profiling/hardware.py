@@ -2,8 +2,7 @@
 
 The preset is merged under the ``model`` section by ``build_adapter`` (model keys win),
 so ``device`` reaches the adapter; the process-wide settings are applied here, before
-the model loads. NOTE: ``dtype`` belongs to the model section (the reference model
-spells it ``float32``/``bfloat16``, Hugging Face models ``fp32``/``bf16``).
+the model loads. NOTE: ``dtype`` belongs to the model section (names in :mod:`knoblab.dtypes`).
 
 Example:
     >>> apply_hardware({"device": "cpu"}).device
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from knoblab.config import to_dataclass
+from knoblab.dtypes import canonical_dtype
 from knoblab.errors import ConfigError
 
 
@@ -58,6 +58,10 @@ class HardwareConfig:
     memory_savings: MemorySavings = field(default_factory=MemorySavings)
     compile: bool = False
     dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None:  # one vocabulary: knoblab.dtypes (bf16 -> bfloat16)
+            self.dtype = canonical_dtype(self.dtype, "dtype")
 
 
 def apply_hardware(section: Mapping[str, Any] | None) -> HardwareConfig:

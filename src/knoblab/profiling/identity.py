@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from knoblab.dtypes import ALIASES
 from knoblab.errors import DataError, KnobLabError
 from knoblab.models.adapter import ModelAdapter
 from knoblab.profiling import records as rec
@@ -26,7 +27,7 @@ from knoblab.profiling import records as rec
 # -- identity ---------------------------------------------------------------------------
 def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
     for key in ("model", "dataset", "device", "dtype", "max_new_tokens"):
-        if old.get(key) != new.get(key):
+        if _comparable(key, old.get(key)) != _comparable(key, new.get(key)):
             return f"{key} differs: {old.get(key)!r} there, {new.get(key)!r} now"
     a, b = old.get("sample_ids") or [], new.get("sample_ids") or []
     if a != b:
@@ -35,6 +36,13 @@ def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
         i = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
         return f"samples differ: position {i} is sample {a[i]!r} there, {b[i]!r} now"
     return None
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """``value`` as identities compare it: dtypes by canonical name (old HF sweeps say bf16)."""
+    if key == "dtype" and isinstance(value, str):
+        return ALIASES.get(value, value)
+    return value
 
 
 def check_out_dir(out_dir: Path, identity: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -81,9 +81,10 @@ them and alone writes files; its decisions (a configuration stopped) are broadca
 Set ``dataset.sampling.seed`` when shuffling so that all ranks draw the same plan
 (rank 0's seed is broadcast otherwise).
 
-Example:
-    >>> from knoblab.hydra_utils import compose
-    >>> results = run_sweeps(compose("profile", ["dataset.size=20"]))  # doctest: +SKIP
+Usage (a whole sweep; not run as a doctest)::
+
+    from knoblab.hydra_utils import compose
+    results = run_sweeps(compose("profile", ["dataset.size=20"]))
 """
 
 from __future__ import annotations

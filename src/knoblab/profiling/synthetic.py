@@ -91,7 +91,7 @@ class WaitAdapter:
     name: str = "wait-adapter"
     device: str = "cpu"
     dtype: str = "float32"
-    tiers: Sequence[str] = ("low", "medium", "high")
+    tiers: Sequence[str] = tuple(TIERS)
     top_ks: Sequence[int] = (1, 2, 4)
     blocks: Sequence[int] = (2, 4, 6)
     vision_tokens: Sequence[int] = (288, 576, 1008)

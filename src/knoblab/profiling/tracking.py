@@ -55,7 +55,7 @@ from typing import Any, Protocol
 
 from knoblab.config import plain, to_dataclass
 from knoblab.errors import ConfigError
-from knoblab.records import percentile_name, record_percentiles
+from knoblab.records import STAGES, percentile_name, record_percentiles
 
 LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
 #: logger -> (module that must import, the knoblab extra that installs it)
@@ -65,7 +65,7 @@ PACKAGES = {
     "wandb": ("wandb", "wandb"),
 }
 STATE_FILE = "tracking.json"
-_STAGE_FIELDS = ("T_total", "T_vision_total", "T_LLM_prefill", "T_LLM_decode", "T_decode_per_token")
+_STAGE_FIELDS = ("T_total", *STAGES, "T_decode_per_token")
 
 
 @dataclass

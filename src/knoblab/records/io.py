@@ -82,7 +82,15 @@ def config_key(knobs: Mapping[str, Any]) -> str:
 
 
 def jsonable(obj: Any) -> Any:
-    """Plain JSON types: tuples -> lists, numpy scalars -> Python, NaN/inf -> None."""
+    """Plain JSON types: tuples -> lists, numpy scalars -> Python, NaN/inf -> None.
+
+    The one JSON-cleaning helper of knoblab (records, ``analysis.json``, ``estimator.json``);
+    :func:`json_default` is its ``json.dumps(default=...)`` counterpart for fast paths.
+
+    Example:
+        >>> jsonable({"a": (1, np.float64("nan")), 2: np.int64(3)})
+        {'a': [1, None], '2': 3}
+    """
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set)):
@@ -98,13 +106,12 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=json_default)``: numpy/torch values as Python, sets sorted, else str."""
     if isinstance(obj, (set, frozenset)):
         return sorted(obj, key=str)
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, torch tensors
+        return obj.tolist()
     return str(obj)
 
 
@@ -116,7 +123,7 @@ def dumps(obj: Any) -> str:
     costs the sweep well under 1 % (``benchmarks/bench_overhead.py``).
     """
     try:
-        return json.dumps(obj, allow_nan=False, default=_default, separators=(",", ":"))
+        return json.dumps(obj, allow_nan=False, default=json_default, separators=(",", ":"))
     except ValueError:  # a NaN or an infinity somewhere: clean it, slowly, once
         return json.dumps(jsonable(obj), allow_nan=False, separators=(",", ":"))
 

@@ -49,6 +49,8 @@ STAGE_NAMES: dict[str, str] = {
     "T_LLM_prefill": "prefill",
     "T_LLM_decode": "decode",
 }
+#: The short stage names in pipeline order: the timer's stages and the profiler's ranges.
+STAGE_SHORT_NAMES: tuple[str, ...] = tuple(STAGE_NAMES[s] for s in STAGES)
 #: Per-sample latency figures, in milliseconds.
 LATENCY_FIELDS: tuple[str, ...] = (*STAGES, "T_total", "T_decode_per_token")
 #: Per-sample token figures. ``vision_tokens`` is the actual (valid) count;

@@ -45,7 +45,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from knoblab.config import plain, to_dataclass
+from knoblab.config import check_int, plain, to_dataclass
 from knoblab.errors import ConfigError
 from knoblab.sampling.plan import SamplingConfig, SamplingPlan, check_dataset_size
 
@@ -67,10 +67,7 @@ def _get(data: Mapping[str, Any], dotted: str) -> Any:
 def _legacy_value(key: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            key, value, "an integer >= 1 or null", "deprecated: use dataset.sampling.*"
-        )
+    check_int(key, value, 1, allow_none=True, hint="deprecated: use dataset.sampling.*")
     return value
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from knoblab.config import check_int
 from knoblab.errors import ConfigError
 from knoblab.sampling.permutation import _splitmix64, mix_key
 
@@ -113,8 +114,7 @@ class WeightedMultiDatasetSampler(Sampler[int]):
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         if num_samples is None:
             num_samples = int(self.offsets[-1])
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ConfigError("train.samples_per_epoch", num_samples, "an integer >= 1")
+        check_int("train.samples_per_epoch", num_samples, 1)
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError("rank", rank, f"0 <= rank < world_size ({world_size})")
         self.num_samples = num_samples

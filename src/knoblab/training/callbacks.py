@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from knoblab.config import check_int, check_number
 from knoblab.errors import ConfigError
 from knoblab.sampling.weighted import weights_from_scores
 
@@ -72,12 +73,7 @@ class Heartbeat(L.Callback):
     """
 
     def __init__(self, every_n_steps: int = 50):
-        if (
-            isinstance(every_n_steps, bool)
-            or not isinstance(every_n_steps, int)
-            or every_n_steps < 1
-        ):
-            raise ConfigError("train.heartbeat_every_n_steps", every_n_steps, "an integer >= 1")
+        check_int("train.heartbeat_every_n_steps", every_n_steps, 1)
         self.every_n_steps = every_n_steps
         self.last: dict[str, float] = {}
         self._t0 = 0.0
@@ -285,14 +281,9 @@ class CurriculumCallback(L.Callback):
                 raise ConfigError(
                     f"train.curriculum.schedule[{i}].{k}", st[k], "keys epoch, weights, score_power"
                 )
-            e = st.get("epoch")
-            if isinstance(e, bool) or not isinstance(e, int) or e < 0:
-                raise ConfigError(f"train.curriculum.schedule[{i}].epoch", e, "an integer >= 0")
+            e = check_int(f"train.curriculum.schedule[{i}].epoch", st.get("epoch"), 0)
             for name, w in dict(st.get("weights") or {}).items():
-                if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
-                    raise ConfigError(
-                        f"train.curriculum.schedule[{i}].weights.{name}", w, "a number > 0"
-                    )
+                check_number(f"train.curriculum.schedule[{i}].weights.{name}", w, greater_than=0)
             stages.append(
                 {
                     "epoch": e,

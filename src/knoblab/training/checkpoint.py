@@ -20,15 +20,14 @@ exports are safetensors. Every write goes to a temporary file in the same folder
 is fsynced, then renamed over the target, so an interrupted run never leaves a
 half-written checkpoint where the last good one was.
 
-Example:
-    >>> model = load_model_from_checkpoint("runs/ref/checkpoints/last.ckpt")  # doctest: +SKIP
-    >>> upgrade_checkpoint("old.ckpt")  # writes old.ckpt.bak, then upgrades old.ckpt  # doctest: +SKIP
-    0
+Usage (with a checkpoint of ``knoblab train``)::
+
+    model = load_model_from_checkpoint("runs/ref/checkpoints/last.ckpt")
+    upgrade_checkpoint("old.ckpt")  # writes old.ckpt.bak, then upgrades old.ckpt; returns 0
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
@@ -43,9 +42,10 @@ from torch import nn
 
 from knoblab.atomic import atomic_write
 from knoblab.errors import CheckpointError
+from knoblab.models.weights_format import SUFFIX
 from knoblab.training.migrations import CURRENT_FORMAT, migrate
 
-WEIGHTS_SUFFIX = ".safetensors"
+WEIGHTS_SUFFIX = SUFFIX
 
 
 # --- atomic writes --------------------------------------------------------------------------
@@ -183,10 +183,6 @@ def model_description(
     return kind, dict(desc.get("config") or {})
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
 def _check_kind(kind: str, expected_kind: str | None, source: str) -> None:
     if expected_kind is not None and kind != expected_kind:
         raise CheckpointError(
@@ -266,69 +262,32 @@ def save_weights(
     path: str | os.PathLike[str],
     extra: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``path`` (``.safetensors``) and its ``.json`` sidecar, both atomically.
+    """Write ``model``'s weights in knoblab's one weights format (:mod:`knoblab.models.weights_format`).
 
-    The JSON holds ``format_version``, ``model = {kind, config}`` and ``extra``
+    The sidecar holds ``format_version``, ``model = {kind, config}`` and ``extra``
     (provenance: recipe, seed, metrics). Tied weights are stored once.
     """
-    from safetensors.torch import save
-
     from knoblab._compat.safetensors import duplicate_names
+    from knoblab.models.weights_format import write_weights
 
-    p = Path(path)
-    if p.suffix != WEIGHTS_SUFFIX:
-        raise CheckpointError(
-            f"weights path={str(p)!r} is invalid: allowed is a file name ending in {WEIGHTS_SUFFIX}"
-        )
     sd = model.state_dict()
     # safetensors refuses tensors that share memory (tied embeddings); keep one name per storage.
     dropped = duplicate_names(sd)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in dropped}
-    meta = {"format_version": str(CURRENT_FORMAT), "model_kind": kind}
-    atomic_write_bytes(save(tensors, metadata=meta), p)
-    desc = {
-        "format_version": CURRENT_FORMAT,
-        "model": {"kind": kind, "config": dict(config)},
-        **dict(extra or {}),
-    }
-    atomic_write_bytes((json.dumps(desc, indent=2, sort_keys=True) + "\n").encode(), _sidecar(p))
-    return p, _sidecar(p)
+    return write_weights(
+        path, {k: v for k, v in sd.items() if k not in dropped}, kind, config, extra
+    )
 
 
 def read_weights(
     path: str | os.PathLike[str],
 ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
-    """``(kind, config, state_dict)`` of a safetensors export (tied weights restored by the model)."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    """``(kind, config, state_dict)`` of a weights file (tied weights restored by the model)."""
+    from knoblab.models.weights_format import read_weights as read
 
     p = Path(path)
     _check_exists(p)
-    side = _sidecar(p)
-    if not side.is_file():
-        raise CheckpointError(
-            f"weights={str(p)!r} has no sidecar {side.name}: allowed is a .safetensors + .json pair"
-        )
-    try:
-        desc = json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{side}: invalid JSON ({exc})") from None
-    try:
-        state = load_file(str(p))
-        with safe_open(str(p), "pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"weights={str(p)!r} cannot be read: {exc}") from None
-    if "format_version" not in desc and meta.get("format") == "knoblab-reference":
-        # the reference model's own export (save_reference): the JSON is its architecture
-        return "reference", {"arch": desc}, state
-    v = desc.get("format_version")
-    if not isinstance(v, int) or v > CURRENT_FORMAT or v < 2:
-        raise CheckpointError(
-            f"{side}: format_version={v!r} is invalid: allowed is 2..{CURRENT_FORMAT}"
-        )
-    kind, config = model_description({"knoblab": desc}, str(side))
-    return kind, config, state
+    f = read(p, key="weights")
+    return f.kind, f.config, f.state
 
 
 # --- in-place upgrade -----------------------------------------------------------------------

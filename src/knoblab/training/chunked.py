@@ -268,10 +268,11 @@ class ChunkedDataModule(L.LightningDataModule):
 
     Args: as ``ChunkedLoaders``. Datasets may be left None and set in a subclass's ``setup``.
 
-    Example:
-        >>> import lightning.pytorch as L
-        >>> dm = ChunkedDataModule(train_ds, val_ds, batch_size=32, train_chunk_size=2000)  # doctest: +SKIP
-        >>> L.Trainer(max_epochs=10).fit(model, datamodule=dm)  # doctest: +SKIP
+    Usage (with your datasets and LightningModule)::
+
+        import lightning.pytorch as L
+        dm = ChunkedDataModule(train_ds, val_ds, batch_size=32, train_chunk_size=2000)
+        L.Trainer(max_epochs=10).fit(model, datamodule=dm)
     """
 
     def __init__(

@@ -45,6 +45,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from knoblab._compat.lightning import set_batch_limit, uses_distributed_sampler
+from knoblab.config import check_int
 from knoblab.errors import ConfigError
 from knoblab.sampling.weighted import WeightedMultiDatasetSampler
 from knoblab.training.chunked import ChunkedLoaders
@@ -127,8 +128,7 @@ class MultiDatasetDataModule(L.LightningDataModule):
             raise ConfigError("train.mixing", mixing, f"one of {', '.join(MIXINGS)}")
         if not train:
             raise ConfigError("train.datasets", [], "at least one training dataset")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError("train.batch_size", batch_size, "an integer >= 1")
+        check_int("train.batch_size", batch_size, 1)
         self.train_specs, self.val_specs = list(train), list(val or [])
         self.collate_fn, self.batch_size = collate_fn, batch_size
         self.val_batch_size = val_batch_size or batch_size

@@ -31,6 +31,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
+from knoblab._compat.lightning import attached_trainer
 from knoblab._compat.torch import set_last_lr
 from knoblab.config import to_dataclass
 from knoblab.errors import CheckpointError, ConfigError
@@ -189,7 +190,8 @@ class KnobLabModule(L.LightningModule):
         """Last step of the cosine: ``optim.max_steps`` or the Trainer's total optimizer steps."""
         if self.optim.max_steps is not None:
             return self.optim.max_steps
-        steps = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 0
+        trainer = attached_trainer(self)
+        steps = int(trainer.estimated_stepping_batches) if trainer is not None else 0
         if steps <= self.optim.warmup_steps:
             raise ConfigError(
                 "train.optim.warmup_steps",
@@ -224,7 +226,7 @@ class KnobLabModule(L.LightningModule):
         applied here (the cosine is stretched to it from the current step); without it
         the restored end is kept (bit-identical resume) and one warning says so.
         """
-        if self._trainer is None or not getattr(self.trainer, "ckpt_path", None):
+        if not getattr(attached_trainer(self), "ckpt_path", None):
             return
         sched = self.lr_schedulers()
         if not isinstance(sched, LinearWarmupCosineAnnealingLR):

@@ -11,11 +11,11 @@ the Trainer unchanged (``gradient_clip_val``, ``accumulate_grad_batches``,
 unknown key is a one-line error suggesting the closest Trainer argument. The seed's
 script silently ignored two of them; here a test checks that each one arrives.
 
-Example:
-    >>> from knoblab.hydra_utils import compose
-    >>> result = run_training(compose("train", ["train=smoke"]))  # doctest: +SKIP
-    >>> result.last_checkpoint  # doctest: +SKIP
-    PosixPath('runs/train/checkpoints/last.ckpt')
+Usage (a training run: minutes, so not a doctest)::
+
+    from knoblab.hydra_utils import compose
+    result = run_training(compose("train", ["train=smoke"]))
+    result.last_checkpoint  # PosixPath('runs/train/checkpoints/last.ckpt')
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import lightning.pytorch as L
 import numpy as np
@@ -36,7 +36,7 @@ import torch
 
 from knoblab._compat.lightning import fit_interrupt_as_keyboard_interrupt, quiet_cloud_tip
 from knoblab.atomic import ensure_dir, remove_stale_tmp
-from knoblab.config import plain, to_dataclass
+from knoblab.config import Range, check_int, check_number, plain, to_dataclass
 from knoblab.errors import CheckpointError, ConfigError, UnknownKeyError
 from knoblab.sampling.weighted import weights_from_scores
 from knoblab.training.callbacks import (
@@ -49,7 +49,7 @@ from knoblab.training.callbacks import (
 from knoblab.training.checkpoint import AtomicCheckpointIO, read_checkpoint, save_weights
 from knoblab.training.chunk_rules import ChunkConfig
 from knoblab.training.datamodule import DatasetSpec, MultiDatasetDataModule
-from knoblab.training.module import KnobLabModule
+from knoblab.training.module import KnobLabModule, OptimConfig
 from knoblab.training.tasks import TrainTask
 
 log = logging.getLogger("knoblab.training")
@@ -61,56 +61,93 @@ _DATASET_KEYS = {"weight", "score", "score_power"}
 
 
 @dataclass
-class TrainConfig:
-    """Schema of the ``train`` section (see ``conf/train.yaml`` for every key's meaning)."""
+class CurriculumStage:
+    """One stage of ``train.curriculum``: from ``epoch`` on, these weights and score power."""
 
-    datasets: dict[str, Any] = field(default_factory=dict)
-    val_datasets: dict[str, Any] = field(default_factory=dict)
-    mixing: str = "weighted"
-    samples_per_epoch: int | None = None
-    batch_size: int = 32
-    val_batch_size: int | None = None
-    num_workers: int = 0
-    num_threads: int | None = None
-    train_chunk_size: int | None = None
-    val_chunk_size: int | None = None
-    optim: dict[str, Any] = field(default_factory=dict)
-    compile: bool = False
-    init_weights: str | None = None
-    resume: str | None = None
-    output_dir: str = "runs/train"
-    trainer: dict[str, Any] = field(default_factory=dict)
-    checkpoint: dict[str, Any] | None = field(default_factory=dict)
-    early_stopping: dict[str, Any] | None = None
-    lr_monitor: bool = True
-    logger: str = "csv"
-    heartbeat_every_n_steps: int | None = 50
-    curriculum: list[Any] | None = None
-    export: str | None = None
+    epoch: int | None = None
+    """First epoch of the stage (required; stages in increasing epoch order)."""
+    weights: dict[str, Annotated[float, Range(greater_than=0)]] | None = None
+    """Dataset name -> sampling weight (> 0); null: keep the datasets' own weights."""
+    score_power: float | None = None
+    """Per-sample weight = score ** score_power; null: keep the datasets' own."""
 
     def __post_init__(self) -> None:
+        check_int("epoch", self.epoch, 0)
+
+
+@dataclass
+class TrainConfig:
+    """Schema of the ``train`` section (``conf/train.yaml``; presets in ``conf/train/``)."""
+
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Name -> dataset keys (format, size, seed, variant, ... as ``dataset.*``) + ``weight``
+    (> 0), ``score`` (a per-sample metadata key) and ``score_power``. The keys are the
+    dataset format's own: its builder checks them."""
+    val_datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Name -> dataset keys; validation runs on their concatenation."""
+    mixing: str = "weighted"
+    """``weighted`` (a dataset by weight, then a sample) or ``sequential`` (every sample once)."""
+    samples_per_epoch: Annotated[int, Range(1)] | None = None
+    """Weighted draws per epoch (all ranks); null: the datasets' total size."""
+    batch_size: Annotated[int, Range(1)] = 32
+    """Samples per batch per rank."""
+    val_batch_size: Annotated[int, Range(1)] | None = None
+    """Validation batch size; null: ``batch_size``."""
+    num_workers: Annotated[int, Range(0)] = 0
+    """DataLoader worker processes per rank."""
+    num_threads: Annotated[int, Range(1)] | None = None
+    """torch intra-op threads per process; null: torch's default (all cores)."""
+    train_chunk_size: int | None = None
+    """Chunked loading: training batches per chunk (= per epoch); null: off (checked by ChunkConfig)."""
+    val_chunk_size: int | None = None
+    """Chunked loading: validation batches per chunk; null: off (checked by ChunkConfig)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer and learning-rate schedule."""
+    compile: bool = False
+    """``torch.compile`` the network."""
+    init_weights: str | None = None
+    """Start from these weights (``.ckpt`` or ``.safetensors``) instead of random."""
+    resume: str | None = None
+    """Resume a run: a checkpoint path, or ``last`` (``output_dir/checkpoints/last.ckpt``)."""
+    output_dir: str = "runs/train"
+    """``checkpoints/`` and ``logs/`` go here."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """``lightning.pytorch.Trainer`` arguments, passed unchanged; each key is checked against
+    the Trainer's signature when the Trainer is built (a mapping on purpose: any argument)."""
+    checkpoint: dict[str, Any] | None = field(default_factory=dict)
+    """``ModelCheckpoint`` arguments (checked against its signature); null: no checkpoints."""
+    early_stopping: dict[str, Any] | None = None
+    """``EarlyStopping`` arguments (checked against its signature), e.g. ``{patience: 3}``; null: off."""
+    lr_monitor: bool = True
+    """Log the learning rate every step."""
+    logger: str = "csv"
+    """``csv``, ``tensorboard``, ``wandb`` or ``none``."""
+    heartbeat_every_n_steps: Annotated[int, Range(1)] | None = 50
+    """One log line every N steps; null: off."""
+    curriculum: list[CurriculumStage] | None = None
+    """Dataset weights and score power by epoch; null: fixed weights."""
+    export: str | None = None
+    """Write the final weights here (``.safetensors`` + ``.json`` sidecar)."""
+
+    def __post_init__(self) -> None:
+        # built in code with plain mappings (TrainConfig(optim={...})): typed here too
+        if isinstance(self.optim, Mapping):
+            self.optim = to_dataclass(self.optim, OptimConfig, "train.optim")
+        if self.curriculum is not None:
+            self.curriculum = [
+                to_dataclass(st, CurriculumStage, f"train.curriculum[{i}]")
+                if isinstance(st, Mapping)
+                else st
+                for i, st in enumerate(self.curriculum)
+            ]
         if not self.datasets:
             raise ConfigError("datasets", self.datasets, "at least one training dataset")
         if self.logger not in LOGGERS:
             raise ConfigError("logger", self.logger, f"one of {', '.join(LOGGERS)}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ConfigError("num_threads", self.num_threads, "an integer >= 1 or null")
-        if self.num_workers < 0:
-            raise ConfigError("num_workers", self.num_workers, "an integer >= 0")
-        for name, d in {**self.datasets, **self.val_datasets}.items():
-            if not isinstance(d, Mapping):
-                raise ConfigError(
-                    f"datasets.{name}", d, "a mapping of dataset keys (format, size, ...)"
-                )
+        if self.mixing not in ("weighted", "sequential"):
+            raise ConfigError("mixing", self.mixing, "weighted or sequential")
         for name, d in self.datasets.items():
-            w = d.get("weight", 1.0)
-            if (
-                isinstance(w, bool)
-                or not isinstance(w, (int, float))
-                or not np.isfinite(w)
-                or w <= 0
-            ):
-                raise ConfigError(f"train.datasets.{name}.weight", w, "a number > 0")
+            check_number(f"train.datasets.{name}.weight", d.get("weight", 1.0), greater_than=0)
 
 
 @dataclass
@@ -250,7 +287,11 @@ def build_callbacks(
             EarlyStopping(**_check_kwargs("train.early_stopping", es, EarlyStopping.__init__))
         )
     if tc.curriculum:
-        cbs.append(CurriculumCallback(tc.curriculum, scores))
+        stages = [
+            {k: v for k, v in dataclasses.asdict(st).items() if v is not None}
+            for st in tc.curriculum
+        ]
+        cbs.append(CurriculumCallback(stages, scores))
     return cbs
 
 
@@ -425,7 +466,7 @@ def run_training(cfg: Mapping[str, Any], callbacks: Sequence[L.Callback] = ()) -
     module = KnobLabModule(
         model.get("kind", "reference"),
         model.get("config") or {},
-        tc.optim,
+        dataclasses.asdict(tc.optim),
         tc.compile,
         tc.init_weights,
     )

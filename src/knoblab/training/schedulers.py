@@ -29,13 +29,13 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from knoblab.config import check_int
 from knoblab.errors import ConfigError
 
 
 def check_schedule(warmup_steps: int, max_steps: int, prefix: str = "train.scheduler") -> None:
     """Raise a one-line ``ConfigError`` unless ``0 <= warmup_steps < max_steps``."""
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ConfigError(f"{prefix}.warmup_steps", warmup_steps, "an integer >= 0")
+    check_int(f"{prefix}.warmup_steps", warmup_steps, 0)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= warmup_steps:
         raise ConfigError(
             f"{prefix}.max_steps",

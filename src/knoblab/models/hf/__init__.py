@@ -8,11 +8,14 @@ Config keys (``conf/model/hf_*.yaml``; the hardware preset is merged underneath)
 ``path``, ``family``, ``name``, ``dtype`` (bf16 | fp16 | fp32), ``device``,
 ``device_map``, ``attn_implementation``, ``max_new_tokens``, ``knob_values``.
 
-Example:
+Example (a tiny random checkpoint; a real one is a folder or a cached hub id)::
+
     >>> from knoblab.models.hf import build
-    >>> adapter = build({"path": "/ckpt/Qwen2.5-VL-3B-Instruct", "dtype": "bf16", "device": "cuda"})
-    >>> adapter.knobs()["vision_tokens"].values
-    (16, 32, 64, ..., 16384)
+    >>> from knoblab.models.hf.tiny import write_tiny_checkpoint
+    >>> path = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen")
+    >>> adapter = build({"path": str(path), "dtype": "float32"})
+    >>> adapter.knobs()["vision_tokens"].values  # a real Qwen2.5-VL: (16, 32, 64, ..., 16384)
+    (4, 16, 64)
 """
 
 from __future__ import annotations
@@ -26,16 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from knoblab._compat.transformers import processor_without_video
 from knoblab._lazy import load_object
 from knoblab.config import to_dataclass
+from knoblab.dtypes import canonical_dtype, torch_dtype
 from knoblab.errors import CheckpointError, ConfigError
-from knoblab.models.hf.base import (
-    DTYPES,
-    Family,
-    HFAdapter,
-    processor_without_video,
-    transformers_class,
-)
+from knoblab.models.hf.base import Family, HFAdapter, transformers_class
 
 _log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class HFConfig:
     path: str = ""  # checkpoint folder, or a hub id org/name from the local HF cache
     family: str = "auto"  # auto (config.json's model_type), generic, or a key of FAMILIES
     name: str = ""  # name in records; default: the directory name
-    dtype: str = "bf16"  # bf16 | fp16 | fp32
+    dtype: str = "bfloat16"  # bfloat16 | float16 | float32 (or bf16 | fp16 | fp32)
     device: str = "cpu"  # device the model runs on (ignored when device_map is set)
     device_map: str | None = None  # e.g. auto: let accelerate place the layers
     attn_implementation: str | None = (
@@ -78,8 +77,7 @@ class HFConfig:
             raise ConfigError(
                 "path", self.path, "a checkpoint folder or a hub id org/name in the local HF cache"
             )
-        if self.dtype not in DTYPES:
-            raise ConfigError("dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+        self.dtype = canonical_dtype(self.dtype, "dtype")
         if not isinstance(self.knob_values, dict):
             raise ConfigError("knob_values", self.knob_values, "a mapping knob -> list of values")
         if self.family not in ("auto", "generic", *FAMILIES):
@@ -195,7 +193,7 @@ def load_model(family: Family, path: Path, c: HFConfig) -> Any:
     """
     import torch
 
-    kwargs: dict[str, Any] = {"dtype": DTYPES[c.dtype], "output_loading_info": True}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(c.dtype), "output_loading_info": True}
     if c.device_map:
         kwargs["device_map"] = c.device_map
     if c.attn_implementation:

@@ -21,21 +21,20 @@ sampling settings (temperature, top-p, repetition penalty): the sweep measures t
 model, not a sampler. :meth:`HFAdapter.reference_generate` runs ``model.generate`` with
 the same greedy settings, for checks.
 
-NOTE: the loop calls three ``GenerationMixin`` helpers that ``generate`` itself uses
-(``_prepare_position_ids_for_generation``, ``_prepare_multimodal_encoder_kwargs_for_generation``,
-``_update_model_kwargs_for_generation``); they are private in transformers, so the
-tests compare the loop with ``generate`` for every family on the installed version.
+NOTE: the loop calls the ``GenerationMixin`` helpers that ``generate`` itself uses; they
+are private in transformers, so they are reached through ``knoblab._compat.transformers``
+and the tests compare the loop with ``generate`` for every family on the installed version.
 
-Example:
-    >>> adapter = knoblab.models.hf.build({"path": "/ckpt/Qwen2.5-VL-3B", "dtype": "bf16"})
-    >>> adapter.apply_knobs({"vision_tokens": 256, "num_active_blocks": 24})
-    >>> prepared = adapter.preprocess(sample)
-    >>> gen = adapter.decode(adapter.prefill(prepared, adapter.encode_vision(prepared)), 16)
+Usage (with a real checkpoint and a dataset ``Sample``)::
+
+    adapter = knoblab.models.hf.build({"path": "/ckpt/Qwen2.5-VL-3B", "dtype": "bf16"})
+    adapter.apply_knobs({"vision_tokens": 256, "num_active_blocks": 24})
+    prepared = adapter.preprocess(sample)
+    gen = adapter.decode(adapter.prefill(prepared, adapter.encode_vision(prepared)), 16)
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -45,14 +44,16 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from knoblab._compat.transformers import (
+    decode_context,
+    encode_multimodal,
+    generation_position_ids,
+    supports_mm_encoder_outputs,
+    update_generation_kwargs,
+)
+from knoblab.dtypes import dtype_name
 from knoblab.errors import ConfigError, DataError
 from knoblab.models.adapter import BatchState, Generation, KnobSpec, Prepared, check_knob
-
-DTYPES: dict[str, torch.dtype] = {
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-    "fp32": torch.float32,
-}
 
 
 class VisionKnob(Protocol):
@@ -109,24 +110,6 @@ def transformers_class(name: str) -> Any:
     import transformers
 
     return getattr(transformers, name)
-
-
-def processor_without_video(cls: type) -> type:
-    """``cls`` accepting ``video_processor=None``.
-
-    NOTE: transformers builds video processors with torchvision only; without it a VLM
-    processor cannot be constructed at all. Images need no video processor, so this
-    subclass skips the class check for a missing one (images only).
-    """
-
-    class _ImagesOnly(cls):  # type: ignore[misc, valid-type]
-        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
-            if argument is None and argument_name == "video_processor":
-                return None
-            return super().check_argument_for_proper_class(argument_name, argument)
-
-    _ImagesOnly.__name__ = _ImagesOnly.__qualname__ = cls.__name__
-    return _ImagesOnly
 
 
 #: Processor ``__init__`` arguments that are parts, not settings.
@@ -209,7 +192,7 @@ class HFAdapter:
         self.max_new_tokens = max_new_tokens
         param = next(model.parameters())
         self.device = str(param.device)
-        self.dtype = {v: k for k, v in list(DTYPES.items())[:3]}.get(param.dtype, str(param.dtype))
+        self.dtype = dtype_name(param.dtype)
         self._owner, self._all_layers = decoder_layers(model)
         self._routers = moe_routers(self._all_layers)
         self._router_top_k = [r.top_k for r in self._routers]
@@ -366,8 +349,8 @@ class HFAdapter:
         Returns the model kwargs with ``mm_encoder_outputs`` in place of the pixel inputs.
         """
         kwargs = {k: v for k, v in prepared.inputs.items() if k != "input_ids"}
-        if getattr(self.model, "_supports_mm_encoder_outputs", lambda: False)():
-            kwargs = self.model._prepare_multimodal_encoder_kwargs_for_generation(kwargs)
+        if supports_mm_encoder_outputs(self.model):
+            kwargs = encode_multimodal(self.model, kwargs)
         # else: the family encodes images inside its first forward; vision time is then 0
         return kwargs
 
@@ -399,7 +382,7 @@ class HFAdapter:
         if _accepts(model, "position_ids"):
             # as generate(): positions (M-RoPE for Qwen) from the raw inputs incl. image grids
             # and the attention mask (left padding: each row counts from its first token)
-            kwargs["position_ids"] = model._prepare_position_ids_for_generation(input_ids, raw)
+            kwargs["position_ids"] = generation_position_ids(model, input_ids, raw)
         mask = kwargs.get("attention_mask")
         if mask is not None and bool((mask == 1).all()):
             kwargs["attention_mask"] = None  # as generate(): no padding -> no mask work
@@ -417,7 +400,7 @@ class HFAdapter:
         kwargs["use_cache"] = True
         inputs = model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs)
         out = model(**inputs, return_dict=True)
-        kwargs = model._update_model_kwargs_for_generation(out, kwargs, is_encoder_decoder=False)
+        kwargs = update_generation_kwargs(model, out, kwargs)
         return out.logits[:, -1].float().argmax(-1), kwargs
 
     @torch.inference_mode()
@@ -426,16 +409,13 @@ class HFAdapter:
         model = self.model
         limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         eos = self._eos_ids()
-        optimize = getattr(model, "_optimize_model_for_decode", None)
-        ctx = optimize() if optimize is not None else contextlib.nullcontext()
+        ctx = decode_context(model)
         kwargs, ids = state.model_kwargs, state.input_ids
         with ctx:
             while not state.finished and len(state.token_ids) < limit:
                 inputs = model.prepare_inputs_for_generation(ids, next_sequence_length=1, **kwargs)
                 out = model(**inputs, return_dict=True)
-                kwargs = model._update_model_kwargs_for_generation(
-                    out, kwargs, is_encoder_decoder=False
-                )
+                kwargs = update_generation_kwargs(model, out, kwargs)
                 token = out.logits[:, -1].float().argmax(-1)
                 ids = torch.cat([ids, token[:, None].to(ids.dtype)], dim=-1)
                 tok = int(token.item())
@@ -508,15 +488,12 @@ class HFAdapter:
         if not alive:
             return
         model, eos, pad_id = self.model, self._eos_ids(), self._pad_id()
-        optimize = getattr(model, "_optimize_model_for_decode", None)
-        ctx = optimize() if optimize is not None else contextlib.nullcontext()
+        ctx = decode_context(model)
         kwargs, ids = inner.model_kwargs, inner.input_ids
         with ctx:
             inputs = model.prepare_inputs_for_generation(ids, next_sequence_length=1, **kwargs)
             out = model(**inputs, return_dict=True)
-            kwargs = model._update_model_kwargs_for_generation(
-                out, kwargs, is_encoder_decoder=False
-            )
+            kwargs = update_generation_kwargs(model, out, kwargs)
         token = out.logits[:, -1].float().argmax(-1)
         done = torch.tensor(state.finished, device=token.device)
         token = token.masked_fill(done, pad_id)

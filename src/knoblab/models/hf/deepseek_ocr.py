@@ -15,8 +15,9 @@ NOTE: the settings are the processor's ``images_kwargs`` (they override the imag
 processor's own attributes in transformers' kwarg merge); the adapter sets them on the
 processor instance and removes them again on restore.
 
-Example:
-    >>> adapter.apply_knobs({"vision_tokens": 545})   # crop mode, at most 2 tiles
+Usage::
+
+    adapter.apply_knobs({"vision_tokens": 545})   # crop mode, at most 2 tiles
 """
 
 from __future__ import annotations

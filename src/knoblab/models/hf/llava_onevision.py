@@ -14,8 +14,9 @@ the checkpoint's grids offer, e.g. 1458, 2187, 2916, ... for 729-token crops.
 NOTE: the bound ignores the newline tokens and unpadding, so the actual count (recorded)
 can differ from ``T`` in both directions by up to one row per crop.
 
-Example:
-    >>> adapter.apply_knobs({"vision_tokens": 2916})   # grids of at most 3 crops
+Usage::
+
+    adapter.apply_knobs({"vision_tokens": 2916})   # grids of at most 3 crops
 """
 
 from __future__ import annotations

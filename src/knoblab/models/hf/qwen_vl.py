@@ -10,8 +10,9 @@ keeps fewer tokens (the records carry the actual count).
 NOTE: ``min_pixels`` is lowered to ``max_pixels`` when the budget falls below it (the
 processor rejects ``min > max``); both are restored afterwards.
 
-Example:
-    >>> adapter.apply_knobs({"vision_tokens": 256})   # Qwen2.5-VL: max_pixels = 256 * 28 * 28
+Usage::
+
+    adapter.apply_knobs({"vision_tokens": 256})   # Qwen2.5-VL: max_pixels = 256 * 28 * 28
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ splitting off, ``n >= 2`` turns it on with ``size.longest_edge = n * P``. The al
 values are exactly those bounds, e.g. SmolVLM (P=512, 64 tokens per crop):
 ``64, 320, 640, 1088`` for n = 1..4. A non-square image uses fewer crops (recorded).
 
-Example:
-    >>> adapter.apply_knobs({"vision_tokens": 320})   # at most a 2 x 2 grid + global image
+Usage::
+
+    adapter.apply_knobs({"vision_tokens": 320})   # at most a 2 x 2 grid + global image
 """
 
 from __future__ import annotations

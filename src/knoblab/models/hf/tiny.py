@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
+from knoblab._compat.transformers import processor_without_video
 from knoblab.errors import ConfigError
-from knoblab.models.hf.base import processor_settings, processor_without_video, transformers_class
+from knoblab.models.hf.base import processor_settings, transformers_class
 
 #: Ordinary words of the tiny vocabulary (anything else is ``[UNK]``).
 WORDS = (

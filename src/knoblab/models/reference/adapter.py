@@ -13,6 +13,8 @@ Knobs (``knobs()``):
 (setting both in one call is an error).
 
 Example:
+    >>> from knoblab.data.shapes import ShapesVQA
+    >>> sample = ShapesVQA(4)[0]
     >>> adapter = build({"kind": "reference"})
     >>> adapter.apply_knobs({"tier": "high", "top_k": 2, "num_active_blocks": 4})
     {'tier': 'high', 'tier_range': {'min_crops': 9, 'max_crops': 15}, 'max_crops': 15, ...}
@@ -36,13 +38,12 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from knoblab.dtypes import canonical_dtype, torch_dtype
 from knoblab.errors import ConfigError, DataError
 from knoblab.models.adapter import BatchState, Generation, KnobSpec, Prepared, check_knob
 from knoblab.models.reference.model import BatchDecode, DecodeState, ReferenceVLM
 from knoblab.models.reference.preprocess import prepare_image
 from knoblab.models.tiling import plan_tiling
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ReferenceAdapter:
@@ -304,14 +305,12 @@ def build(cfg: Mapping[str, Any]) -> ReferenceAdapter:
     """A ``ReferenceAdapter`` from a ``model`` config section (kind ``reference``).
 
     Keys: ``weights`` (null = the shipped weights), ``device``, ``dtype`` (float32,
-    bfloat16, float16), ``max_new_tokens``, ``num_threads`` (null = torch's default),
+    bfloat16, float16, or the aliases of :mod:`knoblab.dtypes`), ``max_new_tokens``, ``num_threads`` (null = torch's default),
     ``name``. Other keys (hardware settings merged in by the registry) are ignored.
     """
     from knoblab.models.reference.weights import load_reference
 
-    dtype = cfg.get("dtype") or "float32"
-    if dtype not in _DTYPES:
-        raise ConfigError("model.dtype", dtype, f"one of {', '.join(_DTYPES)}")
+    dtype = canonical_dtype(cfg.get("dtype") or "float32", "model.dtype")
     device = str(cfg.get("device") or "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("model.device", device, "cpu (no CUDA device is available here)")
@@ -323,7 +322,7 @@ def build(cfg: Mapping[str, Any]) -> ReferenceAdapter:
         if not isinstance(threads, int) or threads < 1:
             raise ConfigError("model.num_threads", threads, "an integer >= 1 or null")
         torch.set_num_threads(threads)
-    model = load_reference(cfg.get("weights"), device=device, dtype=_DTYPES[dtype])
+    model = load_reference(cfg.get("weights"), device=device, dtype=torch_dtype(dtype))
     return ReferenceAdapter(
         model,
         name=str(cfg.get("name") or "reference-vlm"),

@@ -11,7 +11,11 @@ batch.
 
 Example:
     >>> from functools import partial
-    >>> loader = DataLoader(ds, batch_size=32, collate_fn=partial(collate, tier=["low", "high"]))
+    >>> from torch.utils.data import DataLoader
+    >>> from knoblab.data.shapes import ShapesVQA
+    >>> from knoblab.models.reference.model import ReferenceVLM
+    >>> model = ReferenceVLM()
+    >>> loader = DataLoader(ShapesVQA(8), batch_size=4, collate_fn=partial(collate, tier=["low", "high"]))
     >>> loss = model.loss(next(iter(loader)), top_k=2, num_active_blocks=4)
 """
 

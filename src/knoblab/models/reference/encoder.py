@@ -13,9 +13,16 @@ from scratch on a CPU budget learns to see several times sooner ("Early convolut
 help transformers see better", Xiao et al. 2021).
 
 Example:
-    >>> enc = PatchEncoder(ReferenceConfig())
-    >>> enc(pixels, positions, is_tile).shape     # (crops, tokens_per_crop, vision_dim)
-    torch.Size([13, 9, 96])
+    >>> from PIL import Image
+    >>> from knoblab.models.reference.preprocess import prepare_image
+    >>> from knoblab.models.tiling import plan_tiling
+    >>> cfg = ReferenceConfig()
+    >>> plan = plan_tiling(96, 96, tokens_per_crop=9, patch_size=8, crop_size=24, max_crops=12)
+    >>> vi = prepare_image(Image.new("RGB", (96, 96)), plan, cfg)
+    >>> is_tile = torch.tensor([0] + [1] * (len(vi.pixels) - 1))  # the global crop first
+    >>> enc = PatchEncoder(cfg)
+    >>> enc(vi.pixels, vi.positions, is_tile).shape     # (crops, tokens_per_crop, vision_dim)
+    torch.Size([10, 9, 96])
 """
 
 from __future__ import annotations

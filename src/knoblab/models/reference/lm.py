@@ -10,8 +10,12 @@ Decoding uses a KV cache: one ``(k, v)`` pair per block, appended at each step;
 ``prefill`` fills it, ``decode_step`` extends it by one token.
 
 Example:
-    >>> lm = DecoderLM(ReferenceConfig())
-    >>> logits, cache = lm(embeds, start_pos=0, active_blocks=[0, 1], top_k=2)
+    >>> cfg = ReferenceConfig()
+    >>> lm = DecoderLM(cfg)
+    >>> embeds = torch.randn(1, 5, cfg.d_model)       # (batch, tokens, d_model)
+    >>> hidden, cache = lm(embeds, start_pos=0, active_blocks=[0, 1], top_k=2, use_cache=True)
+    >>> lm.head(hidden).shape == (1, 5, cfg.vocab_size), sorted(cache)
+    (True, [0, 1])
 """
 
 from __future__ import annotations

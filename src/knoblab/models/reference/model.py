@@ -16,9 +16,17 @@ Training: ``loss(batch)`` is the next-token cross-entropy on the answer tokens (
 words and ``<eos>``) plus ``aux_loss_coef`` times the MoE load-balancing loss.
 
 Example:
+    >>> from PIL import Image
+    >>> from knoblab.models.reference.preprocess import prepare_image
+    >>> from knoblab.models.tiling import plan_tiling
     >>> model = ReferenceVLM(ReferenceConfig()).eval()
     >>> model.set_knobs(top_k=1, num_active_blocks=2)
+    >>> plan = plan_tiling(64, 64, tokens_per_crop=9, patch_size=8, crop_size=24, tier="low")
+    >>> vision_input = prepare_image(Image.new("RGB", (64, 64)), plan, model.cfg)
+    >>> prompt_ids = model.tokenizer.encode("what color is the circle ?")
     >>> ids = model.generate(vision_input, prompt_ids, max_new_tokens=4)
+    >>> 1 <= len(ids) <= 4
+    True
 """
 
 from __future__ import annotations

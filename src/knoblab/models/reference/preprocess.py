@@ -10,9 +10,13 @@ Every patch also carries the position of its centre in the image, normalised to 
 position questions span tiles.
 
 Example:
-    >>> vi = prepare_image(img, plan, cfg)
-    >>> vi.pixels.shape          # (1 + num_crops, 3, crop, crop)
-    torch.Size([13, 3, 24, 24])
+    >>> from knoblab.models.reference.config import ReferenceConfig
+    >>> from knoblab.models.tiling import plan_tiling
+    >>> img = Image.new("RGB", (96, 96))
+    >>> plan = plan_tiling(96, 96, tokens_per_crop=9, patch_size=8, crop_size=24, max_crops=12)
+    >>> vi = prepare_image(img, plan, ReferenceConfig())
+    >>> vi.pixels.shape          # (1 + num_crops, 3, crop, crop): a 3 x 3 grid + the global crop
+    torch.Size([10, 3, 24, 24])
 """
 
 from __future__ import annotations

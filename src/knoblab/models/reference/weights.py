@@ -1,7 +1,9 @@
-"""Load and save the reference VLM's weights: safetensors plus a JSON config beside them.
+"""Load and save the reference VLM's weights in knoblab's one weights format.
 
 The package ships ``weights/reference-v1.safetensors`` and ``weights/reference-v1.json``
-(produced by the training recipe). ``load_reference()`` reads them; when they are not
+(produced by the training recipe), in :mod:`knoblab.models.weights_format` (kind
+``reference``, config ``{"arch": ReferenceConfig}``; the first layout, a bare
+architecture JSON, is read too). ``load_reference()`` reads them; when they are not
 there (a fresh checkout before training), it warns and returns a randomly initialised
 model seeded with 0, so everything still runs (with chance-level accuracy).
 
@@ -10,11 +12,11 @@ NOTE: loading never unpickles: safetensors holds tensors only and the config is 
 Example:
     >>> model = load_reference()                     # shipped weights (or random + warning)
     >>> save_reference(model, "out/reference-v2.safetensors")
+    PosixPath('out/reference-v2.safetensors')
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from importlib import resources
@@ -22,9 +24,10 @@ from pathlib import Path
 
 import torch
 
-from knoblab.errors import CheckpointError
+from knoblab.errors import CheckpointError, KnobLabError
 from knoblab.models.reference.config import ReferenceConfig
 from knoblab.models.reference.model import ReferenceVLM
+from knoblab.models.weights_format import read_weights, sidecar_path, write_weights
 
 WEIGHTS_NAME = "reference-v1"
 
@@ -39,8 +42,8 @@ def shipped_weights_path() -> Path:
 
 
 def config_path_for(weights: str | os.PathLike[str]) -> Path:
-    """The JSON config that sits beside a ``.safetensors`` file (same stem)."""
-    return Path(weights).with_suffix(".json")
+    """The JSON sidecar that sits beside a ``.safetensors`` file (same stem)."""
+    return sidecar_path(weights)
 
 
 def random_reference(cfg: ReferenceConfig | None = None, seed: int = 0) -> ReferenceVLM:
@@ -82,33 +85,20 @@ def load_reference(
 
 
 def _load_file(path: Path) -> ReferenceVLM:
-    """The model of a ``.safetensors`` file + its JSON config; one-line errors on any mismatch."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if path.is_dir():
+    """The model of a weights file; one-line errors on any mismatch."""
+    f = read_weights(path, key="model.weights", legacy_kind="reference")
+    if f.kind != "reference":
         raise CheckpointError(
-            f"model.weights={str(path)!r} is a directory: allowed is a .safetensors file or null"
+            f"model.weights={str(path)!r} holds a {f.kind!r} model: allowed is reference weights"
         )
     cfg_path = config_path_for(path)
     try:
-        cfg = (
-            ReferenceConfig.from_dict(json.loads(cfg_path.read_text()))
-            if cfg_path.exists()
-            else ReferenceConfig()
-        )
-    except (OSError, ValueError, TypeError) as exc:
+        cfg = ReferenceConfig.from_dict(dict(f.config.get("arch") or {}))
+    except (ValueError, TypeError, KnobLabError) as exc:
         raise CheckpointError(
-            f"model.weights: config {str(cfg_path)!r} cannot be read: {exc}"
+            f"model.weights: config {str(cfg_path)!r} is invalid: {exc}"
         ) from None
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise CheckpointError(
-            f"model.weights={str(path)!r} is not a readable .safetensors file ({reason}): "
-            "allowed is a .safetensors file or null (shipped weights)"
-        ) from None
+    state = f.state
     model = ReferenceVLM(cfg)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -131,20 +121,11 @@ def _load_file(path: Path) -> ReferenceVLM:
 
 
 def save_reference(model: ReferenceVLM, path: str | os.PathLike[str]) -> Path:
-    """Write ``model``'s weights (safetensors) and config (JSON, same stem); returns the path.
+    """Write ``model``'s weights (float32) and architecture in the one weights format.
 
     Writes to temporary files first and renames, so an interrupted save leaves the
-    previous files intact.
+    previous files intact. Returns the ``.safetensors`` path.
     """
-    from safetensors.torch import save_file
-
-    from knoblab.atomic import atomic_write
-
-    path = Path(path)
-    state = {
-        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
-    }
-    meta = {"format": "knoblab-reference", "version": "1"}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
-    atomic_write(config_path_for(path), json.dumps(model.cfg.to_dict(), indent=2))
+    state = {k: v.to("cpu", torch.float32) for k, v in model.state_dict().items()}
+    path, _ = write_weights(path, state, "reference", {"arch": model.cfg.to_dict()})
     return path
