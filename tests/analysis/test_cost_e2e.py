@@ -157,6 +157,7 @@ def _by_batch(d: Path) -> dict[tuple[Any, int], dict[str, Any]]:
     return out
 
 
+@pytest.mark.slow  # real runner sweeps (make test runs them)
 @pytest.mark.parametrize(
     ("which", "big", "batched"),
     [("ref_dir", 4, True), ("dense_dir", 2, True), ("loop_dir", 2, False)],
@@ -211,6 +212,7 @@ def test_batch_answers_equal_batch_one_and_cost_fields_present(
     assert sorted(df["knob_batch_size"].unique()) == [1, big]
 
 
+@pytest.mark.slow  # real runner sweeps (make test runs them)
 def test_reference_batch_of_four_runs_as_one_padded_batch(ref_dir: Path) -> None:
     recs = _by_batch(ref_dir)
     ((_, four),) = [(k, r) for k, r in recs.items() if k[1] == 4]
@@ -220,6 +222,7 @@ def test_reference_batch_of_four_runs_as_one_padded_batch(ref_dir: Path) -> None
     assert len({round(r["throughput_samples_s"], 9) for r in rows}) == 2
 
 
+@pytest.mark.slow  # real runner sweeps (make test runs them)
 def test_analysis_lists_memory_and_caps_the_budget(ref_dir: Path, tmp_path: Path) -> None:
     a = analyze(ref_dir, tmp_path / "a", budget_ms=1e6)
     data = json.loads((tmp_path / "a" / "analysis.json").read_text())
@@ -250,12 +253,14 @@ def test_analysis_lists_memory_and_caps_the_budget(ref_dir: Path, tmp_path: Path
     assert "smallest measured peak memory" in none.message()
 
 
+@pytest.mark.slow  # real runner sweeps (make test runs them)
 @pytest.mark.parametrize("bad", [0, -5.0, float("inf"), True, "lots"])
 def test_bad_memory_cap_is_one_line(ref_dir: Path, tmp_path: Path, bad: Any) -> None:
     with pytest.raises(ConfigError, match="max_memory_mb"):
         analyze(ref_dir, tmp_path / "a", budget_ms=100.0, max_memory_mb=bad, write=False)
 
 
+@pytest.mark.slow  # real runner sweeps (make test runs them)
 def test_cli_memory_cap_flag(ref_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from knoblab.cli import main
 
@@ -286,6 +291,7 @@ def test_bad_batch_size_is_one_line(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # real runner sweeps (make test runs them)
 def test_runs_per_sample_gives_medians_of_batches(tmp_path: Path) -> None:
     cfg = {
         "dataset": {"name": "mine", "sampling": {"num_samples_per_epoch": None, "seed": 0}},
