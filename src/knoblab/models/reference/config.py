@@ -47,10 +47,16 @@ class ReferenceConfig:
         max_tiles: most tiles an image may be cut into (the ``high`` tier's top).
         pos_frequencies: Fourier frequencies encoding a patch's position in the image.
         tiers: tier name -> (min_crops, max_crops).
-        patch_classes: classes of the training-only patch head (shapes-vqa: none + 5 colours x 3 shapes).
+        patch_classes: classes of the training-only patch head (shapes-vqa: none + 5 colours x
+            3 shapes + 10 code characters; 16 in ``reference-v1``, which had no codes).
+        answer_steps: learned embeddings of the answer step (0 at ``<sep>``, 1 at the first
+            answer token, ...; steps past the last share it), added to ``<sep>`` and the
+            answer tokens. They tell the decoder which character of a code it is reading:
+            absolute positions cannot, as the vision token count before the answer varies
+            with the tier. 0: none (``reference-v1``, whose answers were one word).
     """
 
-    vocab_size: int = 68
+    vocab_size: int = 79
     crop_size: int = 24
     patch_size: int = 8
     stem_channels: tuple[int, int] = (32, 48)
@@ -67,7 +73,8 @@ class ReferenceConfig:
     max_tiles: int = 15
     pos_frequencies: int = 6
     tiers: dict[str, tuple[int, int]] = field(default_factory=_default_tiers)
-    patch_classes: int = 16
+    patch_classes: int = 26
+    answer_steps: int = 16
 
     def __post_init__(self) -> None:
         if self.crop_size % self.patch_size:
@@ -80,6 +87,8 @@ class ReferenceConfig:
             raise ConfigError(
                 "vision_dim", self.vision_dim, f"a multiple of vision_heads={self.vision_heads}"
             )
+        if self.answer_steps < 0:
+            raise ConfigError("answer_steps", self.answer_steps, "an integer >= 0")
         if not 1 <= self.top_k <= self.num_experts:
             raise ConfigError("top_k", self.top_k, f"1..num_experts={self.num_experts}")
         self.tiers = {k: (int(v[0]), int(v[1])) for k, v in self.tiers.items()}

@@ -48,6 +48,7 @@ class DecodeState:
     next_pos: int
     token_ids: list[int] = field(default_factory=list)
     logits: torch.Tensor | None = None
+    step: int = 1  #: answer step of the next token fed (``<sep>`` was step 0)
 
 
 def _balanced_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -64,6 +65,10 @@ class ReferenceVLM(nn.Module):
         super().__init__()
         self.cfg = cfg or ReferenceConfig()
         self.tokenizer = tokenizer or WordTokenizer.load()
+        if self.cfg.vocab_size < len(self.tokenizer):
+            # Weights trained before words were appended (reference-v1): the later words
+            # are <unk> to them (vocab.json only grows at the end).
+            self.tokenizer = self.tokenizer.truncated(self.cfg.vocab_size)
         if len(self.tokenizer) != self.cfg.vocab_size:
             raise ConfigError(
                 "vocab_size",
@@ -151,6 +156,8 @@ class ReferenceVLM(nn.Module):
     ) -> torch.Tensor:
         """Input embeddings of ``<bos> question vision <sep> extra``.
 
+        ``<sep>`` and ``extra`` (the answer) also get their answer-step embeddings.
+
         ``prompt_ids`` is the question followed by ``<sep>``. The question comes *before*
         the image: under the causal mask the vision tokens can then attend to it and
         pick out what it asks about (as instruction-aware Q-Formers do), which a small
@@ -164,6 +171,7 @@ class ReferenceVLM(nn.Module):
             torch.tensor([self.tokenizer.bos_id, *ids[:-1]], dtype=torch.long, device=dev)
         )
         tail = self.lm.embed(torch.tensor([ids[-1], *extra_ids], dtype=torch.long, device=dev))
+        tail = tail + self.lm.step_embed(0, tail.shape[0], dev)
         return torch.cat([head, vision.to(head.dtype), tail], dim=0)
 
     def prefill(self, vision: torch.Tensor, prompt_ids: Sequence[int]) -> DecodeState:
@@ -184,7 +192,9 @@ class ReferenceVLM(nn.Module):
 
     def decode_step(self, token_id: int, state: DecodeState) -> DecodeState:
         """Feed one token; the state's cache grows by one and holds the next logits."""
-        emb = self.lm.embed(torch.tensor([[token_id]], device=self._device()))
+        dev = self._device()
+        emb = self.lm.embed(torch.tensor([[token_id]], device=dev))
+        emb = emb + self.lm.step_embed(state.step, 1, dev)
         h, cache = self.lm(
             emb,
             start_pos=state.next_pos,
@@ -199,6 +209,7 @@ class ReferenceVLM(nn.Module):
             next_pos=state.next_pos + 1,
             token_ids=state.token_ids,
             logits=self.lm.head(h[:, -1])[0],
+            step=state.step + 1,
         )
 
     def greedy_decode(self, state: DecodeState, max_new_tokens: int) -> list[int]:
@@ -241,7 +252,7 @@ class ReferenceVLM(nn.Module):
         patch_loss_coef: float = 0.5,
         relevance_loss_coef: float = 0.0,
     ) -> torch.Tensor:
-        """Next-token cross-entropy on the answer tokens (+ auxiliary losses).
+        """Next-token cross-entropy on the answer tokens, averaged per sample (+ auxiliary losses).
 
         ``top_k`` / ``num_active_blocks`` override the model's knob settings for this
         call only (train with random values to keep every setting useful).
@@ -295,7 +306,11 @@ class ReferenceVLM(nn.Module):
         # Only positions with a label go through the head: most of the sequence is vision.
         sel = y != -100
         logits = self.lm.head(h[sel])
-        loss = F.cross_entropy(logits.float(), y[sel])
+        # Each sample's tokens average first, then the samples: a 12-character code weighs
+        # what a one-word answer does, so the question types keep their share of the loss.
+        ce = F.cross_entropy(logits.float(), y[sel], reduction="none")
+        per_token = (1.0 / sel.sum(1).clamp(min=1).float())[:, None].expand_as(sel)[sel]
+        loss = (ce * per_token).sum() / len(b.answer_ids)
         if aux_loss_coef and self.training:
             aux = [self.lm.blocks[i].moe.last_aux_loss for i in blocks]
             aux = [a for a in aux if a is not None]
@@ -324,7 +339,7 @@ class ReferenceVLM(nn.Module):
         return self.loss(batch, **kwargs)  # type: ignore[arg-type]
 
     @torch.no_grad()
-    def predict(self, batch: Batch, *, max_new_tokens: int = 4) -> list[str]:
+    def predict(self, batch: Batch, *, max_new_tokens: int = 16) -> list[str]:
         """Greedy answers for a collated batch, one sample at a time (evaluation helper)."""
         tpc = self.cfg.tokens_per_crop
         dev = self._device()

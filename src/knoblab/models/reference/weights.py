@@ -1,7 +1,10 @@
 """Load and save the reference VLM's weights: safetensors plus a JSON config beside them.
 
-The package ships ``weights/reference-v1.safetensors`` and ``weights/reference-v1.json``
-(produced by the training recipe). ``load_reference()`` reads them; when they are not
+The package ships ``weights/reference-v2.safetensors`` and ``weights/reference-v2.json``
+(produced by the training recipe; v2 reads codes: a longer vocabulary, answer-step
+embeddings, code-character patch classes). Weights of ``reference-v1`` (before the codes)
+still load from their own path: their JSON config has no ``answer_steps`` (read as 0) and
+names its smaller ``vocab_size`` (the words added later are ``<unk>`` to them). ``load_reference()`` reads them; when they are not
 there (a fresh checkout before training), it warns and returns a randomly initialised
 model seeded with 0, so everything still runs (with chance-level accuracy).
 
@@ -9,7 +12,7 @@ NOTE: loading never unpickles: safetensors holds tensors only and the config is 
 
 Example:
     >>> model = load_reference()                     # shipped weights (or random + warning)
-    >>> save_reference(model, "out/reference-v2.safetensors")
+    >>> save_reference(model, "out/my-reference.safetensors")
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from knoblab.errors import CheckpointError
 from knoblab.models.reference.config import ReferenceConfig
 from knoblab.models.reference.model import ReferenceVLM
 
-WEIGHTS_NAME = "reference-v1"
+WEIGHTS_NAME = "reference-v2"
 
 
 def shipped_weights_path() -> Path:
@@ -92,11 +95,10 @@ def _load_file(path: Path) -> ReferenceVLM:
         )
     cfg_path = config_path_for(path)
     try:
-        cfg = (
-            ReferenceConfig.from_dict(json.loads(cfg_path.read_text()))
-            if cfg_path.exists()
-            else ReferenceConfig()
-        )
+        raw = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+        if isinstance(raw, dict) and raw and "answer_steps" not in raw:
+            raw["answer_steps"] = 0  # a reference-v1 config: no answer-step embeddings
+        cfg = ReferenceConfig.from_dict(raw)
     except (OSError, ValueError, TypeError) as exc:
         raise CheckpointError(
             f"model.weights: config {str(cfg_path)!r} cannot be read: {exc}"
