@@ -136,7 +136,8 @@ def save_reference(model: ReferenceVLM, path: str | os.PathLike[str]) -> Path:
     """Write ``model``'s weights (safetensors) and config (JSON, same stem); returns the path.
 
     Writes to temporary files first and renames, so an interrupted save leaves the
-    previous files intact.
+    previous files intact. The same tensors always give the same bytes (a hash of the
+    file identifies the weights).
     """
     from safetensors.torch import save_file
 
@@ -146,7 +147,10 @@ def save_reference(model: ReferenceVLM, path: str | os.PathLike[str]) -> Path:
     state = {
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
     }
-    meta = {"format": "knoblab-reference", "version": "1"}
+    # One metadata key: safetensors writes its metadata map in a random order (a Rust
+    # HashMap), so with two keys two saves of the same tensors differed in bytes (and in
+    # hash). Readers check "format" only.
+    meta = {"format": "knoblab-reference"}
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
     atomic_write(config_path_for(path), json.dumps(model.cfg.to_dict(), indent=2))
     return path
