@@ -219,11 +219,11 @@ def test_reference_v1_weights_still_load_and_answer_codes(tmp_path) -> None:
 
     from knoblab.models.reference.weights import load_reference, save_reference
 
-    cfg = ReferenceConfig.from_dict({**V1_CONFIG, "answer_steps": 0})
+    cfg = ReferenceConfig.from_dict({**V1_CONFIG, "answer_steps": 0, "lm_vision_pos": False})
     path = save_reference(random_reference(cfg, seed=1), tmp_path / "reference-v1.safetensors")
     path.with_suffix(".json").write_text(json.dumps(V1_CONFIG))  # as v1 wrote it
     model = load_reference(path)
-    assert model.cfg.answer_steps == 0 and model.lm.step is None
+    assert model.cfg.answer_steps == 0 and model.lm.step is None and model.vision_pos is None
     assert len(model.tokenizer) == 68
     ds = ShapesVQA(40, seed=0)
     code = next(ds[i] for i in range(40) if ds[i].metadata["question_type"] == "code")
@@ -233,5 +233,5 @@ def test_reference_v1_weights_still_load_and_answer_codes(tmp_path) -> None:
 
     # A v2 config over weights without the answer-step table: one line naming the tensor.
     path.with_suffix(".json").write_text(json.dumps({**V1_CONFIG, "answer_steps": 16}))
-    with pytest.raises(CheckpointError, match=r"missing \['lm.step.weight'\]"):
+    with pytest.raises(CheckpointError, match=r"missing \['lm.step.weight', 'vision_pos"):
         load_reference(path)

@@ -54,6 +54,10 @@ class ReferenceConfig:
             answer tokens. They tell the decoder which character of a code it is reading:
             absolute positions cannot, as the vision token count before the answer varies
             with the tier. 0: none (``reference-v1``, whose answers were one word).
+        lm_vision_pos: add a linear map of each vision token's Fourier position (where its
+            patch lies in the image) to its LM embedding, so that an answer step can pick
+            the character at its place in the line (the encoder's own position encoding
+            is mixed into the patch content by then). False in ``reference-v1``.
     """
 
     vocab_size: int = 79
@@ -75,6 +79,7 @@ class ReferenceConfig:
     tiers: dict[str, tuple[int, int]] = field(default_factory=_default_tiers)
     patch_classes: int = 26
     answer_steps: int = 16
+    lm_vision_pos: bool = True
 
     def __post_init__(self) -> None:
         if self.crop_size % self.patch_size:

@@ -33,7 +33,7 @@ from torch import nn
 from knoblab.errors import ConfigError
 from knoblab.models.reference.batch import Batch
 from knoblab.models.reference.config import ReferenceConfig
-from knoblab.models.reference.encoder import PatchEncoder
+from knoblab.models.reference.encoder import PatchEncoder, fourier_features
 from knoblab.models.reference.lm import DecoderLM, KVCache
 from knoblab.models.reference.preprocess import VisionInput
 from knoblab.models.reference.projector import Projector
@@ -77,6 +77,13 @@ class ReferenceVLM(nn.Module):
             )
         self.encoder = PatchEncoder(self.cfg)
         self.projector = Projector(self.cfg)
+        # Where each vision token lies in the image, given to the LM directly (as M-RoPE
+        # gives Qwen2-VL's LM 2-D positions): ReferenceConfig.lm_vision_pos.
+        self.vision_pos = (
+            nn.Linear(4 * self.cfg.pos_frequencies, self.cfg.d_model)
+            if self.cfg.lm_vision_pos
+            else None
+        )
         self.lm = DecoderLM(self.cfg)
         # Training-only heads: which object (colour x shape, or none) a patch holds, and
         # (on the LM's first block) whether a vision token holds an object the question names.
@@ -139,7 +146,11 @@ class ReferenceVLM(nn.Module):
         feats = self.encoder(pixels.to(self._dtype()), positions.to(self._dtype()), is_tile)
         feats = feats.reshape(-1, feats.shape[-1])
         self._last_patch_features = feats  # for the training-time patch loss
-        return self.projector(feats[valid])
+        out = self.projector(feats[valid])
+        if self.vision_pos is not None:
+            pos = positions.to(self._dtype()).reshape(-1, 2)[valid]
+            out = out + self.vision_pos(fourier_features(pos, self.cfg.pos_frequencies))
+        return out
 
     def encode_vision(self, vi: VisionInput) -> torch.Tensor:
         """Vision encoder + projector: ``(V, d_model)`` embeddings of the valid patches."""

@@ -4,7 +4,8 @@ The package ships ``weights/reference-v2.safetensors`` and ``weights/reference-v
 (produced by the training recipe; v2 reads codes: a longer vocabulary, answer-step
 embeddings, code-character patch classes). Weights of ``reference-v1`` (before the codes)
 still load from their own path: their JSON config has no ``answer_steps`` (read as 0) and
-names its smaller ``vocab_size`` (the words added later are ``<unk>`` to them). ``load_reference()`` reads them; when they are not
+names its smaller ``vocab_size`` (the words added later are ``<unk>`` to them); nor
+``lm_vision_pos`` (read as False). ``load_reference()`` reads them; when they are not
 there (a fresh checkout before training), it warns and returns a randomly initialised
 model seeded with 0, so everything still runs (with chance-level accuracy).
 
@@ -97,7 +98,8 @@ def _load_file(path: Path) -> ReferenceVLM:
     try:
         raw = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
         if isinstance(raw, dict) and raw and "answer_steps" not in raw:
-            raw["answer_steps"] = 0  # a reference-v1 config: no answer-step embeddings
+            # a reference-v1 config: no answer-step embeddings, no LM vision positions
+            raw = {**raw, "answer_steps": 0, "lm_vision_pos": False}
         cfg = ReferenceConfig.from_dict(raw)
     except (OSError, ValueError, TypeError) as exc:
         raise CheckpointError(
