@@ -230,6 +230,12 @@ def test_reference_v1_weights_still_load_and_answer_codes(tmp_path) -> None:
     gen = ReferenceAdapter(model).generate(code)
     assert 1 <= gen.output_tokens <= 16
     assert all(0 <= t < 68 for t in gen.token_ids)
+    # The evaluation path (collate + predict) tokenises with the model's 68 words too.
+    from knoblab.models.reference.batch import collate
+
+    batch = collate([code, ds[0]], tier="low", cfg=model.cfg)
+    assert max(max(ids) for ids in batch.prompt_ids + batch.answer_ids) < 68
+    assert len(model.predict(batch)) == 2
 
     # A v2 config over weights without the answer-step table: one line naming the tensor.
     path.with_suffix(".json").write_text(json.dumps({**V1_CONFIG, "answer_steps": 16}))

@@ -105,6 +105,8 @@ def collate(
     """
     cfg = cfg or ReferenceConfig()
     tokenizer = tokenizer or _default_tokenizer()
+    if len(tokenizer) > cfg.vocab_size:  # weights trained on fewer words (reference-v1)
+        tokenizer = tokenizer.truncated(cfg.vocab_size)
     pixels, positions, is_tile, valid, counts, prompts, answers, ids = [], [], [], [], [], [], [], []  # fmt: skip
     labels: list[torch.Tensor] = []
     relevance: list[torch.Tensor] = []
