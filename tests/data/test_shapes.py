@@ -115,7 +115,7 @@ def test_codes_are_drawn_in_their_slots() -> None:
     for s in codes:
         arr = np.asarray(s.image).astype(int)
         h, w = arr.shape[:2]
-        assert 1 / 3 - 0.02 <= h / w <= 1 / 2 + 0.02  # wide: twelve slots fit
+        assert 1 / 3 - 0.02 <= h / w <= 1 / 2 + 0.02  # wide: ten slots fit
         cell = 0.92 * w / CODE_MAX_LEN / 4
         inks = set()
         for i, g in enumerate(s.metadata["glyphs"]):

@@ -58,7 +58,7 @@ def test_shipped_weights_answer_with_varying_lengths_on_a_small_sweep(
     tmp_path: Path, capsys
 ) -> None:
     """The output-token-count claim on a small real sweep of the shipped weights: codes
-    of 1-12 characters make at least four distinct counts, and every code answer is
+    of 1-10 digits make at least four distinct counts, and every code answer is
     scored with ANLS (a partly read code scores in between)."""
     assert cli.main(["profile", *SMALL, f"run.output_dir={tmp_path}"]) == 0
     capsys.readouterr()

@@ -317,7 +317,7 @@ class ReferenceVLM(nn.Module):
         # Only positions with a label go through the head: most of the sequence is vision.
         sel = y != -100
         logits = self.lm.head(h[sel])
-        # Each sample's tokens average first, then the samples: a 12-character code weighs
+        # Each sample's tokens average first, then the samples: a 10-digit code weighs
         # what a one-word answer does, so the question types keep their share of the loss.
         ce = F.cross_entropy(logits.float(), y[sel], reduction="none")
         per_token = (1.0 / sel.sum(1).clamp(min=1).float())[:, None].expand_as(sel)[sel]
