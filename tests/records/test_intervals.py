@@ -1,0 +1,104 @@
+"""Intervals: Wilson against published values, the bootstrap against its definition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from knoblab.records.intervals import (
+    accuracy_interval,
+    bootstrap_ci,
+    bootstrap_cis,
+    relative_half_width,
+    stat_quantile,
+    wilson_interval,
+)
+
+# Newcombe (1998), "Two-sided confidence intervals for the single proportion", Stat. Med.
+# 17:857, Table I, method 3 (Wilson score without continuity correction), 95%.
+NEWCOMBE = [
+    (81, 263, 0.2553, 0.3662),
+    (15, 148, 0.0624, 0.1605),
+    (0, 20, 0.0, 0.1611),
+    (1, 29, 0.0061, 0.1718),
+]
+
+
+@pytest.mark.parametrize(("k", "n", "lo", "hi"), NEWCOMBE)
+def test_wilson_matches_newcombe_table(k, n, lo, hi):
+    got = wilson_interval(k, n)
+    assert got[0] == pytest.approx(lo, abs=5e-5)
+    assert got[1] == pytest.approx(hi, abs=5e-5)
+
+
+def test_wilson_edges_and_width():
+    assert wilson_interval(0, 0) == (None, None)
+    assert wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 10)[0] == 0.0
+    # the 99% interval is wider than the 95% one around the same proportion
+    lo95, hi95 = wilson_interval(30, 100)
+    lo99, hi99 = wilson_interval(30, 100, confidence=0.99)
+    assert lo99 < lo95 < 0.3 < hi95 < hi99
+    with pytest.raises(ValueError, match="successes 11"):
+        wilson_interval(11, 10)
+
+
+def test_bootstrap_is_reproducible_and_seeded():
+    x = np.random.default_rng(3).gamma(2.0, 10.0, 200)
+    a = bootstrap_cis(x, ["mean", "p50", "p95"], seed=7)
+    assert a == bootstrap_cis(x, ["mean", "p50", "p95"], seed=7)
+    assert a != bootstrap_cis(x, ["mean", "p50", "p95"], seed=8)
+    for stat, q in (("mean", None), ("p50", 50), ("p95", 95)):
+        point = x.mean() if q is None else np.percentile(x, q)
+        lo, hi = a[stat]
+        assert lo <= point <= hi
+    # one statistic alone equals the same statistic in a shared draw
+    assert bootstrap_ci(x, "p95", seed=7) == a["p95"]
+
+
+def test_bootstrap_matches_its_definition():
+    """Percentile bootstrap by the book, with numpy's own percentile, same draws."""
+    x = np.random.default_rng(5).normal(50.0, 5.0, 40)
+    rng = np.random.default_rng(11)
+    idx = rng.integers(0, x.size, size=(500, x.size), dtype=np.int32)
+    p95 = np.percentile(x[idx], 95, axis=1)
+    want = tuple(np.quantile(p95, [0.025, 0.975]))
+    got = bootstrap_ci(x, "p95", resamples=500, seed=11)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_bootstrap_interval_narrows_with_more_samples():
+    rng = np.random.default_rng(0)
+    small = rng.exponential(10.0, 30)
+    large = rng.exponential(10.0, 3000)
+    w_small = np.diff(bootstrap_ci(small, "p95"))[0]
+    w_large = np.diff(bootstrap_ci(large, "p95"))[0]
+    assert w_large < w_small / 3
+
+
+def test_bootstrap_degenerate_inputs():
+    assert bootstrap_ci([], "mean") == (None, None)
+    assert bootstrap_ci([None, float("nan")], "p50") == (None, None)
+    assert bootstrap_ci([4.0], "p99") == (4.0, 4.0)
+    assert bootstrap_ci([2.0, 2.0, 2.0], "mean") == (2.0, 2.0)
+
+
+@pytest.mark.parametrize("bad", ["p100", "p0", "median", "95", "p"])
+def test_bad_statistic_is_one_line(bad):
+    with pytest.raises(ValueError, match=f"statistic '{bad}' is not allowed"):
+        stat_quantile(bad)
+
+
+def test_accuracy_interval_picks_the_method():
+    lo, hi, how = accuracy_interval([1, 0, 1, 1, None])
+    assert how == "wilson" and (lo, hi) == wilson_interval(3, 4)
+    lo, hi, how = accuracy_interval([0.5, 0.9, 1.0, 0.2])
+    assert how == "bootstrap" and lo <= np.mean([0.5, 0.9, 1.0, 0.2]) <= hi
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "point", "want"),
+    [(97.0, 103.0, 100.0, 0.03), (None, 1.0, 1.0, None), (0.0, 0.0, 0.0, 0.0), (1, 2, -10, 0.05)],
+)
+def test_relative_half_width(lo, hi, point, want):
+    assert relative_half_width(lo, hi, point) == (pytest.approx(want) if want else want)
