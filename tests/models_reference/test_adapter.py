@@ -237,6 +237,13 @@ def test_reference_v1_weights_still_load_and_answer_codes(tmp_path) -> None:
     assert max(max(ids) for ids in batch.prompt_ids + batch.answer_ids) < 68
     assert len(model.predict(batch)) == 2
 
+    # The training side (train.init_weights, knoblab upgrade-checkpoint) reads it too.
+    from knoblab.training.checkpoint import load_model_from_checkpoint
+
+    again = load_model_from_checkpoint(path, expected_kind="reference")
+    assert again.cfg.answer_steps == 0 and not again.cfg.lm_vision_pos
+    assert again.cfg.vocab_size == 68 and len(again.tokenizer) == 68
+
     # A v2 config over weights without the answer-step table: one line naming the tensor.
     path.with_suffix(".json").write_text(json.dumps({**V1_CONFIG, "answer_steps": 16}))
     with pytest.raises(CheckpointError, match=r"missing \['lm.step.weight', 'vision_pos"):

@@ -120,7 +120,24 @@ class ReferenceConfig:
         return d
 
     @classmethod
+    def from_saved(cls, d: dict[str, Any]) -> ReferenceConfig:
+        """The config of a saved model: ``from_dict``, except that a whole ``reference-v1``
+        config (every field it had, none added since) keeps v1's architecture (no answer
+        steps, no LM vision positions) instead of taking today's defaults for them."""
+        if isinstance(d, dict) and set(d) == V1_FIELDS:
+            d = {**d, "answer_steps": 0, "lm_vision_pos": False}
+        return cls.from_dict(d)
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReferenceConfig:
         from knoblab.config import to_dataclass
 
         return to_dataclass(d, cls, "reference_config")
+
+
+#: The fields of a ``reference-v1`` config (``to_dict`` before the codes).
+V1_FIELDS = frozenset(
+    f.name
+    for f in dataclasses.fields(ReferenceConfig)
+    if f.name not in ("answer_steps", "lm_vision_pos")
+)

@@ -97,10 +97,7 @@ def _load_file(path: Path) -> ReferenceVLM:
     cfg_path = config_path_for(path)
     try:
         raw = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-        if isinstance(raw, dict) and raw and "answer_steps" not in raw:
-            # a reference-v1 config: no answer-step embeddings, no LM vision positions
-            raw = {**raw, "answer_steps": 0, "lm_vision_pos": False}
-        cfg = ReferenceConfig.from_dict(raw)
+        cfg = ReferenceConfig.from_saved(raw)
     except (OSError, ValueError, TypeError) as exc:
         raise CheckpointError(
             f"model.weights: config {str(cfg_path)!r} cannot be read: {exc}"
