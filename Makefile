@@ -45,7 +45,7 @@ demo: install
 	$(VENV)/bin/knoblab analyze results/profile/shapes-vqa
 
 # Headless Chromium renders the analysis report in one test; install it when we can
-# (root with apt), otherwise that test skips and says why.
+# (root with apt), otherwise that test skips and says why (under CI it fails instead).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1) || true; }

@@ -123,8 +123,15 @@ def _one_line(stderr: str) -> bool:
     return "Traceback" not in stderr and sum("error:" in ln for ln in stderr.splitlines()) == 1
 
 
+def _journaled(folder: Path) -> int:
+    """Units of work journaled so far (the journal's complete lines)."""
+    try:
+        return (folder / "journal.jsonl").read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
 def bench_sigkill(t: Tally, root: Path, kills: int) -> None:
-    from knoblab.profiling import records as rec
 
     base = _cli(["profile", *SWEEP, "run.output_dir=base"], root)
     want = _ids(root / "base" / TASK)
@@ -132,14 +139,16 @@ def bench_sigkill(t: Tally, root: Path, kills: int) -> None:
     for seed in range(kills):
         rng = random.Random(seed)
         out = root / f"kill{seed}"
-        before, extra = rng.randint(0, 5), rng.uniform(0.0, 0.4)
+        # Interleaved rounds finalise records only at the end: kill after a random number
+        # of journaled units of work (one line each), anywhere in the sweep.
+        before, extra = rng.randint(0, 6 * 3 - 1), rng.uniform(0.0, 0.4)
         proc = subprocess.Popen(
             [sys.executable, "-m", "knoblab.cli", "profile", *SWEEP, f"run.output_dir={out}"],
             cwd=root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        while proc.poll() is None and len(rec.load_records(out / TASK)) < before:
+        while proc.poll() is None and _journaled(out / TASK) < before:
             time.sleep(0.01)
         time.sleep(extra)
         if proc.poll() is None:

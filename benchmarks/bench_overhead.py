@@ -1,10 +1,11 @@
 """The sweep runner's cost over bare calls of the same stages on the same samples.
 
-Claim (issue 4): on CPU the runner's measurement loop (knobs, warmup, timed runs,
-scoring, per-sample records, progress bar, atomic record writes) takes at most 1 %
-longer than a bare loop that makes exactly the same model calls — ``apply_knobs``,
-the warmup inferences, ``dataset[i]``, ``preprocess``, ``encode_vision``, ``prefill``,
-``decode`` — with nothing around them. Ratio = runner / bare, measured in one run,
+Claim (issues 4 and 13): on CPU the runner's measurement loop (interleaved schedule,
+knobs, warmup, timed runs, scoring, per-sample rows, the journal line per sample, load
+monitor, progress bar, atomic record writes) takes at most 1 % longer than a bare loop
+that makes exactly the same model calls in the same order — ``apply_knobs`` at each
+switch, the warmup inferences, one drift-probe inference per round, ``dataset[i]``,
+``preprocess``, ``encode_vision``, ``prefill``, ``decode`` — with nothing around them. Ratio = runner / bare, measured in one run,
 passes interleaved (bare, runner, bare, runner, ...) so machine load hits both alike.
 Two clocks: wall time, and this process's CPU time (``time.process_time``, all threads,
 the progress bar's included), which other processes' load barely moves: on a shared
@@ -22,12 +23,116 @@ shapes-vqa, one intra-op thread (the cpu preset).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 import time
 import warnings
+from typing import Any
 
 from knoblab.console import console as wide_console
+
+
+def bare_loop(
+    adapter: Any,
+    dataset: Any,
+    configs: list[dict[str, Any]],
+    indices: list[int],
+    warmup: int,
+    runs: int,
+    max_new: int,
+) -> tuple[float, float]:
+    """The runner's model calls in the runner's order (interleaved rounds, seed 0).
+
+    Per round: the drift probe (the first configuration on the first sample), then every
+    configuration in the round's seeded order: ``apply_knobs`` when the knobs change, the
+    warmup at a configuration's first visit, the round's sample. (wall s, CPU s)
+    """
+    from knoblab.profiling.schedule import round_order
+
+    def infer(prepared: object) -> None:
+        adapter.decode(adapter.prefill(prepared, adapter.encode_vision(prepared)), max_new)
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    current, warmed, probe = None, set(), None
+
+    def switch(c: int) -> None:
+        nonlocal current
+        if current == c:
+            return
+        adapter.apply_knobs(configs[c])
+        current = c
+        if c not in warmed:
+            warmed.add(c)
+            first = adapter.preprocess(dataset[indices[0]])
+            for _ in range(warmup):
+                infer(first)
+
+    for r, i in enumerate(indices):
+        switch(0)
+        probe = probe or adapter.preprocess(dataset[indices[0]])
+        infer(probe)
+        for c in round_order(len(configs), r, 0):
+            switch(c)
+            prepared = adapter.preprocess(dataset[i])
+            for _ in range(runs):
+                infer(prepared)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def zero_cost_section(runs: int, max_new: int) -> tuple[float, float, float]:
+    """(bare s, runner s, runner's own s per sample) on a zero-cost model, min of 3."""
+    from rich.console import Console
+
+    from knoblab.profiling.runner import run_sweep
+
+    # B. The runner's own cost per sample, measured where nothing else is: a model whose
+    # stages cost nothing, many samples; runner loop minus the bare loop of the same calls.
+    from knoblab.profiling.synthetic import ListDataset, WaitAdapter
+
+    zero, zds, n_zero = (
+        WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0),
+        ListDataset.synthetic(2000),
+        2000,
+    )
+    zknobs = {"tier": ["low"], "top_k": [1], "num_active_blocks": [2]}
+
+    def zero_bare() -> float:
+        t0 = time.perf_counter()
+        zero.apply_knobs({"tier": "low", "top_k": 1, "num_active_blocks": 2})
+        probe = zero.preprocess(zds[0])
+        for i in range(n_zero):
+            zero.decode(zero.prefill(probe, zero.encode_vision(probe)), max_new)  # drift probe
+            prepared = zero.preprocess(zds[i])
+            for _ in range(runs):
+                zero.decode(zero.prefill(prepared, zero.encode_vision(prepared)), max_new)
+        return time.perf_counter() - t0
+
+    def zero_runner() -> float:
+        with tempfile.TemporaryDirectory() as out:
+            cfg = {
+                "dataset": {
+                    "name": "zero",
+                    "sampling": {"num_samples_per_epoch": n_zero, "seed": 0},
+                },
+                "knobs": zknobs,
+                "design": {"name": "full"},
+                "run": {
+                    "output_dir": out,
+                    "warmup_runs": 0,
+                    "num_runs_per_sample": runs,
+                    "max_new_tokens": max_new,
+                },
+            }
+            return run_sweep(cfg, adapter=zero, dataset=zds, console=Console(quiet=True)).seconds[
+                "measure"
+            ]
+
+    zero_runner()
+    zb = min(zero_bare() for _ in range(3))
+    zr = min(zero_runner() for _ in range(3))
+    own = max(zr - zb, 0.0) / n_zero  # seconds per sample
+    return zb, zr, own
 
 
 def main() -> None:
@@ -59,20 +164,9 @@ def main() -> None:
     warmup, max_new = 2, 4
     indices = list(range(args.samples))
 
-    def bare() -> tuple[float, float]:
-        t0, c0 = time.perf_counter(), time.process_time()
-        for knobs in configs:
-            adapter.apply_knobs(knobs)
-            prepared = adapter.preprocess(dataset[indices[0]])
-            for _ in range(warmup):
-                adapter.decode(adapter.prefill(prepared, adapter.encode_vision(prepared)), max_new)
-            for i in indices:
-                prepared = adapter.preprocess(dataset[i])
-                for _ in range(args.runs):
-                    adapter.decode(
-                        adapter.prefill(prepared, adapter.encode_vision(prepared)), max_new
-                    )
-        return time.perf_counter() - t0, time.process_time() - c0
+    bare = functools.partial(
+        bare_loop, adapter, dataset, configs, indices, warmup, args.runs, max_new
+    )
 
     def runner() -> tuple[float, float, float]:
         with tempfile.TemporaryDirectory() as out:
@@ -118,53 +212,10 @@ def main() -> None:
     best = [min(r[i] for r in rows) for i in range(1, 6)]
     table.add_row("min", *(f"{v:.3f}" for v in best))
     console.print(table)
-    n_inferences = len(configs) * (args.samples * args.runs + warmup)
+    n_inferences = len(configs) * (args.samples * args.runs + warmup) + args.samples
     per_inference = best[0] / n_inferences
 
-    # B. The runner's own cost per sample, measured where nothing else is: a model whose
-    # stages cost nothing, many samples; runner loop minus the bare loop of the same calls.
-    from knoblab.profiling.synthetic import ListDataset, WaitAdapter
-
-    zero, zds, n_zero = (
-        WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0),
-        ListDataset.synthetic(2000),
-        2000,
-    )
-    zknobs = {"tier": ["low"], "top_k": [1], "num_active_blocks": [2]}
-
-    def zero_bare() -> float:
-        t0 = time.perf_counter()
-        zero.apply_knobs({"tier": "low", "top_k": 1, "num_active_blocks": 2})
-        for i in range(n_zero):
-            prepared = zero.preprocess(zds[i])
-            for _ in range(args.runs):
-                zero.decode(zero.prefill(prepared, zero.encode_vision(prepared)), max_new)
-        return time.perf_counter() - t0
-
-    def zero_runner() -> float:
-        with tempfile.TemporaryDirectory() as out:
-            cfg = {
-                "dataset": {
-                    "name": "zero",
-                    "sampling": {"num_samples_per_epoch": n_zero, "seed": 0},
-                },
-                "knobs": zknobs,
-                "design": {"name": "full"},
-                "run": {
-                    "output_dir": out,
-                    "warmup_runs": 0,
-                    "num_runs_per_sample": args.runs,
-                    "max_new_tokens": max_new,
-                },
-            }
-            return run_sweep(cfg, adapter=zero, dataset=zds, console=Console(quiet=True)).seconds[
-                "measure"
-            ]
-
-    zero_runner()
-    zb = min(zero_bare() for _ in range(3))
-    zr = min(zero_runner() for _ in range(3))
-    own = max(zr - zb, 0.0) / n_zero  # seconds per sample
+    zb, zr, own = zero_cost_section(args.runs, max_new)
     per_sample = per_inference * args.runs
     estimate = 1 + own / per_sample
     t2 = Table(title="B. Runner cost per sample (zero-cost model, 2000 samples, min of 3)")

@@ -24,7 +24,11 @@ def test_analyze_flags_and_keys_parse() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["percentile=p90"], "percentile='p90' is invalid: allowed is one of p50, p95, p99"),
+        (
+            ["percentile=p90"],
+            "percentile='p90' is invalid: allowed is one the records hold: p50, p95, p99",
+        ),
+        (["--percentile", "p100"], "percentile='p100' is invalid: allowed is p<q> with 0 < q"),
         (["percentil=p99"], "did you mean percentile?"),
         (["--bugdet-ms", "3"], "did you mean --budget-ms?"),
         (["--budget-ms", "abc"], "--budget-ms='abc'"),

@@ -457,3 +457,29 @@ def test_a_measured_target_reads_its_own_actual_tokens(tmp_path: Path) -> None:
     assert mid.extrapolated == []
     # beyond the largest target: the sweep's actual/target ratio, flagged
     assert est.predict(vision_tokens=96).extrapolated[0].startswith("vision_tokens=96")
+
+
+def test_own_knob_interleaved_with_early_stopping_into_analyze(tmp_path: Path) -> None:
+    """A user's knob (``quality``), interleaved, accuracy early stopping: analyze reads it all."""
+    cfg = {
+        "dataset": {"name": "mine", "sampling": {"num_samples_per_epoch": 30, "seed": 0}},
+        "knobs": {"quality": list(KnobAdapter.LEVELS["quality"])},
+        "design": {"name": "full"},
+        "run": {
+            "output_dir": str(tmp_path / "sweep"),
+            "warmup_runs": 1,
+            "progress": False,
+            "precision": {"rel_half_width": None, "accuracy_half_width": 0.2, "min": 5},
+        },
+    }
+    res = run_sweep(
+        cfg, adapter=KnobAdapter("quality"), dataset=ListDataset.synthetic(40, name="mine")
+    )
+    counts = {r["knobs"]["quality"]: r["num_samples"] for r in res.records.values()}
+    assert len(counts) == 3 and all(r["precision"] for r in res.records.values())
+    assert min(counts.values()) < 30  # at least one configuration stopped early
+    env = json.loads((res.out_dir / "environment.json").read_text())
+    assert env["schedule"]["mode"] == "interleaved" and "detected" in env["drift"]
+    a = analyze(res.out_dir, tmp_path / "analysis")
+    assert len(load_results(res.out_dir).configs) == 3
+    assert (tmp_path / "analysis" / "analysis.json").exists() and a is not None

@@ -140,10 +140,11 @@ def test_sweep_writes_seed_records_same_samples_everywhere(
 def test_rerun_skips_finished_and_extends_with_new_knobs(
     sweep_cfg, tmp_path, adapter, dataset
 ) -> None:
-    run_sweep(sweep_cfg(tmp_path), adapter=adapter, dataset=dataset)
+    first = run_sweep(sweep_cfg(tmp_path), adapter=adapter, dataset=dataset)
     before = _files(tmp_path / "synthetic")
     calls = adapter.calls
-    assert calls == 10 * (1 + 6 * 2)  # per configuration: 1 warmup + 6 samples x 2 timed runs
+    # per configuration: 1 warmup + 6 samples x 2 timed runs; one drift probe per round
+    assert first.probes == 6 and calls == 10 * (1 + 6 * 2) + first.probes
     res = run_sweep(sweep_cfg(tmp_path), adapter=adapter, dataset=dataset)
     assert adapter.calls == calls and not res.ran and len(res.skipped) == 10
     after = _files(tmp_path / "synthetic")

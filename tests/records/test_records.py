@@ -19,7 +19,9 @@ OLD = {
     1: [
         "v1_knoblab_synthetic_imgsizetier-low_crops2_topk2.json",
         "v1_seed002_coco-2014-vqa_imgsizetier-low_crops2_topk2.json",
-    ]
+    ],
+    # written by the real runner of 2026-12-01 (WaitAdapter, 6 samples): no intervals
+    2: ["v2_knoblab_synthetic_imgsizetier-low_crops2_topk2_blocks2.json"],
 }
 
 
@@ -30,9 +32,9 @@ def _load(name: str) -> dict:
 def test_every_old_version_has_a_migration_and_a_fixture() -> None:
     assert set(records.MIGRATIONS) == set(range(1, records.SCHEMA_VERSION))
     assert set(OLD) == set(records.MIGRATIONS)
-    for names in OLD.values():
+    for version, names in OLD.items():
         for name in names:
-            assert "schema_version" not in _load(name)  # what makes it version 1
+            assert records.record_version(_load(name)) == version
 
 
 @pytest.mark.parametrize("name", [n for names in OLD.values() for n in names])
@@ -46,8 +48,9 @@ def test_migration_reaches_the_current_version_and_is_idempotent(name: str) -> N
     records.check_record(new, name)
     assert records.migrate_record(new) == new  # current: unchanged
     again = copy.deepcopy(new)
-    for fn in records.MIGRATIONS[1]:  # each step is idempotent
-        again = fn(again)
+    for version in range(records.record_version(old), records.SCHEMA_VERSION):
+        for fn in records.MIGRATIONS[version]:  # each step is idempotent
+            again = fn(again)
     assert again == new
 
 
@@ -75,18 +78,19 @@ def test_seed002_record_without_knobs_gets_them_from_its_fields() -> None:
 def test_reader_migrates_and_analysis_reads_old_records(tmp_path: Path) -> None:
     from knoblab.analysis.load import load_results
 
-    for name in OLD[1]:
+    for name in OLD[1] + OLD[2]:
         shutil.copy(FIXTURES / name, tmp_path / name.split("_", 2)[2])
     got = records.load_records(tmp_path)
     assert all(r["schema_version"] == records.SCHEMA_VERSION for r in got.values())
     res = load_results(tmp_path)
-    assert len(res.configs) == 2 and not res.skipped
+    assert len(res.configs) == 3 and not res.skipped
     assert set(res.configs["task"]) == {"synthetic", "coco-2014-vqa"}
 
 
 def test_newer_version_is_refused_in_one_line(tmp_path: Path) -> None:
     rec = {**_load(OLD[1][0]), "schema_version": records.SCHEMA_VERSION + 1}
-    with pytest.raises(DataError, match=r"x\.json: schema_version=3 is newer.*upgrade knoblab"):
+    newer = records.SCHEMA_VERSION + 1
+    with pytest.raises(DataError, match=rf"x\.json: schema_version={newer} is newer.*upgrade"):
         records.migrate_record(rec, "x.json")
 
 
@@ -116,15 +120,17 @@ def test_one_percentile_rule_for_writer_and_analysis(q: float, need: int) -> Non
     from knoblab.analysis.analyze import tail_notes
 
     assert records.min_samples_for(q) == need
-    if f"p{q:g}" not in records.PERCENTILES:
-        return
     import pandas as pd
 
     cfg = pd.DataFrame({"label": ["a", "b"], "T_total_count": [need - 1, need]})
     (note,) = tail_notes(cfg, f"p{q:g}")
     assert f"needs >= {need}" in note and f"a ({need - 1})" in note and "b (" not in note
-    _, warns = records.aggregate_stats([{"T_total": 1.0}] * (need - 1), ["T_total"])
-    assert any(w.startswith(f"p{q:g} rests on {need - 1} samples (needs >= {need})") for w in warns)
+    rows = [{"T_total": 1.0}] * (need - 1)
+    stats, warns = records.aggregate_stats(rows, ["T_total"], percentiles=(q,))  # run.percentiles
+    assert stats[f"T_total_p{q:g}"] == 1.0
+    line = f"p{q:g} rests on {need - 1} samples (needs >= {need})"
+    assert any(w.startswith(line) for w in warns)
+    assert all(records.is_percentile_warning(w) for w in warns)
 
 
 def test_synthetic_records_come_from_the_real_writer(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from knoblab.analysis.estimator import (
 )
 from knoblab.analysis.load import SweepResults, load_results
 from knoblab.analysis.operators import OperatorShares, load_operator_shares
-from knoblab.analysis.pareto import coupling, latency_column, pareto_front, reference_point
+from knoblab.analysis.pareto import check_percentile, coupling, pareto_front, reference_point
 from knoblab.analysis.stages import scaling_data, scaling_fits, stage_shares
 from knoblab.errors import ConfigError, DataError
 from knoblab.records import min_samples_for
@@ -81,14 +81,19 @@ def analyze(
     ``deep_profile.json`` or a folder); None looks beside ``results_dir``, False skips it
     (``knoblab.analysis.operators``).
 
+    ``percentile``: any the records hold (``run.percentiles`` of the sweep; p50, p95 and
+    p99 by default), e.g. ``p90``.
+
     Raises:
         DataError: no usable record in ``results_dir``.
-        ConfigError: an unknown percentile or vision_tokens mode, a non-positive budget.
+        ConfigError: a malformed percentile or one the records do not hold (the message
+            names those they hold), an unknown vision_tokens mode, a non-positive budget.
     """
-    latency_column(percentile)  # validates before any work
+    check_percentile(percentile)  # its form, before any work
     if vision_tokens not in VISION_TOKEN_MODES:
         raise ConfigError("vision_tokens", vision_tokens, f"one of {', '.join(VISION_TOKEN_MODES)}")
     res = load_results(results_dir)
+    percentile = check_percentile(percentile, res.percentiles)
     notes = list(res.notes)
     notes += tail_notes(res.configs, percentile)
     shares = stage_shares(res)

@@ -13,6 +13,18 @@ pick stays the answer and a better predicted one is offered as ``alternative`` (
 to confirm). Only when no measured configuration meets the budget is a predicted one
 the answer.
 
+How sure (:func:`budget_confidence`, measured answers only): the per-sample rows of
+each configuration are resampled with replacement, ``resamples`` times with a fixed
+seed (the records' ``intervals`` settings), **paired**: every configuration draws the
+same samples in a resample when the configurations share their sample ids (they do in a
+sweep). ``confidence`` is the share of resamples in which the chosen configuration's
+``T_total`` percentile meets the budget; ``confidence_best`` the share in which it
+meets the budget *and* is still the pick (the most accurate of those meeting it, ties
+to the faster). The competitors resampled are the configurations that could take its
+place: latency interval's low end within the budget and accuracy interval's high end at
+or above the chosen one's low end (the records' 95 % intervals); the others are taken
+never to beat it.
+
 Example:
     >>> from knoblab.analysis.synthetic import write_synthetic_results
     >>> from knoblab.analysis.load import load_results
@@ -37,6 +49,8 @@ from knoblab.analysis.estimator import LatencyEstimator
 from knoblab.analysis.load import SweepResults, knob_label, knob_values
 from knoblab.analysis.pareto import latency_column
 from knoblab.errors import ConfigError
+from knoblab.records.aggregate import IntervalSettings, Resampler
+from knoblab.records.intervals import bootstrap_distributions
 
 
 @dataclass
@@ -45,7 +59,11 @@ class BudgetAnswer:
 
     ``source`` is ``measured`` (accuracy and latency both measured) or ``predicted``
     (both predicted: an unmeasured configuration). ``latency_band`` is the estimator's
-    band for a predicted latency.
+    band for a predicted latency. A measured answer carries the records' intervals
+    (``accuracy_interval``, ``latency_interval``) and how sure it is: ``confidence``
+    (share of bootstrap resamples in which it meets the budget) and ``confidence_best``
+    (share in which it meets it and is still the pick), over ``resamples`` resamples
+    (see the module's docstring); None for a predicted answer.
     """
 
     budget_ms: float
@@ -58,6 +76,12 @@ class BudgetAnswer:
     latency_band: tuple[float, float] | None = None
     alternative: BudgetAnswer | None = None
     note: str = ""
+    accuracy_interval: tuple[float, float] | None = None
+    latency_interval: tuple[float, float] | None = None
+    confidence: float | None = None
+    confidence_best: float | None = None
+    resamples: int | None = None
+    num_samples: int | None = None
 
     def message(self) -> str:
         """One line for a human."""
@@ -71,13 +95,96 @@ class BudgetAnswer:
             if self.latency_band
             else ""
         )
+        acc_ci = _ci(self.accuracy_interval, ".3f")
+        lat_ci = _ci(self.latency_interval, ".2f")
+        n = f", {self.num_samples} samples" if self.num_samples is not None else ""
         line = (
-            f"{self.label}: accuracy {self.accuracy:.3f}, T_total {p} {self.latency_ms:.2f} ms{band} "
-            f"<= {self.budget_ms:g} ms [{self.source}]"
+            f"{self.label}: accuracy {self.accuracy:.3f}{acc_ci}, T_total {p} "
+            f"{self.latency_ms:.2f} ms{lat_ci}{band} <= {self.budget_ms:g} ms [{self.source}]{n}"
         )
+        if self.confidence is not None and self.confidence_best is not None:
+            line += (
+                f"; meets the budget in {100 * self.confidence:.0f}% and is still the pick in "
+                f"{100 * self.confidence_best:.0f}% of {self.resamples} bootstrap resamples"
+            )
         if self.alternative is not None:
             line += f"; an unmeasured configuration may do better (run it to confirm): {self.alternative.message()}"
         return line
+
+
+def _ci(bounds: tuple[float, float] | None, spec: str) -> str:
+    if bounds is None or any(b != b for b in bounds):  # None or NaN
+        return ""
+    return f" [{bounds[0]:{spec}}, {bounds[1]:{spec}}]"
+
+
+def _interval(row: pd.Series, col: str) -> tuple[float, float] | None:
+    lo, hi = row.get(f"{col}_lo"), row.get(f"{col}_hi")
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return None
+    return float(lo), float(hi)
+
+
+def _settings(res: SweepResults) -> IntervalSettings:
+    """The records' interval settings (the first block), else the default."""
+    for block in res.intervals:
+        try:
+            return IntervalSettings(
+                float(block["confidence"]), int(block["resamples"]), int(block["seed"])
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return IntervalSettings()
+
+
+def _per_config(res: SweepResults, config: str, column: str) -> np.ndarray:
+    """One configuration's per-sample ``column``, ordered by sample id (for pairing)."""
+    s = res.samples[res.samples["config"] == config]
+    order = np.argsort(s["sample_id"].astype(str).to_numpy(), kind="stable")
+    return s[column].to_numpy(float)[order]
+
+
+def budget_confidence(
+    res: SweepResults,
+    configs: pd.DataFrame,
+    chosen: pd.Series,
+    budget_ms: float,
+    percentile: str,
+    settings: IntervalSettings | None = None,
+) -> tuple[float, float]:
+    """(confidence, confidence_best) of ``chosen`` under ``budget_ms``: see the module docstring."""
+    settings = settings or _settings(res)
+    col = latency_column(percentile)
+    rs = Resampler(settings)
+
+    def lo(r: pd.Series, c: str) -> float:
+        v = r.get(f"{c}_lo")
+        return float(r[c]) if v is None or v != v else float(v)
+
+    def hi(r: pd.Series, c: str) -> float:
+        v = r.get(f"{c}_hi")
+        return float(r[c]) if v is None or v != v else float(v)
+
+    def draws(r: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        lat = _per_config(res, r["config"], "T_total")
+        lat_d = bootstrap_distributions(lat, [percentile], rs.indices(lat.size))[percentile]
+        acc = _per_config(res, r["config"], "accuracy")
+        acc = acc[~np.isnan(acc)]
+        if not acc.size:
+            return lat_d, np.full(lat_d.size, np.nan)
+        return lat_d, bootstrap_distributions(acc, ["mean"], rs.indices(acc.size))["mean"]
+
+    lat_c, acc_c = draws(chosen)
+    meets = lat_c <= budget_ms
+    still = meets.copy()
+    floor = lo(chosen, "accuracy")
+    for _, r in configs.iterrows():
+        if r["config"] == chosen["config"] or lo(r, col) > budget_ms or hi(r, "accuracy") < floor:
+            continue
+        lat_r, acc_r = draws(r)
+        better = (acc_r > acc_c) | ((acc_r == acc_c) & (lat_r < lat_c))
+        still &= ~((lat_r <= budget_ms) & better)
+    return float(meets.mean()), float(still.mean())
 
 
 def accuracy_model(
@@ -162,7 +269,7 @@ def answer_budget(
     """
     if not isinstance(budget_ms, (int, float)) or isinstance(budget_ms, bool) or not budget_ms > 0:
         raise ConfigError("budget_ms", budget_ms, "a positive number of milliseconds")
-    col = latency_column(percentile)
+    col = latency_column(percentile, available=res.percentiles)
     tasks = list(dict.fromkeys(res.configs["task"]))
     task = task if task is not None else tasks[0]
     if task not in tasks:
@@ -172,6 +279,8 @@ def answer_budget(
     measured = None
     if len(ok):
         r = ok.iloc[0]
+        settings = _settings(res)
+        conf, best = budget_confidence(res, configs, r, budget_ms, percentile, settings)
         measured = BudgetAnswer(
             float(budget_ms),
             percentile,
@@ -180,6 +289,12 @@ def answer_budget(
             float(r["accuracy"]),
             float(r[col]),
             "measured",
+            accuracy_interval=_interval(r, "accuracy"),
+            latency_interval=_interval(r, col),
+            confidence=conf,
+            confidence_best=best,
+            resamples=settings.resamples,
+            num_samples=int(r["num_valid_samples"]),
         )
     predicted, note = None, ""
     if estimator is not None:

@@ -788,7 +788,7 @@ def _fit_only(
     pred = pd.Series(est.predict_inputs(space.inputs(s, fill=False))["T_total"], index=s.index)
     by_config = pred.groupby(s["config"].to_numpy(), sort=False)
     measured = c.set_index("config")
-    for p in ("p50", "p95", "p99"):
+    for p in res.percentiles:  # the percentiles the records hold (run.percentiles)
         q = by_config.quantile(float(p[1:]) / 100)  # linear interpolation, as numpy's default
         col = f"T_total_{p}"
         if col not in measured:

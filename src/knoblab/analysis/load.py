@@ -19,6 +19,11 @@ a timing are dropped (counted in ``SweepResults.notes``); a configuration keeps 
 recorded ``accuracy``. A percentile missing from ``aggregate_stats`` is computed from
 the per-sample rows (numpy's linear interpolation), and the note says so.
 
+Percentiles and intervals: each record names its percentiles (``run.percentiles``);
+``SweepResults.percentiles`` are those every record holds. Confidence intervals are
+read from the records (``<figure>_<stat>_lo`` / ``_hi``, ``accuracy_lo`` / ``_hi``),
+never recomputed here; records of schema v2 get them from the migration on read.
+
 Example:
     >>> from knoblab.analysis.synthetic import write_synthetic_results
     >>> import tempfile
@@ -43,6 +48,7 @@ from knoblab.errors import DataError
 from knoblab.records import NOT_RECORDS, SEED_KNOBS, STAGES, TIER_ORDER
 
 RECORD_NAME = re.compile(r"_imgsize(tier-|tokens).*\.json$|_topk\d+.*\.json$|_blocks\d+.*\.json$")
+#: Percentile names of records that do not say (v2 and older always held these).
 PERCENTILES = tuple(records.PERCENTILES)
 REQUIRED_FIELDS = ("accuracy", "per_sample_results")
 REQUIRED_SAMPLE_FIELDS = ("sample_id", *STAGES, "T_total")
@@ -79,6 +85,13 @@ class SweepResults:
         knobs: knob column names in order, e.g. ``["tier", "top_k", "num_active_blocks"]``.
         notes: one line per thing a reader should know (dropped rows, computed percentiles).
         environment: ``environment.json`` when present.
+        percentiles: the percentile names every configuration holds, e.g. ``("p50", "p90")``;
+            ``<stage>_<p>``, ``<stage>_<p>_lo`` / ``_hi`` and ``<stage>_mean_lo`` / ``_hi``
+            are configs columns (NaN where a record has no interval), as are
+            ``accuracy_lo`` / ``accuracy_hi``; the cost figures (``CONFIG_COST_FIELDS``) and
+            ``interval_confidence`` when a record has them.
+        intervals: the records' ``intervals`` blocks (method, confidence, resamples,
+            seed, accuracy method), one per distinct block.
     """
 
     root: Path
@@ -88,6 +101,8 @@ class SweepResults:
     knobs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    percentiles: tuple[str, ...] = PERCENTILES
+    intervals: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def vision_knob(self) -> str | None:
@@ -220,6 +235,7 @@ def _read_one(
     )
     row = _config_row(path, rel, rec, knobs, df, len(rows))
     computed = _percentiles(row, rec.get("aggregate_stats") or {}, df)
+    row |= _costs(rec, rec.get("aggregate_stats") or {})
     if computed:
         more = " ..." if len(computed) > 4 else ""
         notes.append(f"{rel}: {', '.join(computed[:4])}{more} computed from samples")
@@ -254,14 +270,50 @@ def _config_row(
         "selected_crops_mean": rec.get("selected_crops_mean"),
         "num_total_blocks": rec.get("num_total_blocks"),
         "accuracy": float(rec["accuracy"]),
+        "accuracy_lo": _mean_or_nan(rec.get("accuracy_lo")),
+        "accuracy_hi": _mean_or_nan(rec.get("accuracy_hi")),
         "accuracy_std": rec.get("accuracy_std"),
+        "percentiles": tuple(records.percentile_name(q) for q in records.record_percentiles(rec)),
+        "intervals": rec.get("intervals"),
         "num_samples": int(rec.get("num_samples") or n_rows),
         "num_valid_samples": len(df),
     }
 
 
+#: Per-configuration cost figures (issue 15) carried into ``configs`` when a record has them.
+CONFIG_COST_FIELDS = (
+    "peak_memory_bytes",
+    "kv_cache_bytes",
+    "weights_bytes",
+    "throughput_samples_s",
+    "throughput_tokens_s",
+    "energy_j",
+)
+
+
+def _costs(rec: Mapping[str, Any], agg: Mapping[str, Any]) -> dict[str, float]:
+    """Cost figures a record carries (every ``aggregate_stats`` number whose name starts
+    with a cost field: ``peak_memory_bytes_mean``, ...), and the confidence level of its
+    intervals (``interval_confidence``, for the report's wording); none when it has none."""
+    out: dict[str, float] = {}
+    for key, v in agg.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if key.startswith(CONFIG_COST_FIELDS):
+                out[key] = float(v)
+    for key in CONFIG_COST_FIELDS:
+        v = rec.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.setdefault(key, float(v))
+    block = rec.get("intervals")
+    level = block.get("confidence") if isinstance(block, dict) else None
+    if isinstance(level, (int, float)) and not isinstance(level, bool):
+        out["interval_confidence"] = float(level)
+    return out
+
+
 def _percentiles(row: dict[str, Any], agg: Mapping[str, Any], df: pd.DataFrame) -> list[str]:
-    """Stage means and percentiles from ``aggregate_stats``, else from the samples (named)."""
+    """Stage means and percentiles (and their intervals) from ``aggregate_stats``, else
+    the figures from the samples (named; their intervals are then NaN)."""
     computed = []
     for metric in (*STAGES, "T_total"):
         vals = df[metric].to_numpy(float)
@@ -269,14 +321,40 @@ def _percentiles(row: dict[str, Any], agg: Mapping[str, Any], df: pd.DataFrame) 
         row[f"{metric}_mean"] = float(mean) if mean is not None else float(np.mean(vals))
         count = agg.get(f"{metric}_count")
         row[f"{metric}_count"] = int(count) if count is not None else int(vals.size)
-        for p in PERCENTILES:
+        for p in row["percentiles"]:
             key = f"{metric}_{p}"
             if isinstance(agg.get(key), (int, float)):
                 row[key] = float(agg[key])
             else:
                 row[key] = float(np.percentile(vals, float(p[1:])))
                 computed.append(key)
+        for stat in ("mean", *row["percentiles"]):
+            for side in ("lo", "hi"):
+                row[f"{metric}_{stat}_{side}"] = _mean_or_nan(agg.get(f"{metric}_{stat}_{side}"))
     return computed
+
+
+def _common_percentiles(configs: list[dict[str, Any]], notes: list[str]) -> tuple[str, ...]:
+    """The percentile names every configuration holds (a note when the records differ)."""
+    sets = [tuple(c.pop("percentiles")) for c in configs]
+    common = [p for p in sets[0] if all(p in s for s in sets)]
+    if len(set(sets)) > 1:
+        every = sorted({p for s in sets for p in s}, key=lambda p: float(p[1:]))
+        notes.append(
+            f"the records hold different percentiles ({', '.join(every)}); "
+            f"{', '.join(common) or 'none'} are in every one"
+        )
+    return tuple(common)
+
+
+def _interval_blocks(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each distinct ``intervals`` block of the records, once."""
+    out: list[dict[str, Any]] = []
+    for c in configs:
+        block = c.pop("intervals", None)
+        if isinstance(block, dict) and block not in out:
+            out.append(block)
+    return out
 
 
 def load_results(results_dir: str | Path) -> SweepResults:
@@ -333,6 +411,10 @@ def load_results(results_dir: str | Path) -> SweepResults:
         if not isinstance(env, dict):
             notes.append("environment.json is not a JSON object; ignored")
             env = {}
+    percentiles = _common_percentiles(configs, notes)
+    blocks = _interval_blocks(configs)
     cfg = pd.DataFrame(configs)
     samples = pd.concat(frames, ignore_index=True)
-    return SweepResults(root, cfg, samples, skipped, knob_cols + extra, notes, env)
+    return SweepResults(
+        root, cfg, samples, skipped, knob_cols + extra, notes, env, percentiles, blocks
+    )

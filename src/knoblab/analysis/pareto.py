@@ -9,6 +9,10 @@ Hypervolume reference point: accuracy 0 and 1.1 x the slowest configuration's la
 (at the chosen percentile) among all configurations analysed together, so the
 hypervolumes of the free and every restricted front share one reference.
 
+Noise: each configuration off the front is marked ``tied_with_front`` when no
+configuration beats it beyond noise (:func:`tied_mask`, from the records' confidence
+intervals): a configuration the measurement cannot tell apart from the front.
+
 Example:
     >>> import pandas as pd
     >>> c = pd.DataFrame({"accuracy": [0.5, 0.8, 0.7], "T_total_p95": [10.0, 20.0, 30.0]})
@@ -18,10 +22,14 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from knoblab.errors import ConfigError
+from knoblab.records import percentile_name
 
 
 def pareto_mask(accuracy: Sequence[float], latency: Sequence[float]) -> np.ndarray:
@@ -50,6 +58,7 @@ def pareto_mask(accuracy: Sequence[float], latency: Sequence[float]) -> np.ndarr
 
 # --- E2: fronts with knob values, hypervolume, knob coupling -----------------------------
 
+#: The percentiles of records that do not name theirs (``run.percentiles``' default).
 LATENCY_PERCENTILES = ("p50", "p95", "p99")
 #: The reference point's latency is this factor times the slowest configuration's latency,
 #: so that the slowest point still adds a strip of area (as in pymoo's common practice of a
@@ -57,17 +66,92 @@ LATENCY_PERCENTILES = ("p50", "p95", "p99")
 REFERENCE_LATENCY_FACTOR = 1.1
 
 
-def latency_column(percentile: str = "p95", metric: str = "T_total") -> str:
+def check_percentile(percentile: str, available: Sequence[str] | None = None) -> str:
+    """``percentile`` as its canonical name (``p90``); one line when it is malformed or,
+    with ``available`` (the percentiles the records hold), not measured.
+
+    Raises:
+        ConfigError: not ``p<q>`` with 0 < q < 100, or not among ``available``.
+
+    Example:
+        >>> check_percentile("p90.0", ["p50", "p90"])
+        'p90'
+    """
+    m = re.fullmatch(r"p(\d+(?:\.\d+)?)", str(percentile))
+    if not m or not 0 < float(m.group(1)) < 100:
+        raise ConfigError(
+            "percentile", percentile, "p<q> with 0 < q < 100, e.g. p50, p90, p95, p99"
+        )
+    name = percentile_name(float(m.group(1)))
+    if available is not None and name not in available:
+        raise ConfigError(
+            "percentile",
+            percentile,
+            f"one the records hold: {', '.join(available) or 'none'}",
+            f"measure it with knoblab profile run.percentiles=[..., {name[1:]}]",
+        )
+    return name
+
+
+def available_percentiles(configs: pd.DataFrame, metric: str = "T_total") -> list[str]:
+    """The percentile names with a ``<metric>_p<q>`` column in ``configs``, in order."""
+    pat = re.compile(rf"{re.escape(metric)}_(p\d+(?:\.\d+)?)")
+    names = [m.group(1) for c in configs.columns if (m := pat.fullmatch(str(c)))]
+    return sorted(names, key=lambda p: float(p[1:]))
+
+
+def latency_column(
+    percentile: str = "p95", metric: str = "T_total", available: Sequence[str] | None = None
+) -> str:
     """The configs column for a latency percentile: ``T_total_p95``.
 
     Raises:
-        ConfigError: ``percentile`` is not one of p50, p95, p99.
+        ConfigError: ``percentile`` is malformed or (with ``available``) not measured.
     """
-    if percentile not in LATENCY_PERCENTILES:
-        from knoblab.errors import ConfigError
+    return f"{metric}_{check_percentile(percentile, available)}"
 
-        raise ConfigError("percentile", percentile, f"one of {', '.join(LATENCY_PERCENTILES)}")
-    return f"{metric}_{percentile}"
+
+def _bounds(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(estimate, lo, hi) of ``col``; a missing interval is the estimate itself."""
+    x = df[col].to_numpy(float)
+    lo = df[f"{col}_lo"].to_numpy(float) if f"{col}_lo" in df else np.full_like(x, np.nan)
+    hi = df[f"{col}_hi"].to_numpy(float) if f"{col}_hi" in df else np.full_like(x, np.nan)
+    return x, np.where(np.isnan(lo), x, lo), np.where(np.isnan(hi), x, hi)
+
+
+def tied_mask(
+    accuracy: tuple[np.ndarray, np.ndarray, np.ndarray],
+    latency: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """True for each configuration off the front that no configuration beats beyond noise.
+
+    ``accuracy`` and ``latency`` are ``(estimate, lo, hi)`` arrays (the confidence
+    intervals). Configuration A *beats D beyond noise* when A dominates D on the
+    estimates (as in :func:`pareto_mask`) and, on at least one objective, A's interval
+    lies wholly on the better side of D's: ``A.acc_lo > D.acc_hi`` or
+    ``A.lat_hi < D.lat_lo``. A dominated configuration that nothing beats beyond noise
+    is ``tied_with_front``: its intervals overlap those of every configuration that
+    dominates it on both objectives, so the measurement cannot rule it off the front.
+    Points on the front are False (they are the front); NaN estimates are False.
+
+    Example:
+        >>> est = lambda x, w: (np.array(x), np.array(x) - w, np.array(x) + w)
+        >>> tied_mask(est([0.80, 0.79, 0.50], 0.02), est([10.0, 10.5, 30.0], 1.0)).tolist()
+        [False, True, False]
+    """
+    acc, acc_lo, acc_hi = accuracy
+    lat, lat_lo, lat_hi = latency
+    front = pareto_mask(acc, lat)
+    valid = ~(np.isnan(acc) | np.isnan(lat))
+    # [a, d]: configuration a against configuration d
+    dominates = (
+        (acc[:, None] >= acc[None, :])
+        & (lat[:, None] <= lat[None, :])
+        & ((acc[:, None] > acc[None, :]) | (lat[:, None] < lat[None, :]))
+    )
+    beyond = (acc_lo[:, None] > acc_hi[None, :]) | (lat_hi[:, None] < lat_lo[None, :])
+    beaten = (dominates & beyond & valid[:, None]).any(axis=0)
+    return valid & ~front & ~beaten
 
 
 def reference_point(latency: Sequence[float]) -> tuple[float, float]:
@@ -106,13 +190,22 @@ def hypervolume(
 def pareto_front(configs: pd.DataFrame, percentile: str = "p95") -> pd.DataFrame:
     """Configurations with ``latency`` (T_total at ``percentile``) and ``on_front``, fastest first.
 
-    Keeps every input column (knob values, label, accuracy) and adds ``latency`` and
-    ``on_front``.
+    Keeps every input column (knob values, label, accuracy) and adds ``latency``,
+    ``latency_lo`` / ``latency_hi`` (its interval: NaN when the configs have none),
+    ``on_front`` and ``tied_with_front`` (:func:`tied_mask`).
+
+    Raises:
+        ConfigError: a percentile the configs do not hold (names those they hold).
     """
-    col = latency_column(percentile)
+    col = latency_column(percentile, available=available_percentiles(configs))
     out = configs.copy()
     out["latency"] = out[col].astype(float)
-    out["on_front"] = pareto_mask(out["accuracy"].to_numpy(float), out["latency"].to_numpy(float))
+    nan = np.full(len(out), np.nan)
+    out["latency_lo"] = out[f"{col}_lo"].astype(float) if f"{col}_lo" in out else nan
+    out["latency_hi"] = out[f"{col}_hi"].astype(float) if f"{col}_hi" in out else nan
+    acc, lat = _bounds(out, "accuracy"), _bounds(out, col)
+    out["on_front"] = pareto_mask(acc[0], lat[0])
+    out["tied_with_front"] = tied_mask(acc, lat)
     return out.sort_values(["latency", "accuracy"], ascending=[True, False]).reset_index(drop=True)
 
 

@@ -1,8 +1,9 @@
-"""The report's figures, drawn with matplotlib's Agg canvas (no display, no global pyplot state).
+"""The PNG figures of analysis.md, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
-Each function takes analysis tables and returns a ``Figure``; ``png_bytes`` renders it.
-One figure per function: the Pareto front, knob coupling, stacked stage bars, scaling
-curves with their fits, and the estimator's parity plot.
+report.html draws its own, interactive ones (:mod:`knoblab.analysis.figures`). Each
+function takes analysis tables and returns a ``Figure``; ``png_bytes`` renders it. One
+figure per function: the Pareto front, knob coupling, stacked stage bars, scaling curves
+with their fits, and the estimator's parity plot.
 
 Example:
     >>> import pandas as pd
@@ -15,32 +16,27 @@ Example:
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-STAGE_COLORS = {"vision": "#4C72B0", "prefill": "#DD8452", "decode": "#55A868", "other": "#B0B0B0"}
-# Large sweeps (500 configurations x 1000 samples): a figure shows at most this many
-# sample points (a seeded subsample, said in the title), labels and bars; drawing
-# 500k points or 500 labels took minutes and shows nothing more.
-MAX_POINTS = 4000
+from knoblab.analysis.figures import (
+    MAX_LEGEND,
+    STAGE_COLORS,
+    group_order,
+    log_axis,
+    robust_range,
+    subsample,
+)
+
+# Large sweeps (500 configurations x 1000 samples): a figure shows at most
+# figures.MAX_POINTS sample points (a seeded subsample, said in the title), MAX_LABELS
+# labels and MAX_BARS bars; drawing 500k points or 500 labels took minutes and shows
+# nothing more. The palette, subsample and group order are report.html's (figures.py).
 MAX_LABELS = 40
 MAX_BARS = 60
-MAX_LEGEND = 12
-
-
-def _subsample(frame: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
-    """At most ``n`` rows, a seeded random subset (the same on every run)."""
-    return frame if len(frame) <= n else frame.sample(n=n, random_state=0)
-
-
-def _group_order(group: str) -> list[tuple[int, Any]]:
-    """``k=2 B=4`` < ``k=2 B=8`` < ``k=4 B=4`` (numbers as numbers); any other label sorts as text."""
-    parts = [p.split("=", 1)[-1] for p in str(group).split()]
-    return [(0, float(p)) if p.replace(".", "", 1).lstrip("-").isdigit() else (1, p) for p in parts]
 
 
 def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
@@ -52,7 +48,8 @@ def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
 
 
 def pareto_figure(front: pd.DataFrame, percentile: str, title: str = "") -> Figure:
-    """Accuracy vs latency; the front highlighted and joined; every point labelled with its knobs."""
+    """Accuracy vs latency; the front highlighted, joined and labelled with its knobs (the
+    other points unlabelled: with dozens of configurations their labels only collide)."""
     fig = Figure(figsize=(8, 5.5), layout="tight")
     ax = fig.add_subplot()
     off = front[~front["on_front"]]
@@ -68,16 +65,16 @@ def pareto_figure(front: pd.DataFrame, percentile: str, title: str = "") -> Figu
         label="Pareto front",
         zorder=4,
     )
-    labelled = front if len(front) <= MAX_LABELS else front[front["on_front"]]
-    for _, r in labelled.iterrows():
+    for _, r in on.head(MAX_LABELS).iterrows():
         ax.annotate(
             str(r["label"]),
             (r["latency"], r["accuracy"]),
-            xytext=(4, 3),
+            xytext=(4, -9),
             textcoords="offset points",
-            fontsize=7 if r["on_front"] else 6,
-            color="black" if r["on_front"] else "#666666",
+            fontsize=7,
         )
+    if log_axis(front["latency"]):
+        ax.set_xscale("log")
     ax.set_xlabel(f"T_total {percentile} (ms)")
     ax.set_ylabel("accuracy")
     ax.set_title(title or f"Accuracy vs T_total {percentile}")
@@ -164,9 +161,9 @@ def scaling_figure(data: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(12, 4.6), layout="tight")
     panels = (("prefill", "T_LLM_prefill", "input_tokens", "input tokens (vision + text)"),)
     panels += (("decode", "T_LLM_decode", "output_tokens", "output tokens"),)
-    groups = sorted(data["group"].unique(), key=_group_order)
+    groups = sorted(data["group"].unique(), key=group_order)
     colors = {g: c for g, c in zip(groups, _palette(len(groups)), strict=True)}
-    shown = _subsample(data)
+    shown = subsample(data)
     legend = len(groups) <= MAX_LEGEND
     for i, (stage, col, x, xlabel) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -212,7 +209,7 @@ def parity_figure(per_sample: pd.DataFrame, per_config: pd.DataFrame, method: st
     """Predicted vs measured latency for held-out samples (dots) and configurations (diamonds)."""
     targets = ("T_vision_total", "T_LLM_prefill", "T_LLM_decode", "T_total")
     fig = Figure(figsize=(16, 4.2), layout="tight")
-    shown = _subsample(per_sample)
+    shown = subsample(per_sample)
     for i, t in enumerate(targets):
         ax = fig.add_subplot(1, 4, i + 1)
         ax.scatter(shown[t], shown[f"pred_{t}"], s=5, alpha=0.3, c="#4C72B0", label="samples")
@@ -225,14 +222,23 @@ def parity_figure(per_sample: pd.DataFrame, per_config: pd.DataFrame, method: st
             edgecolors="black",
             label="configurations",
         )
-        lo = float(min(per_sample[t].min(), per_sample[f"pred_{t}"].min()))
-        hi = float(max(per_sample[t].max(), per_sample[f"pred_{t}"].max()))
-        xs = np.array([lo, hi])
+        both = np.concatenate([per_sample[t], per_sample[f"pred_{t}"]])
+        keep = np.concatenate([per_config[t], per_config[f"pred_{t}"]])
+        lo, hi, log = robust_range(both, keep)  # outliers beyond the axes, as in report.html
+        xs = np.geomspace(lo, hi, 20) if log else np.array([lo, hi])
         ax.plot(xs, xs, c="black", lw=1)
         ax.plot(xs, xs * 1.1, c="gray", lw=0.8, ls=":")
         ax.plot(xs, xs * 0.9, c="gray", lw=0.8, ls=":", label="±10%")
         ax.set_xlabel(f"measured {t} (ms)")
         ax.set_ylabel("predicted (ms)")
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        pad = (hi / lo) ** 0.04 if log else None
+        ax.set_xlim(
+            *((lo / pad, hi * pad) if pad else (lo - 0.04 * (hi - lo), hi + 0.04 * (hi - lo)))
+        )
+        ax.set_ylim(*ax.get_xlim())
         ax.set_title(t, fontsize=10)
         ax.grid(alpha=0.3)
         if i == 0:

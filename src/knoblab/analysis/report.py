@@ -1,11 +1,13 @@
 """Write the analysis as one self-contained HTML file, a Markdown summary, JSON and PNGs.
 
-``report.html`` opens offline: every plot is embedded as a base64 PNG, the styles are
-inline, nothing is fetched. A small inline script marks the page ``data-status="ok"``
-on the element ``#knoblab-status`` once every image has loaded and no script or
-resource error fired (``window.onerror`` and error events), so a headless browser can
-check the page. ``analysis.md`` holds the same tables and links the PNGs;
-``analysis.json`` the numbers for scripts; ``estimator.json`` the fitted estimator.
+``report.html`` opens offline: its figures are plotly's (:mod:`knoblab.analysis.figures`),
+with plotly.js inlined once in the head, the styles inline, nothing fetched. A small
+inline script marks the page ``data-status="ok"`` on the element ``#knoblab-status``
+once every plot has drawn its SVG and no script or resource error fired
+(``window.onerror`` and error events), so a headless browser can check the page.
+``analysis.md`` holds the same tables and links PNGs drawn with matplotlib
+(:mod:`knoblab.analysis.plots`); ``analysis.json`` the numbers for scripts;
+``estimator.json`` the fitted estimator.
 
 NOTE: files are written to a temporary name and renamed, so a report is never half
 written; an existing report in ``out_dir`` is replaced.
@@ -21,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import json
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from knoblab.analysis import operators, plots
+from knoblab.analysis import figures, operators, plots, uncertainty
 from knoblab.analysis.estimator import _jsonable
 
 if TYPE_CHECKING:
@@ -47,14 +48,16 @@ window.addEventListener("error", function (e) {
   window.__knoblabErrors.push(t.id ? "failed to load " + t.id : String(e.message || "error"));
 }, true);
 window.addEventListener("load", function () {
-  var imgs = document.images, bad = [];
-  for (var i = 0; i < imgs.length; i++) {
-    if (!imgs[i].complete || imgs[i].naturalWidth === 0) { bad.push(imgs[i].id); }
-  }
-  var errs = bad.concat(window.__knoblabErrors), el = document.getElementById("knoblab-status");
-  el.setAttribute("data-images", String(imgs.length));
-  el.setAttribute("data-status", errs.length === 0 ? "ok" : "error");
-  el.textContent = errs.length === 0 ? "all " + imgs.length + " plots loaded" : "problem: " + errs.join("; ");
+  setTimeout(function () {  // after plotly's first draw
+    var divs = document.querySelectorAll("div.plotly-graph-div"), bad = [];
+    for (var i = 0; i < divs.length; i++) {
+      if (!divs[i].querySelector("svg.main-svg")) { bad.push("not drawn: " + divs[i].id); }
+    }
+    var errs = bad.concat(window.__knoblabErrors), el = document.getElementById("knoblab-status");
+    el.setAttribute("data-plots", String(divs.length));
+    el.setAttribute("data-status", errs.length === 0 ? "ok" : "error");
+    el.textContent = errs.length === 0 ? "all " + divs.length + " plots drawn" : "problem: " + errs.join("; ");
+  }, 0);
 });
 """
 
@@ -66,11 +69,17 @@ table { border-collapse: collapse; font-size: .85em; margin: .6em 0; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 tr.front td { background: #fdecea; font-weight: 600; }
-img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
+.plot { border: 1px solid #eee; margin: .6em 0; }
+.drift { background: #fff4e5; border-left: 4px solid #E59F2C; padding: .6em 1em; }
+details summary { cursor: pointer; color: #444; margin: .4em 0; }
 .answer { background: #eef6ee; border-left: 4px solid #55A868; padding: .6em 1em; }
 .note { color: #666; font-size: .9em; } code { background: #f4f4f4; padding: 0 3px; }
 #knoblab-status { color: #888; font-size: .8em; }
 """
+
+
+#: Tables longer than this are folded under a summary line in report.html.
+OPEN_ROWS = 20
 
 
 def _slug(text: str) -> str:
@@ -111,25 +120,17 @@ def _write_bytes(path: Path, data: bytes) -> None:
 def _tables(a: Analysis) -> dict[str, Any]:
     """The report's tables, shared by HTML, Markdown and JSON."""
     p = a.percentile
-    shares = a.shares[["label", "T_total_mean"]].copy()
-    for n in ("vision", "prefill", "decode", "other"):
-        shares[f"{n} %"] = a.shares[f"share_{n}"] * 100
-    shares["dominant"] = a.shares["dominant"]
-    fits = a.fits[["stage", "x", "group", "slope", "intercept", "r2", "n"]].rename(
+    shares = uncertainty.shares_table(a.shares)  # mean T_total with its [lo, hi] and count
+    fitted = np.isfinite(a.fits["slope"].to_numpy(float))
+    fits = a.fits[fitted][["stage", "x", "group", "slope", "intercept", "r2", "n"]].rename(
         columns={"slope": "slope (ms/token)", "intercept": "intercept (ms)", "r2": "R²"}
     )
     fronts, coup = {}, {}
     for task, f in a.fronts.items():
-        cols = [
-            "label",
-            "accuracy",
-            "latency",
-            "T_total_p50",
-            "T_total_mean",
-            "num_valid_samples",
-            "on_front",
-        ]
-        t = f[cols].rename(columns={"latency": f"T_total {p} (ms)", "num_valid_samples": "samples"})
+        t = uncertainty.front_table(f, p)  # each figure with its [lo, hi] and count
+        mem = figures.memory_column(f)
+        if mem is not None:
+            t["peak memory MiB"] = [f"{v / 2**20:.1f}" for v in f[mem]]
         fronts[task] = t
         c = a.coupling[task].copy()
         coup[task] = c[
@@ -146,13 +147,40 @@ def _tables(a: Analysis) -> dict[str, Any]:
             ]
         ]
     metrics = a.evaluation.metrics if a.evaluation is not None else pd.DataFrame()
-    return {"shares": shares, "fits": fits, "fronts": fronts, "coupling": coup, "metrics": metrics}
+    unfit = a.fits[~fitted]
+    no_fit = (
+        f"{len(unfit)} fit(s) left out: x does not vary within the group "
+        f"({', '.join(sorted(set(unfit['stage'] + ' vs ' + unfit['x'])))}), so no line is defined"
+        if len(unfit)
+        else ""
+    )
+    return {
+        "shares": shares,
+        "fits": fits,
+        "no_fit": no_fit,
+        "fronts": fronts,
+        "coupling": coup,
+        "metrics": metrics,
+    }
 
 
-def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
-    """Write report.html, analysis.md, analysis.json, estimator.json and PNGs; returns name -> path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def drift_message(a: Analysis) -> str | None:
+    """The drift warning of ``environment.json`` (``drift.detected``), None when there is none."""
+    d = a.results.environment.get("drift")
+    if not isinstance(d, dict) or not d.get("detected"):
+        return None
+    if d.get("message"):
+        return str(d["message"])
+    mag, noise = d.get("magnitude"), d.get("noise")
+    if isinstance(mag, (int, float)) and isinstance(noise, (int, float)):
+        return f"timing drift of {mag:.0%} over the sweep, above its noise of {noise:.0%}"
+    return "timing drift detected over the sweep"
+
+
+def _png_figures(a: Analysis) -> dict[str, tuple[Any, str]]:
+    """The matplotlib figures behind ``analysis.md``'s PNGs: name -> (figure, caption)."""
+    from knoblab.analysis.analyze import scaling_points
+
     p = a.percentile
     figs: dict[str, Any] = {}
     for task, front in a.fronts.items():
@@ -166,8 +194,6 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
             f"Knob coupling — {task}",
         )
     figs["stages"] = (plots.stage_bars_figure(a.shares), "Stage decomposition")
-    from knoblab.analysis.analyze import scaling_points
-
     figs["scaling"] = (plots.scaling_figure(scaling_points(a), a.fits), "Scaling with tokens")
     if a.evaluation is not None:
         ev = a.evaluation
@@ -175,12 +201,46 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
             plots.parity_figure(ev.per_sample, ev.per_config, ev.method),
             "Estimator parity",
         )
+    return figs
+
+
+def _interactive(a: Analysis) -> dict[str, str]:
+    """The plotly figures of ``report.html`` as ``<div>`` blocks: name -> HTML."""
+    from knoblab.analysis.analyze import scaling_points
+
+    p, knobs, cfg = a.percentile, a.results.knobs, a.results.configs
+    divs: dict[str, str] = {}
+    for task, front in a.fronts.items():
+        s = _slug(task)
+        divs[f"pareto_{s}"] = figures.to_div(
+            figures.pareto(front, p, task, knobs), f"plot-pareto_{s}"
+        )
+        fig = figures.coupling(front, a.coupling[task], knobs, p, task)
+        divs[f"coupling_{s}"] = figures.to_div(fig, f"plot-coupling_{s}")
+        mem = figures.memory(front, knobs, p, task)
+        if mem is not None:
+            divs[f"memory_{s}"] = figures.to_div(mem, f"plot-memory_{s}")
+    divs["stages"] = figures.to_div(figures.stage_bars(a.shares, cfg), "plot-stages")
+    labels = dict(zip(cfg["config"].astype(str), cfg["label"].astype(str), strict=True))
+    fig = figures.scaling(scaling_points(a), a.fits, labels)
+    divs["scaling"] = figures.to_div(fig, "plot-scaling")
+    if a.evaluation is not None:
+        ev = a.evaluation
+        fig = figures.parity(ev.per_sample, ev.per_config, cfg, ev.method)
+        divs["parity"] = figures.to_div(fig, "plot-parity")
+    return divs
+
+
+def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
+    """Write report.html, analysis.md, analysis.json, estimator.json and PNGs; returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    p = a.percentile
+    figs = _png_figures(a)
     files: dict[str, Path] = {}
-    pngs: dict[str, bytes] = {}
     for name, (fig, _) in figs.items():
-        pngs[name] = plots.png_bytes(fig)
         path = out / f"{name}.png"
-        _write_bytes(path, pngs[name])
+        _write_bytes(path, plots.png_bytes(fig))
         files[path.name] = path
     tables = _tables(a)
     if a.estimator is not None:
@@ -188,7 +248,7 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
     md = _markdown(a, tables, figs)
     _write_bytes(out / "analysis.md", md.encode())
     files["analysis.md"] = out / "analysis.md"
-    page = _html(a, tables, figs, pngs)
+    page = _html(a, tables, _interactive(a))
     _write_bytes(out / "report.html", page.encode())
     files["report.html"] = out / "report.html"
     data = {
@@ -207,34 +267,13 @@ def write_report(a: Analysis, out_dir: str | Path) -> dict[str, Path]:
             t: {"accuracy": r[0], "latency_ms": r[1]} for t, r in a.reference.items()
         },
         "estimator_evaluation": a.estimator.evaluation if a.estimator is not None else None,
-        "budget": _budget_dict(a),
+        "budget": uncertainty.budget_json(a.budget),
+        "intervals": uncertainty.uncertainty_json(a.results),
         "operators": operators.to_json(a.operators),
     }
     _write_bytes(out / "analysis.json", json.dumps(_jsonable(data), indent=1, default=str).encode())
     files["analysis.json"] = out / "analysis.json"
     return dict(sorted(files.items()))
-
-
-def _budget_dict(a: Analysis) -> dict[str, Any] | None:
-    b = a.budget
-    if b is None:
-        return None
-    d = {
-        k: getattr(b, k)
-        for k in (
-            "budget_ms",
-            "percentile",
-            "label",
-            "knobs",
-            "accuracy",
-            "latency_ms",
-            "source",
-            "latency_band",
-            "note",
-        )
-    }
-    d["message"] = b.message()
-    return d
 
 
 def _env_line(a: Analysis) -> str:
@@ -277,6 +316,7 @@ def _intro(a: Analysis) -> list[tuple[str, str]]:
             "latency metric",
             f"T_total {a.percentile} (numpy linear-interpolation percentile, per configuration)",
         ),
+        ("intervals", uncertainty.intervals_text(r)),
         ("environment", _env_line(a)),
     ]
 
@@ -291,6 +331,9 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     L = [f"# knoblab analysis\n\nGenerated {now}.\n"]
     L += [f"- **{k}**: {v}" for k, v in _intro(a)]
+    drift = drift_message(a)
+    if drift:
+        L += ["", f"> **Drift:** {drift}"]
     if a.budget is not None:
         L += [
             "",
@@ -307,24 +350,34 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
         "",
         "## E1 — stage decomposition",
         "",
-        "Mean latency per stage and its share of mean T_total.",
+        "Mean latency per stage and its share of mean T_total; [lo, hi] is the mean's "
+        "confidence interval, n the samples it rests on.",
         "",
     ]
-    L += [_md_table(t["shares"], 2), "", "![stages](stages.png)", ""]
+    L += [_md_table(uncertainty.shares_table(a.shares), 2), "", "![stages](stages.png)", ""]
     L += [
         "Scaling fits (least squares within each group of the non-vision knobs, e.g. (top_k, blocks); `all` pools every sample):",
         "",
     ]
-    L += [_md_table(t["fits"], 5), "", "![scaling](scaling.png)"]
+    L += [_md_table(t["fits"], 5), ""]
+    L += [f"_{t['no_fit']}._", ""] if t["no_fit"] else []
+    L += ["![scaling](scaling.png)"]
     L += operators.markdown_section(a.operators, _md_table)
-    L += ["", f"## E2 — Pareto fronts (T_total {p})"]
+    L += [
+        "",
+        f"## E2 — Pareto fronts (T_total {p})",
+        "",
+        "`*` on the front; `≈` tied with the front: no configuration beats it beyond noise "
+        "(better on the estimates and, on accuracy or latency, with a confidence interval "
+        "wholly better). [lo, hi]: confidence intervals; n: samples.",
+    ]
     for task in a.fronts:
         ref = a.reference[task]
         L += [
             "",
             f"### {task}",
             "",
-            _md_table(t["fronts"][task]),
+            _md_table(uncertainty.front_table(a.fronts[task], p)),
             "",
             f"![pareto](pareto_{_slug(task)}.png)",
             "",
@@ -358,12 +411,19 @@ def _markdown(a: Analysis, t: dict[str, Any], figs: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
-def _img(name: str, png: bytes, alt: str) -> str:
-    b64 = base64.b64encode(png).decode()
-    return f'<img id="plot-{html.escape(name)}" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+def _table_block(df: pd.DataFrame, digits: int, highlight: pd.Series | None, what: str) -> str:
+    """A table; past ``OPEN_ROWS`` rows it is folded (``<details>``) so the plots stay in view."""
+    table = _html_table(df, digits, highlight=highlight)
+    if len(df) <= OPEN_ROWS:
+        return table
+    return f"<details><summary>{html.escape(what)}: {len(df)} rows</summary>{table}</details>"
 
 
-def _html(a: Analysis, t: dict[str, Any], figs: dict[str, Any], pngs: dict[str, bytes]) -> str:
+def _plot(divs: dict[str, str], name: str) -> list[str]:
+    return [f'<div class="plot">{divs[name]}</div>'] if name in divs else []
+
+
+def _html(a: Analysis, t: dict[str, Any], divs: dict[str, str]) -> str:
     p = a.percentile
     esc = html.escape
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -374,11 +434,17 @@ def _html(a: Analysis, t: dict[str, Any], figs: dict[str, Any], pngs: dict[str, 
         "<title>knoblab analysis</title>",
         f"<style>{CSS}</style>",
         f"<script>{STATUS_SCRIPT}</script>",
+        f'<script type="text/javascript">{figures.plotly_js()}</script>',
         "</head><body>",
         "<h1>knoblab analysis</h1>",
         f'<p id="knoblab-status" data-status="pending">generated {esc(now)}</p>',
         "<ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in _intro(a)) + "</ul>",
+        '<p class="note">Plots are interactive: hover a point for its knobs, figures, sample '
+        "count and interval; drag to zoom, double-click to reset; click a legend entry to hide it.</p>",
     ]
+    drift = drift_message(a)
+    if drift:
+        B += [f'<p class="drift" id="drift"><b>Drift:</b> {esc(drift)}</p>']
     if a.budget is not None:
         B += [
             f'<h2>Budget: T_total {esc(p)} &le; {a.budget.budget_ms:g} ms</h2><p class="answer">{esc(a.budget.message())}</p>'
@@ -389,42 +455,27 @@ def _html(a: Analysis, t: dict[str, Any], figs: dict[str, Any], pngs: dict[str, 
         B += ["</ul>"]
     if a.notes:
         B += ["<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in a.notes) + "</ul>"]
+    B += [f"<h2>E2 — Pareto fronts (T_total {esc(p)})</h2>"]
+    for task in a.fronts:
+        B += _front_section(a, t, divs, task)
+    B += ["<h2>E1 — stage decomposition</h2>"]
+    B += _plot(divs, "stages")
     B += [
-        "<h2>E1 — stage decomposition</h2>",
-        "<p>Mean latency per stage and its share of mean T_total.</p>",
+        _table_block(t["shares"], 2, None, "mean latency per stage and its share of mean T_total")
     ]
-    B += [_img("stages", pngs["stages"], "stacked stage bars"), _html_table(t["shares"], 2)]
-    B += ["<h3>Scaling</h3>", _img("scaling", pngs["scaling"], "scaling curves with fits")]
+    B += ["<h3>Scaling</h3>", *_plot(divs, "scaling")]
     B += [
         '<p class="note">Least squares within each group of the non-vision knobs, e.g. (top_k, blocks); <code>all</code> pools every sample.</p>'
     ]
-    B += [_html_table(t["fits"], 5)]
+    B += [f'<p class="note">{esc(t["no_fit"])}.</p>'] if t["no_fit"] else []
+    B += [_table_block(t["fits"], 5, None, "scaling fits")]
     B += operators.html_section(a.operators, _html_table)
-    B += [f"<h2>E2 — Pareto fronts (T_total {esc(p)})</h2>"]
-    for task in a.fronts:
-        s = _slug(task)
-        front = t["fronts"][task]
-        ref = a.reference[task]
-        B += [
-            f"<h3>{esc(task)}</h3>",
-            _img(f"pareto_{s}", pngs[f"pareto_{s}"], f"Pareto front {task}"),
-        ]
-        B += [_html_table(front, 3, highlight=front["on_front"])]
-        B += [
-            f"<h3>Knob coupling — {esc(task)}</h3>",
-            _img(f"coupling_{s}", pngs[f"coupling_{s}"], "coupling"),
-        ]
-        B += [
-            f'<p class="note">Hypervolume reference point: accuracy {ref[0]:g}, latency {ref[1]:.3f} ms '
-            "(1.1 x the slowest configuration). hv_ratio = restricted / free front hypervolume.</p>",
-            _html_table(t["coupling"][task], 4),
-        ]
     if a.evaluation is not None and a.estimator is not None:
         B += [
             "<h2>E3 — latency estimator</h2>",
             f"<p>Evaluation: {esc(a.evaluation.method)}. Metrics in percent.</p>",
         ]
-        B += [_img("parity", pngs["parity"], "estimator parity"), _html_table(t["metrics"], 2)]
+        B += [*_plot(divs, "parity"), _html_table(t["metrics"], 2)]
         B += [
             "<p>Features per stage:</p><ul>"
             + "".join(f"<li><code>{esc(x)}</code></li>" for x in _features_text(a))
@@ -435,3 +486,28 @@ def _html(a: Analysis, t: dict[str, Any], figs: dict[str, Any], pngs: dict[str, 
         ]
     B += ["</body></html>"]
     return "\n".join(B) + "\n"
+
+
+def _front_section(a: Analysis, t: dict[str, Any], divs: dict[str, str], task: str) -> list[str]:
+    """One task's Pareto plot, its table, the coupling view and the memory view."""
+    s, esc = _slug(task), html.escape
+    front = t["fronts"][task]
+    ref = a.reference[task]
+    on = front["front"] == "*"  # uncertainty.front_table's mark; "≈": tied with the front
+    B = [f"<h3>{esc(task)}</h3>", *_plot(divs, f"pareto_{s}")]
+    B += [
+        f"<p>The front ({int(on.sum())} of {len(front)} configurations; [lo, hi]: "
+        "confidence intervals, n: samples):</p>"
+    ]
+    B += [_html_table(front[on], 3, highlight=on[on])]
+    if len(front) > int(on.sum()):
+        B += [_table_block(front, 3, on, "all configurations (≈: tied with the front)")]
+    B += [f"<h3>Knob coupling — {esc(task)}</h3>", *_plot(divs, f"coupling_{s}")]
+    B += [
+        f'<p class="note">Hypervolume reference point: accuracy {ref[0]:g}, latency {ref[1]:.3f} ms '
+        "(1.1 x the slowest configuration). hv_ratio = restricted / free front hypervolume.</p>",
+        _table_block(t["coupling"][task], 4, None, "knob coupling table"),
+    ]
+    if f"memory_{s}" in divs:
+        B += [f"<h3>Memory — {esc(task)}</h3>", *_plot(divs, f"memory_{s}")]
+    return B

@@ -78,10 +78,13 @@ def stage_shares(res: SweepResults) -> pd.DataFrame:
     """Per configuration: mean of each stage (ms), its share of mean ``T_total``, the dominant stage.
 
     Columns: ``config``, ``label``, ``T_total_mean``, ``<stage>_mean`` and ``share_<name>``
-    for name in vision, prefill, decode, other; ``dominant``. Sorted by ``T_total_mean``.
+    for name in vision, prefill, decode, other; ``dominant``; ``T_total_count``; and the
+    records' intervals of the means, ``<figure>_mean_lo`` / ``_hi`` (NaN when absent).
+    Sorted by ``T_total_mean``.
     """
     c = res.configs
-    out = c[["config", "label", "T_total_mean", *[f"{s}_mean" for s in STAGES]]].copy()
+    means = ["T_total_mean", *[f"{s}_mean" for s in STAGES]]
+    out = c[["config", "label", *means]].copy()
     total = out["T_total_mean"].replace(0, np.nan)
     for s in STAGES:
         out[f"share_{STAGE_NAMES[s]}"] = out[f"{s}_mean"] / total
@@ -89,6 +92,11 @@ def stage_shares(res: SweepResults) -> pd.DataFrame:
     out["share_other"] = out["other_mean"] / total
     shares = out[[f"share_{n}" for n in STAGE_NAMES.values()]]
     out["dominant"] = shares.idxmax(axis=1).str.removeprefix("share_")
+    out["T_total_count"] = c["T_total_count"] if "T_total_count" in c else c["num_valid_samples"]
+    for m in means:
+        for side in ("lo", "hi"):
+            col = f"{m}_{side}"
+            out[col] = c[col].astype(float) if col in c else np.nan
     return out.sort_values("T_total_mean").reset_index(drop=True)
 
 

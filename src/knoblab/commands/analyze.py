@@ -180,24 +180,29 @@ def print_summary(a: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from knoblab.analysis.uncertainty import ci_cell
+
     con = Console()
     p = a.percentile
     for task, front in a.fronts.items():
         t = Table(
-            title=f"{task}: configurations by T_total {p} (* = Pareto-optimal)",
+            title=f"{task}: configurations by T_total {p} (* = Pareto-optimal, ~ = tied with "
+            "the front within noise; \\[lo, hi] = confidence interval, n = samples)",
             title_justify="left",
         )
-        for col in ("", "configuration", "accuracy", f"T_total {p} ms", "dominant stage"):
+        cols = ("", "configuration", "accuracy", f"T_total {p} ms", "n", "dominant stage")
+        for col in cols:
             t.add_column(
                 col, justify="left" if col in ("", "configuration", "dominant stage") else "right"
             )
         dom = dict(zip(a.shares["label"], a.shares["dominant"], strict=True))
         for _, r in front.iterrows():
             t.add_row(
-                "*" if r["on_front"] else "",
-                r["label"],
-                f"{r['accuracy']:.3f}",
-                f"{r['latency']:.2f}",
+                "*" if r["on_front"] else ("~" if r.get("tied_with_front", False) else ""),
+                escape(str(r["label"])),
+                escape(ci_cell(r["accuracy"], r.get("accuracy_lo"), r.get("accuracy_hi"), 3)),
+                escape(ci_cell(r["latency"], r.get("latency_lo"), r.get("latency_hi"), 2)),
+                str(int(r["num_valid_samples"])),
                 dom.get(r["label"], ""),
             )
         con.print(t)

@@ -11,6 +11,21 @@ The sweep runner drives any model through these calls, timing each stage::
 NOTE: ``prefill`` produces the first output token (as in vLLM, it ends at TTFT), so
 ``decode`` produces tokens 2..n and ``T_decode_per_token = T_LLM_decode / (n - 1)``
 (vLLM's TPOT), defined only when n > 1.
+
+Batched inference (optional): an adapter that also has the methods of
+:class:`BatchedAdapter` runs several samples as one padded batch, one decode step at
+a time, so that a profiler can time each step (the inter-token latency)::
+
+    batch = adapter.collate(prepared_list)                    # not timed: padding
+    with timer.stage("vision"):  vis = adapter.encode_vision_batch(batch)
+    with timer.stage("prefill"): state = adapter.prefill_batch(batch, vis, max_new_tokens)
+    while not all(state.finished):
+        with timer.stage("decode"): adapter.decode_step_batch(state)   # one token per active sample
+    gens = adapter.finish_batch(state)
+
+Each sample's tokens equal its batch-1 tokens (padding must not change answers). An
+adapter without these methods still runs at any batch size:
+``knoblab.profiling.batch.measure_batch`` then runs the samples one after another.
 """
 
 from __future__ import annotations
@@ -69,6 +84,36 @@ class Generation:
         return len(self.token_ids)
 
 
+@dataclass
+class BatchState:
+    """Where a batch's greedy decoding stands: per sample the tokens so far and whether it is done.
+
+    ``inner`` is the model's own state (KV cache, masks, positions). A sample is finished
+    once it produced EOS, ``max_new_tokens`` tokens, or the model's longest sequence;
+    :meth:`push` applies the first two rules, the adapter the third.
+    """
+
+    token_ids: list[list[int]]
+    finished: list[bool]
+    max_new_tokens: int
+    inner: Any = None
+
+    @classmethod
+    def start(cls, size: int, max_new_tokens: int, inner: Any = None) -> BatchState:
+        """An empty state for ``size`` samples (no token yet)."""
+        return cls([[] for _ in range(size)], [False] * size, max(1, int(max_new_tokens)), inner)
+
+    def active(self) -> list[int]:
+        """Indices of the samples still decoding."""
+        return [i for i, done in enumerate(self.finished) if not done]
+
+    def push(self, i: int, token: int, eos: bool) -> None:
+        """Append sample ``i``'s next token; it finishes at EOS or at the token cap."""
+        self.token_ids[i].append(int(token))
+        if eos or len(self.token_ids[i]) >= self.max_new_tokens:
+            self.finished[i] = True
+
+
 @runtime_checkable
 class ModelAdapter(Protocol):
     """A model under test. ``knobs()`` lists what ``apply_knobs`` accepts."""
@@ -103,6 +148,36 @@ class ModelAdapter(Protocol):
     def decode(self, state: Any, max_new_tokens: int) -> Generation:
         """Greedy decode with the KV cache until EOS or ``max_new_tokens`` tokens in all."""
         ...
+
+
+@runtime_checkable
+class BatchedAdapter(Protocol):
+    """The optional batched stages (see the module docstring); all five or none."""
+
+    def collate(self, prepared: Sequence[Prepared]) -> Any:
+        """Pad and stack preprocessed samples into one model batch (not timed)."""
+        ...
+
+    def encode_vision_batch(self, batch: Any) -> Any:
+        """Vision encoder + projector for every image of the batch."""
+        ...
+
+    def prefill_batch(self, batch: Any, vision: Any, max_new_tokens: int) -> BatchState:
+        """One forward over every padded prompt; each sample's token 1 is pushed."""
+        ...
+
+    def decode_step_batch(self, state: BatchState) -> None:
+        """One greedy step: one more token for every sample not yet finished."""
+        ...
+
+    def finish_batch(self, state: BatchState) -> list[Generation]:
+        """Each sample's ``Generation``, in batch order."""
+        ...
+
+
+def supports_batching(adapter: Any) -> bool:
+    """Whether ``adapter`` has every batched stage of :class:`BatchedAdapter`."""
+    return isinstance(adapter, BatchedAdapter)
 
 
 def check_knob(specs: Mapping[str, KnobSpec], name: str, value: Any, model: str) -> None:

@@ -61,12 +61,12 @@ import torch
 
 from knoblab.atomic import ensure_dir
 from knoblab.config import plain, to_dataclass
-from knoblab.errors import ConfigError, DataError
+from knoblab.errors import ConfigError
 from knoblab.models.adapter import ModelAdapter, Prepared
 from knoblab.profiling import records as rec
 from knoblab.profiling.design import DesignConfig, make_design
 from knoblab.profiling.hardware import apply_hardware
-from knoblab.profiling.runner import RunConfig, knob_lists
+from knoblab.profiling.prepare import SweepSetup, knob_lists, setup_sweep
 from knoblab.profiling.timer import StageTimer
 
 MODES = ("minimal", "full")
@@ -365,6 +365,32 @@ def _save_config(
     }
 
 
+def _profile_config(
+    s: SweepSetup, knobs: Mapping[str, Any], chosen: list[int], tick: Any, opts: Any
+) -> tuple[Any, list[Any]]:
+    """Warm up outside the profiler, then profile ``chosen`` samples at ``knobs``."""
+    from torch.profiler import profile
+
+    adapter, run = s.adapter, s.run
+    timer = StageTimer(getattr(adapter, "device", "cpu"))
+    adapter.apply_knobs(knobs)
+    prepared_first = adapter.preprocess(s.dataset[chosen[0]])
+    for _ in range(max(run.warmup_runs, 1)):
+        _stages(adapter, prepared_first, timer, run.max_new_tokens)
+    sample_ids = []
+    full = opts.mode == "full"
+    with profile(
+        activities=opts.activities, record_shapes=full, with_stack=full, profile_memory=full
+    ) as prof:
+        for idx in chosen:
+            sample = s.dataset[idx]
+            prepared = prepared_first if idx == chosen[0] else adapter.preprocess(sample)
+            _stages(adapter, prepared, timer, run.max_new_tokens)
+            sample_ids.append(sample.sample_id)
+            tick()
+    return prof, sample_ids
+
+
 def deep_profile(
     cfg: Mapping[str, Any] | Any,
     *,
@@ -372,80 +398,63 @@ def deep_profile(
     dataset: Any | None = None,
     console: Any | None = None,
 ) -> dict[str, Any]:
-    """Profile the chosen configurations; returns the ``deep_profile.json`` index."""
-    from torch.profiler import ProfilerActivity, profile
+    """Profile the chosen configurations; returns the ``deep_profile.json`` index.
+
+    The setup (config, dataset, plan, model, prompt) is the sweep runner's
+    (``profiling.prepare.setup_sweep``); the configurations are ``deep.configurations``
+    or the design's.
+    """
+    from torch.profiler import ProfilerActivity
 
     from knoblab.console import console as wide_console
-    from knoblab.data.prompt import prompt_for, with_prompt
-    from knoblab.data.registry import build_dataset
-    from knoblab.models.registry import build_adapter
-    from knoblab.sampling import resolve_sampling
     from knoblab.sampling.legacy import sampling_overrides
 
     data = plain(cfg)
     deep = to_dataclass(data.get("deep"), DeepConfig, "deep")
-    run_cfg = to_dataclass(data.get("run"), RunConfig, "run")
-    design = to_dataclass(data.get("design"), DesignConfig, "design")
     console = console or wide_console()
     apply_hardware(data.get("hardware"))
-    if dataset is None:
-        dataset = build_dataset(data.get("dataset") or {})
-    name = getattr(dataset, "name", None) or "dataset"
-    if len(dataset) == 0:
-        raise DataError(
-            f"dataset.name={name!r} has no samples: allowed is a dataset with >= 1 sample"
-        )
-    plan = resolve_sampling(data, len(dataset))  # run.stage1_repeats -> FutureWarning, mapped
-    if adapter is None:
-        adapter = build_adapter(data.get("model") or {}, data.get("hardware") or {})
-    # dataset.prompt, as the sweep runner applies it (knoblab.data.prompt)
-    dataset = with_prompt(dataset, prompt_for(data.get("dataset"), dataset, adapter))
-    configs = _chosen_configs(deep, data, adapter, design)
-
-    out_dir = Path(deep.output_dir) / rec.task_name(name)
+    s = setup_sweep(
+        data,
+        adapter=adapter,
+        dataset=dataset,
+        choose=lambda d, ad, design: _chosen_configs(deep, d, ad, design),
+    )
+    out_dir = Path(deep.output_dir) / s.task
     ensure_dir(out_dir, "deep.output_dir")
-    cuda = str(getattr(adapter, "device", "cpu")).startswith("cuda") and torch.cuda.is_available()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    full = deep.mode == "full"
-    timer = StageTimer(getattr(adapter, "device", "cpu"))
-    indices = [int(i) for i in plan.indices().tolist()]
+    device = str(getattr(s.adapter, "device", "cpu"))
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    indices = [int(i) for i in s.plan.indices().tolist()]
     chosen = indices[:1] if deep.samples == "first" else indices
     index: dict[str, Any] = {
-        "task": rec.task_name(name),
-        "model": adapter.name,
+        "task": s.task,
+        "model": s.adapter.name,
         "mode": deep.mode,
         "samples": deep.samples,
         "profiled_sample_ids": [],
-        "sampling": plan.describe(),
-        "stage1_overrides": sampling_overrides(plan),
+        "sampling": s.plan_desc,
+        "stage1_overrides": sampling_overrides(s.plan),
         "configurations": [],
     }
     budget = _TraceBudget(deep.max_trace_mb, console)
-    table_opts = SimpleNamespace(
-        cuda=cuda, samples=deep.samples, mode=deep.mode, row_limit=deep.row_limit, gzip=deep.gzip
+    opts = SimpleNamespace(
+        cuda=cuda,
+        samples=deep.samples,
+        mode=deep.mode,
+        row_limit=deep.row_limit,
+        gzip=deep.gzip,
+        activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []),
     )
-    with _progress(run_cfg.progress, console) as progress:
-        bar = progress.add_task(rec.task_name(name), total=len(configs) * len(chosen))
+    with _progress(s.run.progress, console) as progress:
+        bar = progress.add_task(s.task, total=len(s.configs) * len(chosen))
         last = [0.0]
-        for ci, knobs in enumerate(configs):
-            progress.update(bar, description=f"[{ci + 1}/{len(configs)}] {_label(knobs)}")
-            adapter.apply_knobs(knobs)
-            prepared_first = adapter.preprocess(dataset[chosen[0]])
-            for _ in range(max(run_cfg.warmup_runs, 1)):  # warm up outside the profiler
-                _stages(adapter, prepared_first, timer, run_cfg.max_new_tokens)
-            sample_ids = []
-            with profile(
-                activities=activities, record_shapes=full, with_stack=full, profile_memory=full
-            ) as prof:
-                for idx in chosen:
-                    sample = dataset[idx]
-                    prepared = prepared_first if idx == chosen[0] else adapter.preprocess(sample)
-                    _stages(adapter, prepared, timer, run_cfg.max_new_tokens)
-                    sample_ids.append(sample.sample_id)
-                    _tick(progress, bar, last)
+        for ci, knobs in enumerate(s.configs):
+            progress.update(bar, description=f"[{ci + 1}/{len(s.configs)}] {_label(knobs)}")
+            prof, sample_ids = _profile_config(
+                s, knobs, chosen, lambda: _tick(progress, bar, last), opts
+            )
             index["profiled_sample_ids"] = sample_ids
             index["configurations"].append(
-                _save_config(prof, out_dir, ci, knobs, sample_ids, budget, table_opts)
+                _save_config(prof, out_dir, ci, knobs, sample_ids, budget, opts)
             )
         progress.refresh()
     index["traces"] = {
@@ -455,10 +464,10 @@ def deep_profile(
         "skipped_configurations": budget.skipped,
     }
     index["environment"] = rec.environment_info(
-        device=str(getattr(adapter, "device", "cpu")),
-        dtype=str(getattr(adapter, "dtype", "float32")),
-        seed=plan.seed,
-        sampling=plan.describe(),
+        device=device,
+        dtype=str(getattr(s.adapter, "dtype", "float32")),
+        seed=s.plan.seed,
+        sampling=s.plan_desc,
     )
     rec.write_json_atomic(out_dir / "deep_profile.json", index)
     index["out_dir"] = str(out_dir)

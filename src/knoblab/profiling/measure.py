@@ -198,6 +198,33 @@ def _failed_row(sample_id: Any, knobs: Mapping[str, Any], exc: BaseException) ->
     }
 
 
+def warm_up(
+    adapter: ModelAdapter,
+    dataset: Any,
+    stream: Sequence[tuple[int, int, int]],
+    *,
+    runs: int,
+    max_new_tokens: int,
+    timer: StageTimer,
+) -> None:
+    """``runs`` unrecorded inferences on the first of ``stream[:3]`` that loads and runs.
+
+    Raises:
+        ConfigOOM: the model ran out of memory.
+    """
+    for _, _, idx in stream[:3]:
+        if runs == 0:
+            break
+        try:
+            prepared = adapter.preprocess(dataset[idx])
+            for _ in range(runs):
+                infer(adapter, prepared, timer, max_new_tokens)
+            break
+        except Exception as exc:  # noqa: BLE001 - a bad sample is recorded when measured
+            if is_oom(exc):
+                raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], 0) from exc
+
+
 def measure_positions(
     adapter: ModelAdapter,
     dataset: Any,
@@ -213,26 +240,17 @@ def measure_positions(
 ) -> list[dict[str, Any]]:
     """Per-sample rows of ``stream`` = [(plan position, epoch, dataset index)].
 
-    ``knobs`` is the configuration asked for, ``effective`` what ``apply_knobs`` returned;
-    ``advance`` is called once per sample (the progress bar).
+    The sweep's unit of work: the runner calls it with one round's positions (one per
+    process); ``warmup`` unrecorded inferences come first (:func:`warm_up`; shapes change
+    with the knobs). ``knobs`` is the configuration asked for, ``effective`` what
+    ``apply_knobs`` returned; ``advance`` is called once per sample (the progress bar).
 
     Raises:
         ConfigOOM: the model ran out of memory (in warmup or on a sample).
     """
     score = _scorer()
     metric = getattr(dataset, "metric", "exact_match")
-    # Warm up on the first sample that loads and runs (shapes change with the knobs).
-    for _, _, idx in stream[:3]:
-        if warmup == 0:
-            break
-        try:
-            prepared = adapter.preprocess(dataset[idx])
-            for _ in range(warmup):
-                infer(adapter, prepared, timer, max_new_tokens)
-            break
-        except Exception as exc:  # noqa: BLE001 - a bad sample is recorded when measured
-            if is_oom(exc):
-                raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], 0) from exc
+    warm_up(adapter, dataset, stream, runs=warmup, max_new_tokens=max_new_tokens, timer=timer)
     rows = []
     for pos, epoch, idx in stream:
         sample_id: Any = idx

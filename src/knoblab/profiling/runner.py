@@ -3,23 +3,59 @@
 ``run_sweeps(cfg)`` (what ``knoblab profile`` calls) loads the model once, then for each
 dataset runs :func:`run_sweep`: every configuration of the design, on the same samples
 (the dataset sampling plan, ``dataset.sampling.*`` or legacy ``repeats``), knobs applied
-in place, with ``run.warmup_runs`` unrecorded inferences before measuring and
-``run.num_runs_per_sample`` timed runs per sample (every run kept, medians aggregated).
-The profiler is never on here (seed 003): stages are timed by :class:`StageTimer`.
+in place, with ``run.warmup_runs`` unrecorded inferences before a configuration's first
+measurement and ``run.num_runs_per_sample`` timed runs per sample (every run kept,
+medians aggregated). The profiler is never on here (seed 003): stages are timed by
+:class:`StageTimer`.
+
+The run is a thin loop over four steps, each its own function with its own tests:
+setup (``profiling.prepare.setup_sweep``: config, dataset, plan, model, design),
+resume state (``profiling.resume.resume_state``: the directory, its records and
+journal), schedule (``profiling.schedule.units``) and, per unit of work, measure
+(``profiling.measure.measure_positions``) and write (the journal line; the record once
+the configuration's last sample landed, :meth:`_Loop.finalise`).
+
+Schedule (``run.schedule``): ``interleaved`` (the default) measures in rounds, round
+``r`` being plan position ``r`` (one per process under torchrun), each round visiting
+every configuration still measuring in a seeded random order (``run.schedule_seed``),
+so load that comes and goes spreads over every configuration alike; ``sequential``
+measures configuration after configuration (knoblab's order before). Knobs switch in
+place (``adapter.apply_knobs``, no reload).
+
+Warmup: ``run.warmup_runs`` unrecorded inferences at a configuration's first visit (its
+shapes are new: allocator, kernel and oneDNN/cuBLAS plan caches fill here and stay
+filled across later switches), and ``run.switch_warmup_runs`` (default 0) at every
+later switch. NOTE: 0 on purpose: under interleaving every configuration is measured
+right after a switch alike, so the switch's cold caches bias no configuration against
+another, while one warmup inference per switch would double the sweep's cost.
+
+Drift and load (``profiling.drift``): a probe, one unrecorded inference of the first
+configuration on the plan's first sample, is timed about once per round
+(``run.drift_probe_every`` rounds; 0: off); ``environment.json`` gets ``drift`` (did the
+machine's speed move more than its noise, by how much) and ``load`` (load average,
+CPU/wall per stage, other processes' CPU share); one console line warns on drift.
+
+Early stopping (``run.precision``, ``profiling.precision``): a configuration stops once
+its figure's confidence interval is narrow enough, between ``min`` and ``max`` samples.
 
 Output directory ``<run.output_dir>/<task>/``:
 
-- one JSON record per configuration (``records.record_filename``), written atomically;
+- one JSON record per configuration (``records.record_filename``), written atomically
+  when its last sample lands;
+- ``journal.jsonl`` (``profiling.journal``) while the sweep runs: every measured unit,
+  one line each, written before the next starts; removed once every record is final;
 - ``sweep.json``: the sweep's identity (model, dataset, device, dtype, sample ids) and
   the knob lists and configurations asked for so far;
 - ``samples.parquet``, ``environment.json``, ``report.md``: rebuilt from all records at
   the end of every run.
 
 Crash safety: a configuration's record appears only complete (temporary file, then
-``os.replace``); a rerun into the same directory skips configurations that have a
-record, so a sweep killed (even with SIGKILL) and rerun ends complete with every
-configuration exactly once. A directory holding another sweep (other model, dataset,
-device, dtype, generation length or samples) is refused before anything is written.
+``os.replace``); the journal keeps every sample measured before a kill (SIGKILL loses
+at most the unit in flight). A rerun into the same directory skips configurations that
+have a record and measures only the journal's missing positions of the others, so a
+sweep killed and rerun ends complete with every sample exactly once. A directory
+holding another sweep (other model, dataset, device, dtype, generation length or
+samples) is refused before anything is written.
 
 Failures: a sample that raises (corrupt image, any exception) is recorded with
 ``status: "failed"`` and its ``error`` and the sweep goes on; scores and latency
@@ -33,9 +69,11 @@ field of the wrong type, is refused by name before anything is written
 (:func:`knoblab.records.check_belongs`).
 
 Several processes (``torchrun``): ranks split the plan's positions with
-``plan.shard(rank, world_size)``; rank 0 gathers the per-sample results, puts them back
-in plan order and alone writes files. Set ``dataset.sampling.seed`` when shuffling so
-that all ranks draw the same plan (rank 0's seed is broadcast otherwise).
+``plan.shard(rank, world_size)`` (rank k measures positions k, k + world, ...); every
+rank walks the same schedule, and after each unit rank 0 gathers the rows, journals
+them and alone writes files; its decisions (a configuration stopped) are broadcast.
+Set ``dataset.sampling.seed`` when shuffling so that all ranks draw the same plan
+(rank 0's seed is broadcast otherwise).
 
 Example:
     >>> from knoblab.hydra_utils import compose
@@ -57,53 +95,35 @@ import torch
 from knoblab.config import plain, to_dataclass
 from knoblab.console import console as wide_console
 from knoblab.console import progress_bar
-from knoblab.data.prompt import prompt_for, with_prompt
-from knoblab.errors import ConfigError, DataError, KnobLabError
-from knoblab.models.adapter import ModelAdapter, check_knob
+from knoblab.errors import ConfigError, KnobLabError
+from knoblab.models.adapter import ModelAdapter
 from knoblab.profiling import records as rec
-from knoblab.profiling.design import DesignConfig, make_design
 from knoblab.profiling.distributed import barrier, broadcast, dist_info, gather
+from knoblab.profiling.drift import LoadMonitor, drift_statistic
 from knoblab.profiling.hardware import HardwareConfig, apply_hardware
-from knoblab.profiling.identity import check_out_dir, model_identity
-from knoblab.profiling.lock import out_dir_lock
-from knoblab.profiling.measure import ConfigOOM, check_metric, is_oom, measure_positions
+from knoblab.profiling.measure import ConfigOOM, infer, is_oom, measure_positions, warm_up
+from knoblab.profiling.precision import PrecisionTracker
+from knoblab.profiling.prepare import (
+    RunConfig,
+    SweepSetup,
+    knob_lists,
+    setup_sweep,
+    sweep_identity,
+)
 from knoblab.profiling.report import summary_rows, write_report_md
+from knoblab.profiling.resume import ResumeState, resume_state
+from knoblab.profiling.schedule import units
 from knoblab.profiling.timer import StageTimer
-from knoblab.profiling.tracking import SweepTracking, open_tracking
 
-
-@dataclass
-class RunConfig:
-    """The ``run`` config section of ``knoblab profile``.
-
-    Attributes:
-        output_dir: results root; each dataset writes into ``<output_dir>/<task>/``.
-        num_runs_per_sample: timed runs per sample; the per-sample latency is their median.
-        warmup_runs: unrecorded inferences after each knob change, before measuring.
-        max_new_tokens: generation length cap (output tokens, the prefill's token included).
-        retry_failed: rerun configurations recorded as ``oom`` or ``failed``.
-        progress: show the rich progress bar (rank 0 only).
-        stage1_repeats: deprecated (Stage-2's old key); use ``dataset.sampling.*``.
-        logger: ``none``, ``tensorboard``, ``mlflow`` or ``wandb``: log each configuration's
-            row and the reports there (rank 0; ``profiling.tracking``, ``tracking.*``).
-    """
-
-    output_dir: str = "results/profile"
-    num_runs_per_sample: int = 1
-    warmup_runs: int = 2
-    max_new_tokens: int = 8
-    retry_failed: bool = False
-    progress: bool = True
-    stage1_repeats: int | None = None
-    logger: str = "none"
-
-    def __post_init__(self) -> None:
-        if self.num_runs_per_sample < 1:
-            raise ConfigError("num_runs_per_sample", self.num_runs_per_sample, "an integer >= 1")
-        if self.warmup_runs < 0:
-            raise ConfigError("warmup_runs", self.warmup_runs, "an integer >= 0")
-        if self.max_new_tokens < 1:
-            raise ConfigError("max_new_tokens", self.max_new_tokens, "an integer >= 1")
+__all__ = [
+    "RunConfig",
+    "SweepResult",
+    "check_some_ok",
+    "finish",
+    "knob_lists",
+    "run_sweep",
+    "run_sweeps",
+]
 
 
 @dataclass
@@ -113,14 +133,17 @@ class SweepResult:
     Attributes:
         out_dir: the sweep's directory.
         records: ``{file name: record}`` of every configuration in the directory.
-        ran: file names of the configurations measured by this call.
+        ran: file names of the configurations finished by this call.
         skipped: file names of configurations found finished and not rerun.
         rows: the summary table's rows (``report.summary_rows``).
         plan: ``plan.describe()`` of the sampling plan.
         seconds: wall time of ``setup`` (checks, plan, directory), ``measure`` (the
-            configurations: knobs, warmup, timed runs, scoring, record writes) and
-            ``finish`` (parquet, report, table); ``measure_cpu``: this process's CPU
-            time during ``measure`` (all its threads).
+            configurations: knobs, warmup, timed runs, scoring, journal and record
+            writes) and ``finish`` (parquet, report, table); ``measure_cpu``: this
+            process's CPU time during ``measure`` (all its threads).
+        drift: ``environment.json``'s ``drift`` (None when this call measured nothing).
+        load: ``environment.json``'s ``load`` (None when this call measured nothing).
+        probes: drift probe inferences made (model calls beyond the samples' own).
     """
 
     out_dir: Path
@@ -130,63 +153,9 @@ class SweepResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def _stream(plan: Any, rank: int, world: int) -> list[tuple[int, int, int]]:
-    """This rank's [(plan position, epoch, dataset index)]."""
-    shard = plan.shard(rank, world)
-    positions = shard.positions().tolist()
-    indices = shard.indices().tolist()
-    per_epoch = max(1, int(plan.describe()["samples_per_epoch"]))
-    return [
-        (p, min(p // per_epoch, plan.num_epochs - 1), i)
-        for p, i in zip(positions, indices, strict=True)
-    ]
-
-
-def knob_lists(cfg_knobs: Mapping[str, Any] | None, adapter: ModelAdapter) -> dict[str, list[Any]]:
-    """The ``knobs`` section as {name: values}, null lists dropped, checked against the model.
-
-    Raises:
-        ConfigError: an unknown knob, a value the model does not allow, an empty list,
-            or both ``tier`` and ``vision_tokens`` (they are two modes of one knob).
-    """
-    specs = adapter.knobs()
-    lists: dict[str, list[Any]] = {}
-    for name, values in (plain(cfg_knobs) or {}).items():
-        if values is None:
-            continue
-        vals = list(values) if isinstance(values, (list, tuple)) else [values]
-        if not vals:
-            raise ConfigError(
-                f"knobs.{name}",
-                [],
-                "a non-empty list of values, or null to leave the knob at its default",
-            )
-        for v in vals:
-            try:
-                check_knob(specs, name, v, adapter.name)
-            except ConfigError as exc:
-                if name in specs or specs.get("tier") is not None:
-                    raise
-                # the default knobs=reference lists the reference model's tiers: say which
-                # preset fits a model without them
-                hint = "knobs=hf lists vision_tokens for Hugging Face models; docs/knobs.md"
-                raise ConfigError(exc.key, exc.value, exc.allowed, exc.hint or hint) from None
-        lists[name] = vals
-    if "tier" in lists and "vision_tokens" in lists:
-        raise ConfigError(
-            "knobs.vision_tokens",
-            lists["vision_tokens"],
-            "null when knobs.tier is set (tier mode and target-tokens mode exclude each other)",
-        )
-    if not lists:
-        raise ConfigError(
-            "knobs",
-            {},
-            f"at least one knob list; model {adapter.name!r} has {', '.join(specs) or 'none'}",
-        )
-    return lists
+    drift: dict[str, Any] | None = None
+    load: dict[str, Any] | None = None
+    probes: int = 0
 
 
 # -- the sweep --------------------------------------------------------------------------
@@ -205,11 +174,19 @@ def run_sweep(
 ) -> SweepResult:
     """Run one dataset's sweep described by ``cfg`` (the composed ``profile`` config).
 
+    ``adapter`` is loaded by the caller (once for all datasets); ``dataset`` defaults
+    to ``build_dataset(cfg.dataset)``. ``model_config`` is the section the adapter was
+    built from, when it was (its ``kind``/``path``/``weights`` join the sweep's identity);
+    an adapter made by hand is identified by its name and weights fingerprint only.
+
     Rank 0 holds the output directory's lock (``profiling.lock.out_dir_lock``) from
     before the identity check until the report is written; a second sweep into the
     directory is refused with one line naming the holder (``DataError``).
 
-    See :func:`_run_sweep` for the arguments.
+    Raises:
+        ConfigError: bad run/design/knob settings (before anything is written).
+        DataError: an empty dataset.
+        KnobLabError: the output directory holds another sweep.
     """
     with ExitStack() as locks:
         return _run_sweep(
@@ -226,231 +203,47 @@ def _run_sweep(
     cfg: Mapping[str, Any] | Any,
     *,
     adapter: ModelAdapter,
-    dataset: Any | None = None,
-    console: Any | None = None,
-    model_config: Mapping[str, Any] | None = None,
+    dataset: Any | None,
+    console: Any | None,
+    model_config: Mapping[str, Any] | None,
     locks: ExitStack,
 ) -> SweepResult:
-    """Run one dataset's sweep described by ``cfg`` (the composed ``profile`` config).
-
-    ``adapter`` is loaded by the caller (once for all datasets); ``dataset`` defaults
-    to ``build_dataset(cfg.dataset)``. ``model_config`` is the section the adapter was
-    built from, when it was (its ``kind``/``path``/``weights`` join the sweep's identity);
-    an adapter made by hand is identified by its name and weights fingerprint only.
-
-    Raises:
-        ConfigError: bad run/design/knob settings (before anything is written).
-        DataError: an empty dataset.
-        KnobLabError: the output directory holds another sweep.
-    """
-
-    from knoblab.data.registry import build_dataset
-    from knoblab.sampling import resolve_sampling
-
-    t_setup = time.perf_counter()
-    data = plain(cfg)
-    run_cfg = to_dataclass(data.get("run"), RunConfig, "run")
-    design = to_dataclass(data.get("design"), DesignConfig, "design")
-    rank, world = dist_info()
-    hw = to_dataclass(data.get("hardware") or {}, HardwareConfig, "hardware")
-    empty_cache = hw.memory_savings.empty_cache_between_configs
+    """setup -> resume state -> the loop (schedule, measure, write) -> finish."""
+    t_setup, c_setup = time.perf_counter(), time.process_time()
     console = console or wide_console()
-    quiet = rank != 0
-
-    if dataset is None:
-        dataset = build_dataset(data.get("dataset") or {})
-    ds_name = getattr(dataset, "name", None) or (data.get("dataset") or {}).get("name", "dataset")
-    if len(dataset) == 0:
-        raise DataError(
-            f"dataset.name={ds_name!r} has no samples: allowed is a dataset with >= 1 sample"
+    s = setup_sweep(cfg, adapter=adapter, dataset=dataset)
+    precision = s.run.precision_config()
+    cap = len(s.plan) if precision is None else precision.cap(len(s.plan))
+    sweep_identity(s, model_config)
+    state = resume_state(s, locks)
+    skipped = state.skipped(s.configs)
+    if s.rank == 0 and state.damaged:
+        console.print(
+            f"[yellow]warning:[/yellow] {len(state.damaged)} record file(s) in {s.out_dir} are "
+            f"not readable JSON ({', '.join(state.damaged[:3])}"
+            f"{' ...' if len(state.damaged) > 3 else ''}): measured again"
         )
-    check_metric(getattr(dataset, "metric", "exact_match"))
-    # dataset.prompt: text around every question (knoblab.data.prompt); part of the identity
-    prompt = prompt_for(data.get("dataset"), dataset, adapter)
-    dataset = with_prompt(dataset, prompt)
-    lists = knob_lists(data.get("knobs"), adapter)
-    configs = make_design(
-        design.name, lists, levels=design.levels, num_points=design.num_points, seed=design.seed
-    )
-    if not configs:
-        raise ConfigError(
-            "design.name",
-            design.name,
-            "a design that yields at least one configuration for these knob lists",
-        )
+    if s.rank == 0 and skipped:
+        console.print(f"[dim]{len(skipped)} configuration(s) already in {s.out_dir}: skipped[/dim]")
 
-    plan = resolve_sampling(data, len(dataset))
-    if world > 1:
-        # Every rank must walk the same plan: adopt rank 0's seed (drawn when none was set).
-        seed = broadcast(plan.seed, world)
-        if seed != plan.seed:
-            plan.load_state_dict({**plan.state_dict(), "seed": seed})
-    plan_desc = plan.describe()
-    task = rec.task_name(ds_name)
-    out_dir = Path(run_cfg.output_dir) / task
-    sample_ids = [int(i) for i in plan.indices().tolist()]
-    identity = {
-        "model": model_identity(adapter, model_config or {}),
-        "dataset": {
-            k: v for k, v in (data.get("dataset") or {}).items() if k not in ("sampling", "prompt")
-        }
-        | {"name": ds_name, "size": len(dataset)}
-        # only a prompt that is there: sweeps from before dataset.prompt stay resumable
-        | ({"prompt": prompt.as_dict()} if prompt else {}),
-        "device": getattr(adapter, "device", "cpu"),
-        "dtype": getattr(adapter, "dtype", "float32"),
-        "max_new_tokens": run_cfg.max_new_tokens,
-        "sample_ids": sample_ids,
-    }
-    environment = rec.environment_info(
-        device=identity["device"],
-        dtype=identity["dtype"],
-        seed=plan.seed,
-        sampling=plan_desc,
-        extra={"world_size": world, "prompt": prompt.as_dict()},
-    )
-
-    # Rank 0 checks the directory and decides what is left; the others follow.
-    decision: dict[str, Any] | Exception
-    previous: dict[str, str] = {}  # config key -> file name of every record already there
-    tracking = SweepTracking()  # run.logger: rank 0 opens the run below
-    if rank == 0:
-        try:
-            locks.enter_context(out_dir_lock(out_dir))  # until the report is written
-            old = check_out_dir(out_dir, identity)
-            rec.remove_stale_tmp(out_dir)
-            damaged: list[str] = []  # not JSON at all: measured again, with a warning
-            existing = rec.load_records(out_dir, strict=True, unreadable=damaged)
-            if damaged and not quiet:
-                console.print(
-                    f"[yellow]warning:[/yellow] {len(damaged)} record file(s) in {out_dir} are "
-                    f"not readable JSON ({', '.join(damaged[:3])}"
-                    f"{' ...' if len(damaged) > 3 else ''}): measured again"
-                )
-            done: dict[str, str] = {}
-            for fname, r in existing.items():
-                if old is not None:  # a record of another sweep is refused, never merged
-                    rec.check_belongs(r, old, str(out_dir / fname))
-                key = rec.config_key(r.get("knobs") or {})
-                previous[key] = fname
-                if run_cfg.retry_failed and r.get("status") != "ok":
-                    continue
-                done[key] = fname
-            asked = list((old or {}).get("configurations") or [])
-            for c in configs:
-                if c not in asked:
-                    asked.append(c)
-            lists_seen = list((old or {}).get("knob_lists") or [])
-            if lists not in lists_seen:
-                lists_seen.append(lists)
-            rec.write_sweep(
-                out_dir,
-                {
-                    "identity": identity,
-                    "knob_lists": lists_seen,
-                    "design": design.__dict__,
-                    "configurations": asked,
-                },
-            )
-            tracking = open_tracking(data, out_dir, environment)
-            decision = {"done": done}
-        except KnobLabError as exc:
-            decision = exc
-    else:
-        decision = {}
-    decision = broadcast(decision, world)
-    if isinstance(decision, Exception):
-        raise decision
-    done = decision["done"]
-
-    todo = [c for c in configs if rec.config_key(c) not in done]
-    skipped = [done[rec.config_key(c)] for c in configs if rec.config_key(c) in done]
-    stream = _stream(plan, rank, world)
-    timer = StageTimer(getattr(adapter, "device", "cpu"))
-    sampling_info = {**plan_desc, "effective_samples": len(plan), "sample_ids": sample_ids}
-    if not quiet and skipped:
-        console.print(f"[dim]{len(skipped)} configuration(s) already in {out_dir}: skipped[/dim]")
-
-    ran: list[str] = []
     t_measure, c_measure = time.perf_counter(), time.process_time()
-    with _progress(run_cfg.progress and not quiet and bool(todo), console) as progress:
-        bar = progress.add_task(f"{task}", total=len(todo) * len(stream))
-        ticker = _Ticker(progress, bar)
-        for i, knobs in enumerate(todo):
-            progress.update(bar, description=f"{task} [{i + 1}/{len(todo)}] {_label(knobs)}")
-            status, error = "ok", None
-            effective: dict[str, Any] = {}
-            rows: list[dict[str, Any]] = []
-            try:
-                effective = dict(adapter.apply_knobs(knobs) or {})
-                rows = measure_positions(
-                    adapter,
-                    dataset,
-                    stream,
-                    knobs,
-                    effective,
-                    runs=run_cfg.num_runs_per_sample,
-                    warmup=run_cfg.warmup_runs,
-                    max_new_tokens=run_cfg.max_new_tokens,
-                    timer=timer,
-                    advance=ticker,
-                )
-            except ConfigOOM as exc:
-                status, error = "oom", str(exc)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()  # free what the failed configuration held
-            except ConfigError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a configuration that cannot run is recorded
-                if is_oom(exc):
-                    status = "oom"
-                else:
-                    status = "failed"
-                error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-            if empty_cache and torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            ticker.flush()
-            gathered = gather((status, error, effective, rows), rank, world)
-            if rank == 0:
-                statuses = [g[0] for g in gathered]
-                status = (
-                    "oom" if "oom" in statuses else ("failed" if "failed" in statuses else "ok")
-                )
-                error = next((g[1] for g in gathered if g[1]), None)
-                effective = gathered[0][2]
-                rows = sorted((r for g in gathered for r in g[3]), key=lambda r: r["position"])
-                if status != "ok":
-                    progress.advance(bar, len(stream) - len(gathered[0][3]))
-                    rows = []
-                elif rows and all(r["status"] == "failed" for r in rows):
-                    status, error = "failed", f"every sample failed; first: {rows[0]['error']}"
-                record = rec.build_record(
-                    task=task,
-                    model=adapter.name,
-                    knobs=knobs,
-                    effective=effective,
-                    rows=rows,
-                    status=status,
-                    error=error,
-                    environment=environment,
-                    sampling=sampling_info,
-                )
-                fname = _write_record(out_dir, task, record, previous)
-                ran.append(fname)
-                tracking.on_record(record)
-                for w in record["warnings"]:
-                    if not w.startswith(("p50 ", "p95 ", "p99 ")):  # those: once, at the end
-                        console.print(f"[yellow]warning:[/yellow] {_label(knobs)}: {w}")
-                if status != "ok":
-                    console.print(f"[red]{_label(knobs)}: {status}[/red] ({error})")
-
+    monitor = LoadMonitor()
+    monitor.span("setup", t_measure - t_setup, c_measure - c_setup)
+    loop = _Loop(s, state, PrecisionTracker(precision, cap), console)
+    loop.run(monitor)
     t_finish, c_finish = time.perf_counter(), time.process_time()
-    result = SweepResult(out_dir=out_dir, records={}, ran=ran, skipped=skipped, plan=plan_desc)
-    if rank == 0:
+    monitor.span("measure", t_finish - t_measure, c_finish - c_measure)
+    result = SweepResult(
+        out_dir=s.out_dir, records={}, ran=loop.ran, skipped=skipped, plan=s.plan_desc
+    )
+    if s.rank == 0:
+        if state.journal is not None and len(loop.finished) == len(loop.todo):
+            state.journal.remove()  # every record of this run's configurations is final
+        environment = _with_drift(s, loop, monitor, result, console)
         finish(result, environment, console=console)
-        tracking.on_end(result)
+        state.tracking.on_end(result)
     # No rank returns before rank 0 has written the records, the table and the report.
-    barrier(world)
+    barrier(s.world)
     result.seconds = {
         "setup": t_measure - t_setup,
         "measure": t_finish - t_measure,
@@ -458,6 +251,277 @@ def _run_sweep(
         "measure_cpu": c_finish - c_measure,
     }
     return result
+
+
+def _with_drift(
+    s: SweepSetup, loop: _Loop, monitor: LoadMonitor, result: SweepResult, console: Any
+) -> dict[str, Any]:
+    """The environment record with ``drift`` and ``load``; one console line on drift.
+
+    A run that measured nothing keeps the figures of the run that did (environment.json).
+    """
+    env = dict(s.environment)
+    if not loop.measured:
+        old = s.out_dir / "environment.json"
+        try:
+            prev = rec.read_json(old) if old.is_file() else {}
+        except KnobLabError:
+            prev = {}
+        for key in ("drift", "load"):
+            if isinstance(prev, dict) and key in prev:
+                env[key] = prev[key]
+        return env
+    what = _label(loop.todo[0]) if loop.todo else "control configuration"
+    drift = drift_statistic(loop.probes, what=what)
+    if loop.probe_error:
+        drift["message"] += f"; probes stopped: {loop.probe_error}"
+    load = monitor.summary(loop.timer.cpu_totals)
+    result.drift, result.load, result.probes = drift, load, len(loop.probes)
+    if drift["detected"]:
+        console.print(
+            f"[yellow]warning:[/yellow] the machine's speed drifted by "
+            f"{100 * drift['magnitude']:.0f}% (noise {100 * drift['noise']:.0f}%) during the "
+            f"sweep: {drift['message']}; see environment.json"
+        )
+    return env | {"drift": drift, "load": load}
+
+
+class _Loop:
+    """The measurement loop of one run: units in schedule order, each measured and written.
+
+    Every rank walks the same units; rank 0 owns the rows, the journal and the records.
+    """
+
+    def __init__(self, s: SweepSetup, state: ResumeState, tracker: PrecisionTracker, console: Any):
+        self.s, self.state, self.tracker, self.console = s, state, tracker, console
+        self.adapter = s.adapter
+        self.todo = state.todo(s.configs)
+        self.keys = [rec.config_key(c) for c in self.todo]
+        self.stream = s.stream()
+        self.rounds = s.rounds()
+        journal = state.journal
+        self.rows: dict[str, dict[int, dict[str, Any]]] = {
+            k: dict(journal.state.rows.get(k, {})) if journal is not None else {} for k in self.keys
+        }
+        self.effective: dict[str, dict[str, Any]] = (
+            {k: journal.state.effective[k] for k in self.keys if k in journal.state.effective}
+            if journal is not None
+            else {}
+        )
+        self.finished: set[int] = set()
+        self.current: int | None = None
+        self.warmed: set[int] = set()
+        self.timer = StageTimer(getattr(self.adapter, "device", "cpu"), track_cpu=True)
+        hw = to_dataclass(s.data.get("hardware") or {}, HardwareConfig, "hardware")
+        self.empty_cache = hw.memory_savings.empty_cache_between_configs
+        self.ran: list[str] = []
+        self.measured = False
+        self.probes: list[float] = []
+        self.probe_error: str | None = None
+        self._probe_prepared: Any = None
+        self._since_probe = 0
+        self._last_round = -1
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self, monitor: LoadMonitor) -> None:
+        """Finish what the journal completed, then measure the schedule's units."""
+        self._finish_journaled()
+        journaled = self.state.journaled
+        mine = {k: {p for p, _, _ in self.stream} - journaled.get(k, set()) for k in self.keys}
+        quiet = self.s.rank != 0
+        total = sum(len(mine[k]) for i, k in enumerate(self.keys) if i not in self.finished)
+        with _progress(self.s.run.progress and not quiet and total > 0, self.console) as bar:
+            task = bar.add_task(self.s.task, total=total)
+            ticker = _Ticker(bar, task)
+            shown = -1
+            for c, r in units(
+                len(self.todo),
+                len(self.rounds),
+                self.s.run.schedule,
+                seed=self.s.run.schedule_seed,
+                pending=lambda c, r: any(
+                    p not in journaled.get(self.keys[c], ()) for p in self.rounds[r]
+                ),
+                active=lambda c: c not in self.finished,
+            ):
+                self._maybe_probe(r)
+                if r != shown:  # rich's update takes a lock: once per round, not per unit
+                    shown = r
+                    bar.update(task, description=f"{self.s.task} round {r + 1}/{len(self.rounds)}")
+                self._unit(c, r, ticker)
+                monitor.tick()
+            ticker.flush()
+            bar.update(task, completed=total)
+        self._finish_rest()
+
+    def _unit(self, c: int, r: int, ticker: Any) -> None:
+        """Measure this rank's position of round ``r`` at configuration ``c``; land it."""
+        key, knobs = self.keys[c], self.todo[c]
+        status, error, rows = "ok", None, []
+        entry = [self.stream[r]] if r < len(self.stream) else []
+        mine = [e for e in entry if e[0] not in self.state.journaled.get(key, ())]
+        try:
+            self._switch(c)
+            rows = measure_positions(
+                self.adapter,
+                self.s.dataset,
+                mine,
+                knobs,
+                self.effective.get(key, {}),
+                runs=self.s.run.num_runs_per_sample,
+                warmup=0,
+                max_new_tokens=self.s.run.max_new_tokens,
+                timer=self.timer,
+                advance=ticker,
+            )
+        except ConfigOOM as exc:
+            status, error = "oom", str(exc)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a configuration that cannot run is recorded
+            status = "oom" if is_oom(exc) else "failed"
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        if status != "ok":
+            self.current = None  # the model's state is unknown: apply the knobs again
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # free what the failed configuration held
+        self.measured = True
+        gathered = gather((status, error, self.effective.get(key, {}), rows), self.s.rank,
+                          self.s.world)  # fmt: skip
+        stop = self._land(c, gathered) if self.s.rank == 0 else False
+        if broadcast(stop, self.s.world):
+            self.finished.add(c)
+
+    def _switch(self, c: int) -> None:
+        """Apply configuration ``c``'s knobs in place (when not in effect); warm up."""
+        if self.current == c:
+            return
+        key = self.keys[c]
+        self.current = None
+        self.effective[key] = dict(self.adapter.apply_knobs(self.todo[c]) or {})
+        self.current = c
+        run = self.s.run
+        runs = run.warmup_runs if c not in self.warmed else run.switch_warmup_runs
+        self.warmed.add(c)
+        if runs:
+            warm_up(
+                self.adapter,
+                self.s.dataset,
+                self.stream,
+                runs=runs,
+                max_new_tokens=run.max_new_tokens,
+                timer=self.timer,
+            )
+
+    # -- write ---------------------------------------------------------------------------
+    def _land(self, c: int, gathered: list[Any]) -> bool:
+        """Rank 0: journal a unit's rows; finalise the configuration when it is done."""
+        key = self.keys[c]
+        statuses = [g[0] for g in gathered]
+        if "oom" in statuses or "failed" in statuses:
+            status = "oom" if "oom" in statuses else "failed"
+            error = next((g[1] for g in gathered if g[1]), None)
+            self.finalise(c, status, error, [])
+            return True
+        rows = [r for g in gathered for r in g[3]]
+        if rows:
+            assert self.state.journal is not None
+            self.state.journal.append(key, gathered[0][2], rows)
+            self.rows[key].update((int(r["position"]), r) for r in rows)
+        return self._maybe_finalise(c)
+
+    def _maybe_finalise(self, c: int) -> bool:
+        """Finalise configuration ``c`` when every position is in, or it measured enough."""
+        key = self.keys[c]
+        n = len(self.rows[key])
+        complete = n >= len(self.s.plan)
+        if not complete and not self.tracker.due(key, n):
+            return False  # most units: no list to build, no rule to check
+        rows = [self.rows[key][p] for p in sorted(self.rows[key])]
+        if self.tracker.done(key, rows) or complete:
+            self.finalise(c, "ok", None, rows)
+            return True
+        return False
+
+    def finalise(self, c: int, status: str, error: str | None, rows: list[dict[str, Any]]) -> None:
+        """Rank 0: build and write configuration ``c``'s record (the existing record builder)."""
+        key, knobs = self.keys[c], self.todo[c]
+        if status == "ok" and rows and all(r["status"] == "failed" for r in rows):
+            status, error = "failed", f"every sample failed; first: {rows[0]['error']}"
+        record = rec.build_record(
+            task=self.s.task,
+            model=self.adapter.name,
+            knobs=knobs,
+            effective=self.effective.get(key, {}),
+            rows=rows,
+            status=status,
+            error=error,
+            environment=self.s.environment,
+            percentiles=self.s.run.percentiles,
+            sampling={
+                **self.s.plan_desc,
+                "effective_samples": len(self.s.plan),
+                "sample_ids": self.s.identity["sample_ids"],
+            },
+        )
+        entry = self.tracker.record_entry(key, rows) if status == "ok" else None
+        if entry is not None:
+            record["precision"] = entry  # type: ignore[typeddict-unknown-key]
+        fname = _write_record(self.s.out_dir, self.s.task, record, self.state.previous)
+        self.ran.append(fname)
+        self.finished.add(c)
+        if self.empty_cache and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # after each configuration (hardware.memory_savings)
+        self.state.tracking.on_record(record)
+        for w in record["warnings"]:
+            if not rec.is_percentile_warning(w):  # those: once, at the end
+                self.console.print(f"[yellow]warning:[/yellow] {_label(knobs)}: {w}")
+        if status != "ok":
+            self.console.print(f"[red]{_label(knobs)}: {status}[/red] ({error})")
+
+    def _finish_journaled(self) -> None:
+        """Finalise the configurations whose journaled rows already finish them (a rerun)."""
+        done: list[int] = []
+        if self.s.rank == 0:
+            done = [c for c, k in enumerate(self.keys) if self.rows[k] and self._maybe_finalise(c)]
+        self.finished.update(broadcast(done, self.s.world))
+
+    def _finish_rest(self) -> None:
+        """Rank 0: finalise what the schedule completed without a last unit landing here."""
+        if self.s.rank != 0:
+            return
+        for c, key in enumerate(self.keys):
+            if c not in self.finished and len(self.rows[key]) >= len(self.s.plan):
+                self._maybe_finalise(c)
+
+    # -- drift probes --------------------------------------------------------------------
+    def _maybe_probe(self, r: int) -> None:
+        """Time the control probe at the start of every ``run.drift_probe_every``-th round.
+
+        Sequential: every ``len(todo) * drift_probe_every`` units (a round's worth of work).
+        """
+        every = self.s.run.drift_probe_every
+        if not every or self.probe_error is not None or not self.stream or not self.todo:
+            return
+        if self.s.run.schedule == "interleaved":
+            due = r != self._last_round and r % every == 0
+            self._last_round = r
+        else:
+            due = self._since_probe % (every * len(self.todo)) == 0
+            self._since_probe += 1
+        if not due:
+            return
+        try:
+            self._switch(0)  # the control: the run's first configuration
+            if self._probe_prepared is None:
+                self._probe_prepared = self.adapter.preprocess(self.s.dataset[self.stream[0][2]])
+            _, run = infer(
+                self.adapter, self._probe_prepared, self.timer, self.s.run.max_new_tokens
+            )
+            self.probes.append(float(run["T_total"]))
+        except Exception as exc:  # noqa: BLE001 - no probe, no drift figure; the sweep goes on
+            self.current = None
+            self.probe_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
 
 
 class _Ticker:
@@ -519,18 +583,19 @@ def finish(result: SweepResult, environment: Mapping[str, Any], console: Any | N
     rec.write_samples_parquet(out_dir, records)
     rec.write_json_atomic(out_dir / "environment.json", environment)
     write_report_md(
-        out_dir, records, result.rows, result.plan, ran=result.ran, skipped=result.skipped
+        out_dir,
+        records,
+        result.rows,
+        result.plan,
+        ran=result.ran,
+        skipped=result.skipped,
+        environment=environment,
     )
     from knoblab.profiling.report import summary_table
 
     console.print(summary_table(result.rows, title=f"{out_dir}"))
     for w in sorted(
-        {
-            w
-            for r in records.values()
-            for w in r.get("warnings", [])
-            if w.startswith(("p50 ", "p95 ", "p99 "))
-        }
+        {w for r in records.values() for w in r.get("warnings", []) if rec.is_percentile_warning(w)}
     ):
         console.print(f"[yellow]warning:[/yellow] {w}: read that percentile with care")
     console.print(f"records, samples.parquet and report.md in [bold]{out_dir}[/bold]")

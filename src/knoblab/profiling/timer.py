@@ -37,15 +37,21 @@ class StageTimer:
         device: the device the stages run on (``"cpu"``, ``"cuda"``, ``"cuda:1"``,
             a ``torch.device``). Anything but CUDA is timed on the host clock.
         nvtx: push an NVTX range per stage on CUDA (ignored on CPU).
+        track_cpu: also sum, per stage name and across ``reset``, host wall seconds and this
+            process's CPU seconds (``time.process_time``, all threads) in ``cpu_totals``
+            (``{name: [wall_s, cpu_s]}``): the sweep's load record (``profiling.drift``).
     """
 
-    def __init__(self, device: str | torch.device = "cpu", nvtx: bool = True):
+    def __init__(
+        self, device: str | torch.device = "cpu", nvtx: bool = True, track_cpu: bool = False
+    ):
         dev = torch.device(device)
         self.cuda = dev.type == "cuda" and torch.cuda.is_available()
         self.nvtx = nvtx and self.cuda
         self.device = dev
         # name -> list of (start, end): floats (seconds) on CPU, CUDA events on GPU.
         self._spans: dict[str, list[tuple[Any, Any]]] = {}
+        self.cpu_totals: dict[str, list[float]] | None = {} if track_cpu else None
 
     def reset(self) -> None:
         """Forget every recorded stage."""
@@ -54,7 +60,10 @@ class StageTimer:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time the body as stage ``name`` (summed if entered several times)."""
+        totals = self.cpu_totals
+        c0 = time.process_time() if totals is not None else 0.0
         if self.cuda:
+            w0 = time.perf_counter()
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
             if self.nvtx:
@@ -67,6 +76,8 @@ class StageTimer:
                 if self.nvtx:
                     torch.cuda.nvtx.range_pop()
                 self._spans.setdefault(name, []).append((start, end))
+                if totals is not None:
+                    self._add_cpu(name, time.perf_counter() - w0, c0)
         else:
             t0 = time.perf_counter()
             try:
@@ -74,6 +85,13 @@ class StageTimer:
             finally:
                 t1 = time.perf_counter()
                 self._spans.setdefault(name, []).append((t0, t1))
+                if totals is not None:
+                    self._add_cpu(name, t1 - t0, c0)
+
+    def _add_cpu(self, name: str, wall_s: float, cpu0: float) -> None:
+        tot = self.cpu_totals.setdefault(name, [0.0, 0.0])  # type: ignore[union-attr]
+        tot[0] += wall_s
+        tot[1] += time.process_time() - cpu0
 
     def read(self) -> dict[str, float]:
         """Milliseconds per stage; on CUDA this is the one synchronize of the measurement."""

@@ -4,8 +4,9 @@
 on rank 0 only:
 
 - one row per configuration, as soon as its record is written: its knobs, status,
-  sample counts, accuracy (and its standard error), the mean/p50/p95/p99 of every
-  stage latency (seed 002's names: ``T_total_p95``, ``T_LLM_prefill_p50``, ...) and any
+  sample counts, accuracy (its standard error and interval), the mean and every recorded
+  percentile (``run.percentiles``) of every stage latency with their intervals (seed
+  002's names: ``T_total_p95``, ``T_LLM_prefill_p50``, ``T_total_p95_lo``, ...) and any
   memory figure the record carries (a key with ``mem`` in its name);
 - the environment (package versions, device, dtype, seed, sampling plan, git revision);
 - at the end, the table of all configurations and the files ``report.md``,
@@ -54,6 +55,7 @@ from typing import Any, Protocol
 
 from knoblab.config import plain, to_dataclass
 from knoblab.errors import ConfigError
+from knoblab.records import percentile_name, record_percentiles
 
 LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
 #: logger -> (module that must import, the knoblab extra that installs it)
@@ -64,7 +66,6 @@ PACKAGES = {
 }
 STATE_FILE = "tracking.json"
 _STAGE_FIELDS = ("T_total", "T_vision_total", "T_LLM_prefill", "T_LLM_decode", "T_decode_per_token")
-_STATS = ("mean", "p50", "p95", "p99")
 
 
 @dataclass
@@ -174,12 +175,16 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "num_failed_samples": record.get("num_failed_samples", 0),
         "accuracy": record.get("accuracy"),
         "accuracy_stderr": record.get("accuracy_stderr"),
+        "accuracy_lo": record.get("accuracy_lo"),
+        "accuracy_hi": record.get("accuracy_hi"),
     }
     stats = record.get("aggregate_stats") or {}
+    names = ("mean", *(percentile_name(q) for q in record_percentiles(record)))
     for f in _STAGE_FIELDS:
-        for s in _STATS:
-            if _number(stats.get(f"{f}_{s}")) is not None:
-                row[f"{f}_{s}"] = float(stats[f"{f}_{s}"])
+        for s in names:
+            for key in (f"{f}_{s}", f"{f}_{s}_lo", f"{f}_{s}_hi"):  # the figure, its interval
+                if _number(stats.get(key)) is not None:
+                    row[key] = float(stats[key])
     row |= _memory(record)
     return row
 

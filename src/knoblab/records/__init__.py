@@ -15,7 +15,7 @@ Example:
     True
 """
 
-from knoblab.records.aggregate import aggregate_stats, build_record
+from knoblab.records.aggregate import IntervalSettings, aggregate_stats, build_record
 from knoblab.records.io import (
     check_belongs,
     config_key,
@@ -38,6 +38,8 @@ from knoblab.records.io import (
 )
 from knoblab.records.migrate import MIGRATIONS, migrate_record, record_version
 from knoblab.records.schema import (
+    DEFAULT_PERCENTILES,
+    INTERVAL_FIELDS,
     LATENCY_FIELDS,
     NOT_RECORDS,
     PERCENTILES,
@@ -53,14 +55,21 @@ from knoblab.records.schema import (
     VISION_KNOBS,
     Record,
     SampleRow,
+    check_percentiles,
     check_record,
     check_sweep,
     is_percentile_warning,
     min_samples_for,
+    percentile_name,
     percentile_warnings,
+    record_percentiles,
+    stats_for,
 )
 
 __all__ = [
+    "DEFAULT_PERCENTILES",
+    "INTERVAL_FIELDS",
+    "IntervalSettings",
     "LATENCY_FIELDS",
     "MIGRATIONS",
     "NOT_RECORDS",
@@ -80,6 +89,7 @@ __all__ = [
     "aggregate_stats",
     "build_record",
     "check_belongs",
+    "check_percentiles",
     "check_record",
     "check_sweep",
     "config_key",
@@ -91,14 +101,17 @@ __all__ = [
     "load_records",
     "migrate_record",
     "min_samples_for",
+    "percentile_name",
     "percentile_warnings",
     "read_json",
     "read_record",
     "read_sweep",
     "record_filename",
+    "record_percentiles",
     "record_version",
     "remove_stale_tmp",
     "sample_rows",
+    "stats_for",
     "task_name",
     "write_json_atomic",
     "write_record",

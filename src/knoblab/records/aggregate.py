@@ -1,12 +1,31 @@
 """Aggregates of a configuration's per-sample rows, and the record built from them.
 
-For every figure ``m`` and statistic ``s`` of :data:`~knoblab.records.schema.STATS`,
-``aggregate_stats["<m>_<s>"]``. ``std`` is the sample standard deviation (``ddof=1``;
-0.0 for one sample), percentiles use numpy's default linear interpolation
-(``np.percentile(x, q, method="linear")``, Hyndman & Fan type 7). Missing values
-(``None``: e.g. ``T_decode_per_token`` of a one-token answer) are left out, so
-``<m>_count`` says how many values each figure rests on, and the percentile warnings
-quote that count (:func:`~knoblab.records.schema.percentile_warnings`).
+For every figure ``m`` and statistic ``s`` of :func:`~knoblab.records.schema.stats_for`
+(the record's ``percentiles``, by default p50/p95/p99), ``aggregate_stats["<m>_<s>"]``.
+``std`` is the sample standard deviation (``ddof=1``; 0.0 for one sample), percentiles
+use numpy's default linear interpolation (``np.percentile(x, q, method="linear")``,
+Hyndman & Fan type 7). Missing values (``None``: e.g. ``T_decode_per_token`` of a
+one-token answer) are left out, so ``<m>_count`` says how many values each figure rests
+on, and the percentile warnings quote that count
+(:func:`~knoblab.records.schema.percentile_warnings`).
+
+Intervals (:mod:`knoblab.records.intervals`; the record's ``intervals`` block says
+which settings and which accuracy method were used): for every latency figure
+(:data:`~knoblab.records.schema.INTERVAL_FIELDS`) its mean and each percentile get
+``<m>_<s>_lo`` / ``<m>_<s>_hi``, a seeded **percentile bootstrap** interval (Efron &
+Tibshirani 1993, ch. 13; ``resamples`` resamples, ``confidence``, ``seed``). The
+accuracy gets ``accuracy_lo`` / ``accuracy_hi``: the **Wilson score interval** (Wilson
+1927; Agresti & Coull 1998) when every score is 0 or 1 (exact match), else the
+percentile bootstrap of the mean (VQA accuracy's thirds, ANLS): ``intervals.accuracy``
+is ``wilson`` or ``bootstrap``.
+
+NOTE: one resample index matrix per record (per distinct count of values), reused by
+every figure: the resamples of ``T_vision_total`` and ``T_total`` draw the same samples,
+and a record costs one index draw plus a ``resamples x n`` gather and row sort per
+figure (``benchmarks/bench_intervals.py``). A percentile bootstrap interval can miss
+its own estimate on few, skewed values; the bound is then moved to the estimate, so
+every interval in a record contains the figure it belongs to (otherwise it equals
+``bootstrap_ci`` of the figure's values with the record's settings).
 
 Example:
     >>> stats, warns = aggregate_stats([{"T_total": 10.0}, {"T_total": 20.0}], ["T_total"])
@@ -20,19 +39,99 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from knoblab.records import intervals
 from knoblab.records.schema import (
+    DEFAULT_PERCENTILES,
+    INTERVAL_FIELDS,
     LATENCY_FIELDS,
-    PERCENTILES,
     SCHEMA_VERSION,
     STATS,
     TOKEN_FIELDS,
     Record,
+    percentile_name,
     percentile_warnings,
 )
+
+
+@dataclass(frozen=True)
+class IntervalSettings:
+    """How a record's confidence intervals are computed (its ``intervals`` block).
+
+    Attributes:
+        confidence: the intervals' nominal coverage, in (0, 1).
+        resamples: bootstrap resamples per figure.
+        seed: seed of the resample indices (``numpy.random.default_rng(seed)``).
+    """
+
+    confidence: float = intervals.CONFIDENCE
+    resamples: int = intervals.RESAMPLES
+    seed: int = intervals.SEED
+
+    def describe(self, accuracy: str | None) -> dict[str, Any]:
+        """The record's ``intervals`` block; ``accuracy``: ``wilson`` or ``bootstrap``."""
+        return {
+            "method": intervals.METHOD,
+            "confidence": self.confidence,
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "figures": "mean and every percentile of each latency figure",
+            "accuracy": accuracy,
+        }
+
+
+class Resampler:
+    """One record's bootstrap indices: drawn once per count of values, reused by every figure.
+
+    ``indices(n)`` is ``list(intervals.resample_indices(n, resamples, seed))``, the very
+    indices :func:`~knoblab.records.intervals.bootstrap_ci` draws, so a record's
+    intervals equal ``bootstrap_ci`` of the figure's values with the record's settings.
+    """
+
+    def __init__(self, settings: IntervalSettings) -> None:
+        self.settings = settings
+        self._cache: dict[int, list[np.ndarray]] = {}
+
+    def indices(self, n: int) -> list[np.ndarray]:
+        if n not in self._cache:
+            s = self.settings
+            self._cache[n] = list(intervals.resample_indices(n, s.resamples, s.seed))
+        return self._cache[n]
+
+    def cis(self, x: np.ndarray, stats: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        """``{stat: (lo, hi)}`` of ``x`` (NaN-free) with the shared indices."""
+        s = self.settings
+        return intervals.bootstrap_cis(
+            x,
+            stats,
+            confidence=s.confidence,
+            resamples=s.resamples,
+            seed=s.seed,
+            indices=self.indices(x.size),
+        )
+
+
+def accuracy_interval(
+    scores: Sequence[float], settings: IntervalSettings
+) -> tuple[float | None, float | None, str | None]:
+    """(lo, hi, method) of the mean score: Wilson for 0/1 scores, else the bootstrap mean."""
+    if not scores:
+        return None, None, None
+    s = settings
+    return intervals.accuracy_interval(
+        scores, confidence=s.confidence, resamples=s.resamples, seed=s.seed
+    )
+
+
+def _contain(lo: float | None, hi: float | None, estimate: float) -> tuple[Any, Any]:
+    """The interval widened to its estimate (a percentile bootstrap can miss it)."""
+    if lo is None or hi is None:
+        return lo, hi
+    return min(lo, estimate), max(hi, estimate)
 
 
 def _figure(row: Mapping[str, Any], name: str) -> Any:
@@ -54,30 +153,44 @@ def _isnan(v: Any) -> bool:
 def aggregate_stats(
     rows: Sequence[Mapping[str, Any]],
     fields: Iterable[str] = LATENCY_FIELDS + TOKEN_FIELDS,
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    intervals: IntervalSettings | Resampler | None = None,
 ) -> tuple[dict[str, float | int | None], list[str]]:
     """``{"<field>_<stat>": value}`` over ``rows`` and the percentile warnings.
 
     Fields with no value at all get ``count`` 0 and ``None`` statistics. Warnings cover
-    the latency figures among ``fields``, each with its own count.
+    the latency figures among ``fields``, each with its own count. With ``intervals``,
+    the figures of :data:`INTERVAL_FIELDS` get ``_lo`` / ``_hi`` on their mean and
+    percentiles (``None`` when the figure has no value).
     """
     stats: dict[str, float | int | None] = {}
     counts: dict[str, int] = {}
     fields = list(fields)
+    names = [percentile_name(q) for q in percentiles]
+    rs = Resampler(intervals) if isinstance(intervals, IntervalSettings) else intervals
     for name in fields:
         vals = [_figure(r, name) for r in rows]
         x = np.asarray([v for v in vals if v is not None and not _isnan(v)], dtype=float)
         stats[f"{name}_count"] = counts[name] = int(x.size)
+        with_ci = rs is not None and name in INTERVAL_FIELDS
         if x.size == 0:
-            for s in STATS[1:]:
+            for s in (*STATS[1:5], *names):
                 stats[f"{name}_{s}"] = None
+                if with_ci and s not in ("std", "min", "max"):
+                    stats[f"{name}_{s}_lo"] = stats[f"{name}_{s}_hi"] = None
             continue
         stats[f"{name}_mean"] = float(x.mean())
         stats[f"{name}_std"] = float(x.std(ddof=1)) if x.size > 1 else 0.0
         stats[f"{name}_min"] = float(x.min())
         stats[f"{name}_max"] = float(x.max())
-        for s, q in PERCENTILES.items():
+        for s, q in zip(names, percentiles, strict=True):
             stats[f"{name}_{s}"] = float(np.percentile(x, q, method="linear"))
-    warns = percentile_warnings(counts, [f for f in fields if f in LATENCY_FIELDS])
+        if with_ci:
+            assert rs is not None
+            for s, (lo, hi) in rs.cis(x, ["mean", *names]).items():
+                est = stats[f"{name}_{s}"]
+                stats[f"{name}_{s}_lo"], stats[f"{name}_{s}_hi"] = _contain(lo, hi, est)  # type: ignore[arg-type]
+    warns = percentile_warnings(counts, [f for f in fields if f in LATENCY_FIELDS], percentiles)
     return stats, warns
 
 
@@ -101,15 +214,23 @@ def build_record(
     environment: Mapping[str, Any],
     sampling: Mapping[str, Any],
     extra_warnings: Sequence[str] = (),
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    intervals: IntervalSettings | None = None,
 ) -> Record:
     """One configuration's record, seed 002's fields first (see docs/profiling.md).
 
-    Aggregates and ``accuracy`` cover the rows with ``status == "ok"``.
+    Aggregates and ``accuracy`` cover the rows with ``status == "ok"``. ``percentiles``
+    (``run.percentiles``) are the percentiles of every figure; ``intervals`` (default
+    :class:`IntervalSettings`) how their confidence intervals are computed.
     """
     ok = [r for r in rows if r.get("status") == "ok"]
     crops = [r["actual_num_crops"] for r in ok if r.get("actual_num_crops") is not None]
     acc = [r["accuracy"] for r in ok if r.get("accuracy") is not None]
-    stats, warns = aggregate_stats(ok)
+    settings = intervals or IntervalSettings()
+    resampler = Resampler(settings)
+    percentiles = tuple(float(q) for q in percentiles)
+    stats, warns = aggregate_stats(ok, percentiles=percentiles, intervals=resampler)
+    acc_lo, acc_hi, acc_method = accuracy_interval(acc, settings)
     failed = len(rows) - len(ok)
     warnings = list(extra_warnings) + warns
     if failed:
@@ -141,6 +262,10 @@ def build_record(
         "accuracy": acc_mean,
         "accuracy_std": acc_std,
         "accuracy_stderr": acc_std / n**0.5 if acc_std is not None and n > 0 else None,
+        "accuracy_lo": acc_lo,
+        "accuracy_hi": acc_hi,
+        "percentiles": list(percentiles),
+        "intervals": settings.describe(acc_method),
         "num_samples": len(rows),
         "num_failed_samples": failed,
         "theoretical_num_crops": _mode([r.get("theoretical_num_crops") for r in ok]),

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -78,6 +78,40 @@ def _sorted_percentile(ordered: np.ndarray, q: float) -> np.ndarray:
     return ordered[..., lo] + (ordered[..., hi] - ordered[..., lo]) * frac
 
 
+def resample_indices(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> Iterator[np.ndarray]:
+    """The bootstrap's index matrices (int32, ``k x n``), ``resamples`` rows in all.
+
+    Drawn from ``numpy.random.default_rng(seed)`` in chunks of at most ``_MAX_CELLS``
+    cells; the chunks concatenated are the indices of any one draw of that seed.
+    """
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, _MAX_CELLS // max(n, 1))
+    done = 0
+    while done < resamples:
+        k = min(per_chunk, resamples - done)
+        yield rng.integers(0, n, size=(k, n), dtype=np.int32)
+        done += k
+
+
+def bootstrap_distributions(
+    x: np.ndarray, stats: Sequence[str], indices: Iterable[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``{stat: values over resamples}``: each statistic on each resample of ``x``.
+
+    ``indices``: the index chunks (:func:`resample_indices` of ``x.size``), which a
+    caller may keep and pass again for every figure of the same count (a record's
+    ``T_vision_total`` and ``T_total`` then draw the same samples, and are drawn once).
+    """
+    qs = {s: stat_quantile(s) for s in stats}
+    boot: dict[str, list[np.ndarray]] = {s: [] for s in stats}
+    for idx in indices:
+        sample = x[idx]
+        ordered = np.sort(sample, axis=-1) if any(q is not None for q in qs.values()) else sample
+        for s, q in qs.items():
+            boot[s].append(sample.mean(axis=-1) if q is None else _sorted_percentile(ordered, q))
+    return {s: np.concatenate(v) if v else np.empty(0) for s, v in boot.items()}
+
+
 def bootstrap_cis(
     values: Iterable[float | None],
     stats: Sequence[str],
@@ -85,11 +119,14 @@ def bootstrap_cis(
     confidence: float = CONFIDENCE,
     resamples: int = RESAMPLES,
     seed: int = SEED,
+    indices: Sequence[np.ndarray] | None = None,
 ) -> dict[str, tuple[float | None, float | None]]:
     """``{stat: (lo, hi)}`` for every stat of ``stats``, from one set of resamples.
 
     ``None`` values and NaNs are left out; with no value the interval is ``(None, None)``,
-    with one value it is that value twice.
+    with one value it is that value twice. ``indices``: the chunks
+    ``resample_indices(n, resamples, seed)`` yields for the ``n`` values left, kept by a
+    caller that asks for many figures of the same count (the result is the same).
     """
     qs = {s: stat_quantile(s) for s in stats}
     if not 0 < confidence < 1:
@@ -100,21 +137,12 @@ def bootstrap_cis(
     if x.size == 1 or float(x.min()) == float(x.max()):
         v = float(x[0])
         return {s: (v, v) for s in stats}
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, _MAX_CELLS // x.size)
-    boot: dict[str, list[np.ndarray]] = {s: [] for s in stats}
-    done = 0
-    while done < resamples:
-        k = min(per_chunk, resamples - done)
-        sample = x[rng.integers(0, x.size, size=(k, x.size), dtype=np.int32)]
-        ordered = np.sort(sample, axis=-1) if any(q is not None for q in qs.values()) else sample
-        for s, q in qs.items():
-            boot[s].append(sample.mean(axis=-1) if q is None else _sorted_percentile(ordered, q))
-        done += k
+    chunks = resample_indices(x.size, resamples, seed) if indices is None else indices
+    boot = bootstrap_distributions(x, list(qs), chunks)
     a = (1.0 - confidence) / 2.0
     out = {}
     for s in stats:
-        lo, hi = np.quantile(np.concatenate(boot[s]), [a, 1.0 - a])
+        lo, hi = np.quantile(boot[s], [a, 1.0 - a])
         out[s] = (float(lo), float(hi))
     return out
 

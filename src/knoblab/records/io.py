@@ -266,10 +266,13 @@ def foreign_reason(rec: Mapping[str, Any], sweep: Mapping[str, Any]) -> str | No
     if ids is not None:
         mine = (rec.get("sampling") or {}).get("sample_ids")
         rows = rec.get("per_sample_results") or []
-        if rec.get("status", "ok") == "ok" and len(rows) != len(ids):
+        stopped = isinstance(rec.get("precision"), dict) and len(rows) <= len(ids)
+        if not stopped and rec.get("status", "ok") == "ok" and len(rows) != len(ids):
             return f"{len(rows)} samples, the sweep has {len(ids)}"
         if mine is not None and list(mine) != list(ids):
             return "other sample ids than the sweep's"
+        if stopped:  # early stopping (run.precision) measures a prefix of the plan
+            ids = list(ids)[: len(rows)]
         seen = [r.get("dataset_index") for r in rows if isinstance(r, dict)]
         if seen and None not in seen and sorted(seen) != sorted(ids):
             return "other samples than the sweep's"

@@ -11,12 +11,15 @@ Versions:
        002's own (which have no ``knobs``, ``status`` or ``task``).
     2: ``schema_version``; ``knobs`` always present; percentile warnings quote each
        figure's own count.
+    3: ``percentiles`` (``run.percentiles``), confidence intervals (``<figure>_<stat>_lo``
+       / ``_hi`` in ``aggregate_stats``, ``accuracy_lo`` / ``accuracy_hi``) and the
+       ``intervals`` block saying how they were computed.
 
 Example:
     >>> old = {"tier": "low", "top_k": 2, "num_active_blocks": 4, "per_sample_results": []}
     >>> new = migrate_record(old)
-    >>> new["schema_version"], new["knobs"], new["status"]
-    (2, {'tier': 'low', 'top_k': 2, 'num_active_blocks': 4}, 'ok')
+    >>> new["schema_version"], new["knobs"], new["status"], new["percentiles"]
+    (3, {'tier': 'low', 'top_k': 2, 'num_active_blocks': 4}, 'ok', [50.0, 95.0, 99.0])
 """
 
 from __future__ import annotations
@@ -26,11 +29,20 @@ from collections.abc import Callable
 from typing import Any
 
 from knoblab.errors import DataError
+from knoblab.records.aggregate import (
+    IntervalSettings,
+    Resampler,
+    accuracy_interval,
+    aggregate_stats,
+)
 from knoblab.records.schema import (
+    DEFAULT_PERCENTILES,
+    INTERVAL_FIELDS,
     LATENCY_FIELDS,
     SCHEMA_VERSION,
     is_percentile_warning,
     percentile_warnings,
+    record_percentiles,
 )
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
@@ -83,9 +95,39 @@ def _v1_percentile_warnings(rec: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
+def _v2_percentiles(rec: dict[str, Any]) -> dict[str, Any]:
+    """v2 records always held p50, p95 and p99; v3 names its percentiles (``run.percentiles``)."""
+    if not (isinstance(rec.get("percentiles"), list) and rec["percentiles"]):
+        rec["percentiles"] = list(DEFAULT_PERCENTILES)
+    return rec
+
+
+def _v2_intervals(rec: dict[str, Any]) -> dict[str, Any]:
+    """v2 records have no confidence intervals: computed here from their per-sample rows,
+    the way the v3 writer does (the default :class:`IntervalSettings`: seeded, so the same
+    on every read). The recorded point figures are kept as they are."""
+    if isinstance(rec.get("intervals"), dict):
+        return rec
+    rows = rec.get("per_sample_results")
+    agg = rec.get("aggregate_stats")
+    if not isinstance(rows, list) or not isinstance(agg, dict):
+        return rec
+    ok = [r for r in rows if isinstance(r, dict) and r.get("status", "ok") == "ok"]
+    settings = IntervalSettings()
+    new, _ = aggregate_stats(ok, INTERVAL_FIELDS, record_percentiles(rec), Resampler(settings))
+    for key, value in new.items():
+        if key.endswith(("_lo", "_hi")):
+            agg[key] = value
+    acc = [r["accuracy"] for r in ok if isinstance(r.get("accuracy"), (int, float))]
+    rec["accuracy_lo"], rec["accuracy_hi"], method = accuracy_interval(acc, settings)
+    rec["intervals"] = settings.describe(method) | {"migrated_from": 2}
+    return rec
+
+
 #: version -> migrations lifting a record from that version to the next, applied in order.
 MIGRATIONS: dict[int, list[Migration]] = {
     1: [_v1_knobs, _v1_status, _v1_percentile_warnings],
+    2: [_v2_percentiles, _v2_intervals],
 }
 
 

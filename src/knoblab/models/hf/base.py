@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from knoblab.errors import ConfigError, DataError
-from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
+from knoblab.models.adapter import BatchState, Generation, KnobSpec, Prepared, check_knob
 
 DTYPES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
@@ -303,6 +303,23 @@ class HFAdapter:
             self.family.vision.restore(self.processor, self.model, self._vision_saved)
         self._effective = {}
 
+    # ---------------------------------------------------------------- memory
+    def kv_cache_bytes(self, tokens: int) -> int:
+        """KV-cache bytes of a sequence of ``tokens`` at the current knobs
+        (``knoblab.models.kv.hf_kv_cache_bytes``): the active decoder layers of the text
+        config, in the model's dtype, sliding-window layers holding their window."""
+        from knoblab.models.kv import hf_kv_cache_bytes
+
+        _, layers = decoder_layers(self.model)
+        size = next(self.model.parameters()).element_size()
+        return hf_kv_cache_bytes(self.model.config.get_text_config(), len(layers), size, tokens)
+
+    def weights_bytes(self) -> int:
+        """Bytes of every parameter and buffer, the layers ``num_active_blocks`` skips included."""
+        from knoblab.models.kv import module_bytes
+
+        return module_bytes(self.model, self._all_layers)
+
     # ---------------------------------------------------------------- stages
     def prompt(self, question: str) -> str:
         """The prompt text for one image and ``question`` (chat template when there is one)."""
@@ -357,14 +374,31 @@ class HFAdapter:
     @torch.inference_mode()
     def prefill(self, prepared: Prepared, vision: dict[str, Any]) -> DecodeState:
         """First forward over the prompt with the image features; picks token 1."""
+        input_ids = prepared.inputs["input_ids"]
+        token, kwargs = self._first_forward(prepared.inputs, vision)
+        tok = int(token.item())
+        state = DecodeState(
+            input_ids=torch.cat([input_ids, token[:, None].to(input_ids.dtype)], dim=-1),
+            model_kwargs=kwargs,
+            token_ids=[tok],
+            finished=tok in self._eos_ids(),
+            prompt_len=int(input_ids.shape[1]),
+        )
+        return state
+
+    def _first_forward(
+        self, inputs: Mapping[str, Any], vision: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The prefill forward of a (padded) batch: each row's greedy token 1 and the kwargs."""
         from transformers import DynamicCache
 
         model = self.model
-        raw = {k: v for k, v in prepared.inputs.items() if k != "input_ids"}
-        input_ids = prepared.inputs["input_ids"]
+        raw = {k: v for k, v in inputs.items() if k != "input_ids"}
+        input_ids = inputs["input_ids"]
         kwargs = dict(vision)
         if _accepts(model, "position_ids"):
             # as generate(): positions (M-RoPE for Qwen) from the raw inputs incl. image grids
+            # and the attention mask (left padding: each row counts from its first token)
             kwargs["position_ids"] = model._prepare_position_ids_for_generation(input_ids, raw)
         mask = kwargs.get("attention_mask")
         if mask is not None and bool((mask == 1).all()):
@@ -384,16 +418,7 @@ class HFAdapter:
         inputs = model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs)
         out = model(**inputs, return_dict=True)
         kwargs = model._update_model_kwargs_for_generation(out, kwargs, is_encoder_decoder=False)
-        token = out.logits[:, -1].float().argmax(-1)
-        tok = int(token.item())
-        state = DecodeState(
-            input_ids=torch.cat([input_ids, token[:, None].to(input_ids.dtype)], dim=-1),
-            model_kwargs=kwargs,
-            token_ids=[tok],
-            finished=tok in self._eos_ids(),
-            prompt_len=int(input_ids.shape[1]),
-        )
-        return state
+        return out.logits[:, -1].float().argmax(-1), kwargs
 
     @torch.inference_mode()
     def decode(self, state: DecodeState, max_new_tokens: int | None = None) -> Generation:
@@ -419,6 +444,104 @@ class HFAdapter:
         state.model_kwargs, state.input_ids = kwargs, ids
         text = self.processor.batch_decode([state.token_ids], skip_special_tokens=True)[0]
         return Generation(token_ids=list(state.token_ids), text=text.strip())
+
+    # -------------------------------------------------- batched stages (BatchedAdapter)
+    def collate(self, prepared: Sequence[Prepared]) -> dict[str, Any]:
+        """The processor outputs of several samples as one left-padded batch.
+
+        Per-token tensors (``input_ids`` and every tensor of its shape: the attention
+        mask, token type ids) are padded on the left (the pad id, zeros); the others
+        (pixels, image grids and sizes) are concatenated along their first axis, zero-
+        padded where their other axes differ (SmolVLM's views, LLaVA's crops: the model
+        drops all-zero views and unpads by ``image_sizes``, as for the processor's own
+        padded batches).
+        """
+        encs = [p.inputs for p in prepared]
+        width = max(int(e["input_ids"].shape[1]) for e in encs)
+        pad_id = self._pad_id()
+        out: dict[str, Any] = {}
+        for key in encs[0]:
+            values = [e[key] for e in encs]
+            if not all(isinstance(v, torch.Tensor) for v in values):
+                out[key] = values[0]
+            elif all(v.shape == e["input_ids"].shape for v, e in zip(values, encs, strict=True)):
+                fill = pad_id if key == "input_ids" else 0
+                out[key] = torch.cat(
+                    [
+                        torch.nn.functional.pad(v, (width - v.shape[1], 0), value=fill)
+                        for v in values
+                    ]
+                )
+            else:
+                out[key] = _cat_padded(values)
+        return out
+
+    @torch.inference_mode()
+    def encode_vision_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        return self.encode_vision(Prepared(inputs=batch, input_text_tokens=0))
+
+    @torch.inference_mode()
+    def prefill_batch(
+        self, batch: Mapping[str, Any], vision: dict[str, Any], max_new_tokens: int
+    ) -> BatchState:
+        token, kwargs = self._first_forward(batch, vision)
+        ids = batch["input_ids"]
+        state = BatchState.start(int(ids.shape[0]), max_new_tokens)
+        state.inner = DecodeState(
+            input_ids=torch.cat([ids, token[:, None].to(ids.dtype)], dim=-1),
+            model_kwargs=kwargs,
+            token_ids=[],
+            finished=False,
+            prompt_len=int(ids.shape[1]),
+        )
+        eos = self._eos_ids()
+        for i, tok in enumerate(token.tolist()):
+            state.push(i, tok, tok in eos)
+        return state
+
+    @torch.inference_mode()
+    def decode_step_batch(self, state: BatchState) -> None:
+        """One greedy step for the whole batch; a finished row is fed the pad id, as
+        ``generate`` does (its attention and cache grow, its tokens are not read)."""
+        inner: DecodeState = state.inner
+        alive = state.active()
+        if not alive:
+            return
+        model, eos, pad_id = self.model, self._eos_ids(), self._pad_id()
+        optimize = getattr(model, "_optimize_model_for_decode", None)
+        ctx = optimize() if optimize is not None else contextlib.nullcontext()
+        kwargs, ids = inner.model_kwargs, inner.input_ids
+        with ctx:
+            inputs = model.prepare_inputs_for_generation(ids, next_sequence_length=1, **kwargs)
+            out = model(**inputs, return_dict=True)
+            kwargs = model._update_model_kwargs_for_generation(
+                out, kwargs, is_encoder_decoder=False
+            )
+        token = out.logits[:, -1].float().argmax(-1)
+        done = torch.tensor(state.finished, device=token.device)
+        token = token.masked_fill(done, pad_id)
+        inner.model_kwargs = kwargs
+        inner.input_ids = torch.cat([ids, token[:, None].to(ids.dtype)], dim=-1)
+        toks = token.tolist()
+        for i in alive:
+            state.push(i, toks[i], toks[i] in eos)
+
+    def finish_batch(self, state: BatchState) -> list[Generation]:
+        texts = self.processor.batch_decode(state.token_ids, skip_special_tokens=True)
+        state.inner = None
+        return [
+            Generation(token_ids=list(t), text=x.strip())
+            for t, x in zip(state.token_ids, texts, strict=True)
+        ]
+
+    def _pad_id(self) -> int:
+        """The tokenizer's pad id, else the first EOS id, else 0."""
+        tok = getattr(self.processor, "tokenizer", None)
+        pad = getattr(tok, "pad_token_id", None)
+        if isinstance(pad, int):
+            return pad
+        eos = sorted(self._eos_ids())
+        return eos[0] if eos else 0
 
     @torch.inference_mode()
     def reference_generate(
@@ -446,6 +569,18 @@ class HFAdapter:
         if eos is None:
             return set()
         return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+def _cat_padded(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along axis 0, zero-padding the other axes to the largest size."""
+    shape = [max(int(v.shape[d]) for v in values) for d in range(1, values[0].dim())]
+    padded = []
+    for v in values:
+        pad: list[int] = []
+        for d in reversed(range(1, v.dim())):
+            pad += [0, shape[d - 1] - int(v.shape[d])]
+        padded.append(torch.nn.functional.pad(v, pad) if any(pad) else v)
+    return torch.cat(padded)
 
 
 def _num_experts(model: nn.Module, router: nn.Module) -> int:

@@ -19,11 +19,17 @@ Example:
     >>> prepared = adapter.preprocess(sample)
     >>> vis = adapter.encode_vision(prepared)
     >>> gen = adapter.decode(adapter.prefill(prepared, vis), max_new_tokens=16)
+
+Batched (``knoblab.models.adapter.BatchedAdapter``): ``collate`` stacks every crop of
+the batch, ``encode_vision_batch`` runs them through the encoder in one call (its
+attention stays within a crop), ``prefill_batch`` left-pads the sequences and
+``decode_step_batch`` steps every unfinished sample, dropping finished ones from the
+batch. Each sample's tokens equal its batch-1 tokens (tests/models_reference).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +37,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from knoblab.errors import ConfigError, DataError
-from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
-from knoblab.models.reference.model import DecodeState, ReferenceVLM
+from knoblab.models.adapter import BatchState, Generation, KnobSpec, Prepared, check_knob
+from knoblab.models.reference.model import BatchDecode, DecodeState, ReferenceVLM
 from knoblab.models.reference.preprocess import prepare_image
 from knoblab.models.tiling import plan_tiling
 
@@ -125,6 +131,25 @@ class ReferenceAdapter:
         out["active_block_indices"] = list(self.model.active_block_indices)
         return out
 
+    # -- memory ------------------------------------------------------------------------
+    def kv_cache_bytes(self, tokens: int) -> int:
+        """KV-cache bytes of a sequence of ``tokens`` at the current knobs (active blocks only)."""
+        from knoblab.models.kv import kv_bytes_per_token
+
+        c = self.cfg
+        return kv_bytes_per_token(
+            len(self.model.active_block_indices),
+            c.n_heads,
+            c.d_model // c.n_heads,
+            self.model.lm.embed.weight.element_size(),
+        ) * int(tokens)
+
+    def weights_bytes(self) -> int:
+        """Bytes of every parameter and buffer (the training-only heads included: loaded)."""
+        from knoblab.models.kv import module_bytes
+
+        return module_bytes(self.model)
+
     # -- stages ------------------------------------------------------------------------
     def _open_image(self, sample: Any) -> Image.Image:
         img = sample.image
@@ -206,6 +231,65 @@ class ReferenceAdapter:
         n = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         ids = self.model.greedy_decode(state, max(1, n))
         return Generation(token_ids=ids, text=self.tokenizer.decode(ids))
+
+    # -- batched stages (knoblab.models.adapter.BatchedAdapter) ----------------------------
+    def collate(self, prepared: Sequence[Prepared]) -> dict[str, Any]:
+        """Every crop of the batch in one tensor (global crop first per sample), prompts listed."""
+        dev = self.model.lm.embed.weight.device
+        vis = [p.inputs["vision"] for p in prepared]
+        counts = [int(v.pixels.shape[0]) for v in vis]
+        is_tile = torch.ones(sum(counts), dtype=torch.long)
+        is_tile[torch.tensor([0, *counts[:-1]]).cumsum(0)] = 0
+        valid = torch.cat([v.patch_index >= 0 for v in vis])
+        return {
+            "pixels": torch.cat([v.pixels for v in vis]).to(dev),
+            "positions": torch.cat([v.positions for v in vis]).to(dev),
+            "is_tile": is_tile.to(dev),
+            "valid": valid.to(dev),
+            "valid_per_sample": [int((v.patch_index >= 0).sum()) for v in vis],
+            "prompt_ids": [p.inputs["prompt_ids"] for p in prepared],
+        }
+
+    @torch.inference_mode()
+    def encode_vision_batch(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
+        feats = self.model._vision_features(
+            batch["pixels"], batch["positions"], batch["is_tile"], batch["valid"]
+        )
+        return list(feats.split(batch["valid_per_sample"]))
+
+    @torch.inference_mode()
+    def prefill_batch(
+        self, batch: Mapping[str, Any], vision: Sequence[torch.Tensor], max_new_tokens: int
+    ) -> BatchState:
+        inner = self.model.prefill_batch(vision, batch["prompt_ids"])
+        state = BatchState.start(len(inner.rows), max_new_tokens, inner)
+        self._push(state, inner)
+        return state
+
+    @torch.inference_mode()
+    def decode_step_batch(self, state: BatchState) -> None:
+        inner: BatchDecode = state.inner
+        alive = [j for j, i in enumerate(inner.rows) if not state.finished[i]]
+        if not alive:
+            return
+        if len(alive) < len(inner.rows):  # finished samples leave the batch
+            inner = self.model.select_rows(inner, alive)
+        inner = self.model.decode_step_batch([state.token_ids[i][-1] for i in inner.rows], inner)
+        state.inner = inner
+        self._push(state, inner)
+
+    def _push(self, state: BatchState, inner: BatchDecode) -> None:
+        """Each row's greedy token; stops as ``greedy_decode`` does (EOS, cap, max_seq_len)."""
+        eos, limit = self.tokenizer.eos_id, self.cfg.max_seq_len
+        tokens = inner.logits.argmax(-1).tolist()  # the step's one device-to-host read
+        for i, tok, pos in zip(inner.rows, tokens, inner.positions, strict=True):
+            state.push(i, tok, tok == eos or pos >= limit)
+
+    def finish_batch(self, state: BatchState) -> list[Generation]:
+        state.inner = None  # the cache is no longer needed
+        return [
+            Generation(token_ids=list(t), text=self.tokenizer.decode(t)) for t in state.token_ids
+        ]
 
     def generate(self, sample: Any, max_new_tokens: int | None = None) -> Generation:
         """All stages for one sample (convenience; the profiler times them one by one)."""

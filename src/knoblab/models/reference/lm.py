@@ -38,14 +38,30 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
     def forward(
-        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        x: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None = None,
+        segments: list[int] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``mask``: None (causal), or an additive float ``(B, 1, T, S)`` mask (0 / -inf).
+        ``segments``: the lengths of the sequences packed one after another in a batch of
+        one (a packed prefill): each attends causally within its own segment only."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=-1)
         q, k, v = (z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
+        if segments is not None:  # packed sequences: the batch-1 kernel on each of them
+            parts = zip(
+                q.split(segments, 2), k.split(segments, 2), v.split(segments, 2), strict=True
+            )
+            y = torch.cat([F.scaled_dot_product_attention(*p, is_causal=True) for p in parts], 2)
+            return self.proj(y.transpose(1, 2).reshape(b, t, d)), (k, v)
+        if mask is not None:  # a left-padded batch: the caller's mask hides the padding
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return self.proj(y.transpose(1, 2).reshape(b, t, d)), (k, v)
         # With a cache and one new token, the new token may see every cached one: no mask.
         # With t > 1 new tokens after a cache (not used here) the mask would need an offset.
         causal = t > 1
@@ -66,9 +82,14 @@ class Block(nn.Module):
         self.moe = MoEFeedForward(cfg.d_model, cfg.expert_hidden, cfg.num_experts)
 
     def forward(
-        self, x: torch.Tensor, top_k: int, past: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        x: torch.Tensor,
+        top_k: int,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None = None,
+        segments: list[int] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        a, kv = self.attn(self.ln1(x), past)
+        a, kv = self.attn(self.ln1(x), past, mask, segments)
         x = x + a
         x = x + self.moe(self.ln2(x), top_k)
         return x, kv
@@ -112,24 +133,34 @@ class DecoderLM(nn.Module):
         cache: KVCache | None = None,
         use_cache: bool = False,
         capture: int | None = None,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        segments: list[int] | None = None,
     ) -> tuple[torch.Tensor, KVCache | None]:
         """Hidden states ``(B, T, d_model)`` (before the head) and the updated cache.
 
         ``embeds`` are input embeddings (tokens and projected vision features) at
-        positions ``start_pos .. start_pos + T - 1``.
+        positions ``start_pos .. start_pos + T - 1``, or at ``positions`` ``(B, T)`` per
+        token (a left-padded batch: each sample counts from its own first token).
+        ``mask`` (additive ``(B, 1, T, S)``) and ``segments`` (packed sequence lengths)
+        go to every block's attention.
         """
         t = embeds.shape[1]
-        if start_pos + t > self.cfg.max_seq_len:
+        last = start_pos + t if positions is None else int(positions.max()) + 1
+        if last > self.cfg.max_seq_len:
             from knoblab.errors import DataError
 
             raise DataError(
-                f"sequence of {start_pos + t} tokens is longer than the model's max_seq_len={self.cfg.max_seq_len}"
+                f"sequence of {last} tokens is longer than the model's max_seq_len={self.cfg.max_seq_len}"
             )
-        pos = torch.arange(start_pos, start_pos + t, device=embeds.device)
-        x = embeds + self.pos(pos)[None]
+        if positions is None:
+            pos = torch.arange(start_pos, start_pos + t, device=embeds.device)
+            x = embeds + self.pos(pos)[None]
+        else:
+            x = embeds + self.pos(positions)
         new_cache: KVCache = {}
         for i in active_blocks:
-            x, kv = self.blocks[i](x, top_k, cache.get(i) if cache else None)
+            x, kv = self.blocks[i](x, top_k, cache.get(i) if cache else None, mask, segments)
             if use_cache:
                 new_cache[i] = kv
             if i == capture:

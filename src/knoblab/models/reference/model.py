@@ -51,6 +51,42 @@ class DecodeState:
     step: int = 1  #: answer step of the next token fed (``<sep>`` was step 0)
 
 
+@dataclass
+class BatchDecode:
+    """A left-padded batch between decode steps (``ReferenceVLM.prefill_batch``).
+
+    Attributes:
+        cache: per block ``(k, v)`` of shape ``(B, heads, S, head_dim)``, padding on the left.
+        key_valid: ``(B, S)`` bool, False for the padding columns of the cache.
+        next_pos: ``(B,)`` the position each row's next token takes (its own count).
+        rows: the sample (index into the batch as given) each row holds; finished
+            samples are dropped from the batch (:meth:`ReferenceVLM.select_rows`).
+        logits: ``(B, vocab)`` the next token's logits per row.
+        pad: per row, its padding columns on the left (kept on the host, with
+            ``positions``, so that no step waits for the device to read them).
+        positions: per row, ``next_pos`` on the host.
+        step: answer step of the next tokens fed (the same in every row: all started
+            together, and a finished row leaves the batch).
+    """
+
+    cache: KVCache
+    key_valid: torch.Tensor
+    next_pos: torch.Tensor
+    rows: list[int]
+    logits: torch.Tensor
+    pad: list[int]
+    positions: list[int]
+    step: int = 1
+
+
+def _left_pad(t: torch.Tensor, lens: Sequence[int], width: int) -> torch.Tensor:
+    """``(1, H, sum(lens), D)`` packed sequences -> ``(B, H, width, D)``, each padded on the left."""
+    out = t.new_zeros(len(lens), t.shape[1], width, t.shape[3])
+    for i, part in enumerate(t.split(list(lens), 2)):
+        out[i, :, width - part.shape[2] :] = part[0]
+    return out
+
+
 def _balanced_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with class 0 (background) and the other classes weighing a half each."""
     ce = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
@@ -223,6 +259,102 @@ class ReferenceVLM(nn.Module):
             step=state.step + 1,
         )
 
+    # -- batched phases (a left-padded batch; each row equals its batch-1 run) ---------
+    def prefill_batch(
+        self, visions: Sequence[torch.Tensor], prompt_ids: Sequence[Sequence[int]]
+    ) -> BatchDecode:
+        """``prefill`` for several samples at once; the cache comes back left-padded.
+
+        The sequences are packed one after another (no padding to compute, as vLLM's
+        prefill): the per-token layers run on all of them at once, and attention runs on
+        each sequence alone with the batch-1 kernel, at its own positions. So each row's
+        logits equal its batch-1 ``prefill``'s up to float rounding. The cache is then
+        left-padded to the longest sequence for the batched decode steps.
+        """
+        embs = [self._embeds(v, p) for v, p in zip(visions, prompt_ids, strict=True)]
+        lens = [int(e.shape[0]) for e in embs]
+        dev, width = self._device(), max(lens)
+        positions = torch.cat([torch.arange(n, device=dev) for n in lens])[None]
+        h, packed = self.lm(
+            torch.cat(embs)[None],
+            start_pos=0,
+            active_blocks=self.active_block_indices,
+            top_k=self.top_k,
+            use_cache=True,
+            positions=positions,
+            segments=lens,
+        )
+        assert packed is not None
+        ends = torch.tensor(lens, device=dev).cumsum(0) - 1
+        cache = {
+            i: (_left_pad(k, lens, width), _left_pad(v, lens, width))
+            for i, (k, v) in packed.items()
+        }
+        valid = (
+            torch.arange(width, device=dev)[None]
+            >= torch.tensor([width - n for n in lens], device=dev)[:, None]
+        )
+        return BatchDecode(
+            cache=cache,
+            key_valid=valid,
+            next_pos=torch.tensor(lens, device=dev),
+            rows=list(range(len(lens))),
+            logits=self.lm.head(h[0, ends]),
+            pad=[width - n for n in lens],
+            positions=lens,
+        )
+
+    def select_rows(self, state: BatchDecode, keep: Sequence[int]) -> BatchDecode:
+        """The batch with only rows ``keep`` (positions in ``state.rows``); common padding cut."""
+        idx = torch.tensor(list(keep), dtype=torch.long, device=state.key_valid.device)
+        valid = state.key_valid.index_select(0, idx)
+        first = min(state.pad[j] for j in keep)  # leading columns that are padding in every row
+        cache = {
+            i: (k.index_select(0, idx)[:, :, first:], v.index_select(0, idx)[:, :, first:])
+            for i, (k, v) in state.cache.items()
+        }
+        return BatchDecode(
+            cache=cache,
+            key_valid=valid[:, first:],
+            next_pos=state.next_pos.index_select(0, idx),
+            rows=[state.rows[j] for j in keep],
+            logits=state.logits.index_select(0, idx),
+            pad=[state.pad[j] - first for j in keep],
+            positions=[state.positions[j] for j in keep],
+            step=state.step,
+        )
+
+    def decode_step_batch(self, token_ids: Sequence[int], state: BatchDecode) -> BatchDecode:
+        """``decode_step`` for every row: ``token_ids[j]`` is row j's next input token."""
+        dev = self._device()
+        emb = self.lm.embed(torch.tensor(list(token_ids), device=dev)[:, None])
+        emb = emb + self.lm.step_embed(state.step, 1, dev)
+        valid = torch.cat([state.key_valid, state.key_valid.new_ones(len(token_ids), 1)], dim=1)
+        mask = None
+        if any(state.pad):  # additive, built once per step (a bool mask is converted per block)
+            mask = emb.new_zeros(valid.shape).masked_fill_(~valid, float("-inf"))[:, None, None]
+        h, cache = self.lm(
+            emb,
+            start_pos=0,
+            active_blocks=self.active_block_indices,
+            top_k=self.top_k,
+            cache=state.cache,
+            use_cache=True,
+            positions=state.next_pos[:, None],
+            mask=mask,
+        )
+        assert cache is not None
+        return BatchDecode(
+            cache=cache,
+            key_valid=valid,
+            next_pos=state.next_pos + 1,
+            rows=state.rows,
+            logits=self.lm.head(h[:, -1]),
+            pad=state.pad,
+            positions=[p + 1 for p in state.positions],
+            step=state.step + 1,
+        )
+
     def greedy_decode(self, state: DecodeState, max_new_tokens: int) -> list[int]:
         """Greedy tokens from a prefilled state until ``<eos>`` (kept) or ``max_new_tokens`` in all."""
         out: list[int] = []
@@ -238,7 +370,7 @@ class ReferenceVLM(nn.Module):
 
     @torch.inference_mode()
     def generate(
-        self, vi: VisionInput, prompt_ids: Sequence[int], max_new_tokens: int = 4
+        self, vi: VisionInput, prompt_ids: Sequence[int], max_new_tokens: int = 16
     ) -> list[int]:
         """Greedy answer ids (``<eos>`` included when produced) for one image and prompt."""
         return self.greedy_decode(self.prefill(self.encode_vision(vi), prompt_ids), max_new_tokens)
