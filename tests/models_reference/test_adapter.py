@@ -221,7 +221,11 @@ def test_reference_v1_weights_still_load_and_answer_codes(tmp_path) -> None:
 
     cfg = ReferenceConfig.from_dict({**V1_CONFIG, "answer_steps": 0, "lm_vision_pos": False})
     path = save_reference(random_reference(cfg, seed=1), tmp_path / "reference-v1.safetensors")
-    path.with_suffix(".json").write_text(json.dumps(V1_CONFIG))  # as v1 wrote it
+    # as v1 wrote it: a bare architecture JSON, safetensors metadata {"format": ...}
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(path), str(path), metadata={"format": "knoblab-reference"})
+    path.with_suffix(".json").write_text(json.dumps(V1_CONFIG))
     model = load_reference(path)
     assert model.cfg.answer_steps == 0 and model.lm.step is None and model.vision_pos is None
     assert len(model.tokenizer) == 68
