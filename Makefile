@@ -1,5 +1,6 @@
 # Two commands set up and run everything on a fresh machine:
-#   make demo   -> creates .venv, installs knoblab, runs the main job on built-in defaults
+#   make demo   -> creates .venv, installs knoblab, runs the main job on built-in defaults,
+#                  a small deep profile and the analysis (report.html)
 #   make test   -> installs the dev extras, runs the whole test suite (what CI runs)
 #   make test-fast -> the unit tests only: no slow, multiprocess, crash or HF-matrix tests
 PYTHON ?= python3
@@ -31,8 +32,17 @@ $(VENV)/.installed-dev: $(VENV)/.created pyproject.toml
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The demo: the default sweep (results/profile/shapes-vqa), a small operator-level profile
+# of its cheapest and its richest configuration on 8 of the same samples
+# (results/deep_profile), and the analysis that joins them (E1 with the decode fit and the
+# operator shares, E2, E3: results/profile/shapes-vqa/analysis/report.html).
+DEMO_DEEP := 'deep.configurations=[{tier: low, top_k: 1, num_active_blocks: 2}, {tier: high, top_k: 4, num_active_blocks: 4}]' \
+	deep.samples=all dataset/sampling@dataset.sampling=fixed dataset.sampling.num_samples_per_epoch=8 run.progress=false
+
 demo: install
 	$(VENV)/bin/knoblab profile
+	$(VENV)/bin/knoblab deep-profile $(DEMO_DEEP)
+	$(VENV)/bin/knoblab analyze results/profile/shapes-vqa
 
 # Headless Chromium renders the analysis report in one test; install it when we can
 # (root with apt), otherwise that test skips and says why (under CI it fails instead).

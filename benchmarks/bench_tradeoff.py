@@ -8,7 +8,11 @@ Claims:
   * a single high-tier sample generates in < 100 ms median on a 2-core CPU;
   * with trained weights (the training recipe's), high-tier accuracy beats low by >= 15
     points, all blocks beat half by >= 10, more experts do not lose accuracy, and the
-    high-tier, all-blocks, full-top-k configuration reaches >= 80% VQA accuracy.
+    high-tier, all-blocks, full-top-k configuration reaches >= 80% accuracy (each sample
+    scored by its own metric: VQA accuracy, ANLS for the "read the code" questions);
+  * on the default ``knoblab profile`` sweep (run as a user runs it, records in a temporary
+    folder) the answers span >= 4 distinct output-token counts and E1's decode fit per
+    (top_k, blocks) group has a median R^2 >= 0.8 (``--no-sweep`` skips this part).
 
 Every configuration sees the same shapes-vqa samples (batch size 1, greedy). Latency
 is ``time.perf_counter`` around encode_vision + prefill + decode (preprocessing is not
@@ -35,6 +39,7 @@ import torch
 from rich.table import Table
 
 from knoblab.console import console as wide_console
+from knoblab.data.sample import sample_metric
 from knoblab.data.scoring import score
 from knoblab.data.shapes import ShapesVQA
 from knoblab.models.reference.adapter import ReferenceAdapter
@@ -58,7 +63,7 @@ def measure(adapter: ReferenceAdapter, samples: list, warmup: int) -> dict:
         vis.append(t1 - t0)
         pre.append(t2 - t1)
         dec.append(t3 - t2)
-        acc.append(score("vqa", g.text, s.answers))
+        acc.append(score(sample_metric(s, "vqa"), g.text, s.answers))
         toks.append(p.actual_vision_tokens)
     ms = lambda xs, q=50: float(np.percentile(np.array(xs) * 1000, q))  # noqa: E731
     return {
@@ -70,6 +75,28 @@ def measure(adapter: ReferenceAdapter, samples: list, warmup: int) -> dict:
         "T_prefill_p50": ms(pre),
         "T_decode_p50": ms(dec),
     }
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages (a busy machine shows in the latencies)."""
+    import os
+
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def decode_checks(weights: str, console) -> list[tuple[str, bool]]:
+    """The decode claims on the default ``knoblab profile`` sweep (a child process, as a
+    user runs it; records in a temporary folder), checked by the recipe's own function."""
+    import tempfile
+    from pathlib import Path
+
+    from knoblab.training.recipe import decode_claims, decode_sweep
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        results = decode_sweep(Path(weights), Path(tmp))
+        console.print(f"default knoblab profile sweep: {time.perf_counter() - t0:.0f} s")
+        return [(f"{claim} ({value:.3g})", ok) for claim, value, ok in decode_claims(results)]
 
 
 def main() -> None:
@@ -86,6 +113,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--top-k", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument(
+        "--no-sweep", action="store_true", help="skip the default-profile decode claims"
+    )
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -105,7 +135,8 @@ def main() -> None:
     )
     console.print(
         f"[bold]bench_tradeoff[/]: {args.num_samples} shapes-vqa-{args.variant} samples, weights: {weights}, "
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {_load()}"
     )
     results = {}
     for tier, k, b in itertools.product(("low", "medium", "high"), args.top_k, blocks):
@@ -190,8 +221,11 @@ def main() -> None:
         console.print(
             "[yellow]no trained weights: accuracy is at chance level and its checks are skipped[/]"
         )
+    if trained and not args.no_sweep:
+        checks += decode_checks(args.weights or str(shipped_weights_path()), console)
     for name, ok in checks:
         console.print(f"  {'[green]PASS' if ok else '[red]FAIL'}[/] {name}")
+    console.print(f"load average at the end: {_load()}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

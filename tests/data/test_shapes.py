@@ -7,7 +7,7 @@ import pytest
 
 from knoblab.data.registry import build_dataset
 from knoblab.data.sample import Sample, VQADataset
-from knoblab.data.shapes import COLORS, ShapesVQA, build
+from knoblab.data.shapes import CODE_MAX_LEN, COLORS, GLYPHS, ShapesVQA, build
 from knoblab.errors import ConfigError, UnknownKeyError
 
 
@@ -20,7 +20,7 @@ def test_protocol_and_names() -> None:
     assert len(s.answers) == 10 and s.question.endswith("?")
     assert s.metadata["variant"] == "easy"
     assert s.metadata["image_size"] == [s.image.height, s.image.width]
-    assert s.metadata["question_type"] in {"count", "color", "exist", "position"}
+    assert s.metadata["question_type"] in {"count", "color", "exist", "position", "code"}
 
 
 def test_deterministic_from_seed_and_index() -> None:
@@ -56,6 +56,13 @@ def test_aspect_ratios_span_1_3_to_3_1() -> None:
 def _check_answer(s: Sample) -> None:
     objs, q, ans = s.metadata["objects"], s.question, s.answers[0]
     t = s.metadata["question_type"]
+    if t == "code":
+        assert q == "what is the code ?" and s.metadata["metric"] == "anls" and objs == []
+        assert ans == "".join(g["char"] for g in s.metadata["glyphs"])
+        assert 1 <= len(ans) <= CODE_MAX_LEN and ans.isdigit()
+        assert list(ans) == sorted(set(ans))  # distinct digits, increasing left to right
+        return
+    assert "metric" not in s.metadata  # the dataset's metric (vqa) applies
     if t == "count":
         shape = q.split()[2][:-1]
         assert ans == str(sum(o["shape"] == shape for o in objs))
@@ -100,10 +107,44 @@ def test_objects_are_drawn_in_their_colour() -> None:
             assert np.abs(px - np.array(COLORS[o["color"]])).max() < 40
 
 
+def test_codes_are_drawn_in_their_slots() -> None:
+    """Each character's 3x5 glyph is inked where its metadata says, in one colour."""
+    ds = ShapesVQA(60, seed=8)
+    codes = [ds[i] for i in range(60) if ds[i].metadata["question_type"] == "code"]
+    assert len(codes) >= 8
+    for s in codes:
+        arr = np.asarray(s.image).astype(int)
+        h, w = arr.shape[:2]
+        assert 1 / 3 - 0.02 <= h / w <= 1 / 2 + 0.02  # wide: ten slots fit
+        cell = 0.92 * w / CODE_MAX_LEN / 4
+        inks = set()
+        for i, g in enumerate(s.metadata["glyphs"]):
+            assert g["cx"] == pytest.approx((0.04 * w + (i * 4 + 1.5) * cell) / w, abs=1e-3)
+            for r, row in enumerate(GLYPHS[g["char"]]):
+                for c, mark in enumerate(row):  # the centre pixel of each font cell
+                    y = int(g["cy"] * h + (r - 2) * cell)
+                    x = int(g["cx"] * w + (c - 1) * cell)
+                    px = tuple(arr[y, x])
+                    if mark == "#":
+                        inks.add(min(COLORS, key=lambda k: np.abs(np.array(COLORS[k]) - px).sum()))
+                        assert max(px) > 150
+                    else:
+                        assert max(px) < 110  # background (20-70) plus noise and blur
+        assert len(inks) == 1
+
+
+def test_code_lengths_span_1_to_10() -> None:
+    ds = ShapesVQA(800, seed=3)
+    lengths = {
+        len(ds[i].answers[0]) for i in range(800) if ds[i].metadata["question_type"] == "code"
+    }
+    assert lengths == set(range(1, CODE_MAX_LEN + 1))
+
+
 def test_hard_has_smaller_and_more_objects() -> None:
     e, h = ShapesVQA(200, seed=1), ShapesVQA(200, seed=1, variant="hard")
-    ne = np.mean([len(e[i].metadata["objects"]) for i in range(200)])
-    nh = np.mean([len(h[i].metadata["objects"]) for i in range(200)])
+    ne = np.mean([len(e[i].metadata["objects"]) for i in range(200) if e[i].metadata["objects"]])
+    nh = np.mean([len(h[i].metadata["objects"]) for i in range(200) if h[i].metadata["objects"]])
     se = np.mean([o["size"] for i in range(200) for o in e[i].metadata["objects"]])
     sh = np.mean([o["size"] for i in range(200) for o in h[i].metadata["objects"]])
     assert nh > ne + 1.5 and sh < se * 0.8
@@ -117,8 +158,9 @@ def test_question_mix_and_balanced_yes_no() -> None:
         types[s.metadata["question_type"]] = types.get(s.metadata["question_type"], 0) + 1
         yes += s.answers[0] == "yes"
         no += s.answers[0] == "no"
-    assert set(types) == {"count", "color", "exist", "position"}
+    assert set(types) == {"count", "color", "exist", "position", "code"}
     assert min(types.values()) > 60
+    assert 0.2 < types["code"] / 600 < 0.3  # CODE_SHARE = 0.25
     assert 0.4 < yes / (yes + no) < 0.6
 
 

@@ -35,8 +35,9 @@ SMOKE = [
     "train.logger=none",
     "train.heartbeat_every_n_steps=null",
 ]
-#: lr=30 makes the validation loss jump around (it worsens after some epochs).
-WILD = [*SMOKE, "train.optim.lr=30", "train.trainer.max_epochs=4"]
+#: lr=100 makes the validation loss jump around (it worsens after some epochs; lr=30 stopped
+#: doing so in the chunked-off run when the reference model gained its answer steps).
+WILD = [*SMOKE, "train.optim.lr=100", "train.trainer.max_epochs=4"]
 #: Sequential chunked loading: each epoch is the next chunk of 4 batches (1 val batch).
 CHUNKED = [
     "train.mixing=sequential",

@@ -9,7 +9,7 @@ from PIL import Image
 
 from knoblab.data.sample import Sample
 from knoblab.data.shapes import ShapesVQA
-from knoblab.errors import ConfigError, DataError, KnobLabError
+from knoblab.errors import CheckpointError, ConfigError, DataError, KnobLabError
 from knoblab.models.adapter import Generation, ModelAdapter
 from knoblab.models.reference.adapter import ReferenceAdapter, build
 from knoblab.models.reference.config import ReferenceConfig
@@ -184,3 +184,71 @@ def test_save_and_load_round_trip(tmp_path, samples: list[Sample]) -> None:
     assert isinstance(load_reference(path).cfg.tiers, dict)
     for s in samples[:2]:
         assert a.generate(s).token_ids == b.generate(s).token_ids
+
+
+def test_saving_the_same_weights_gives_the_same_bytes(tmp_path) -> None:
+    """The recipe's reproducibility check compares file hashes: nothing in the file may
+    vary between two saves of the same tensors (safetensors' metadata order once did)."""
+    import hashlib
+
+    from knoblab.models.reference.weights import save_reference
+
+    m = random_reference(seed=2)
+    digests = {
+        hashlib.sha256(save_reference(m, tmp_path / f"{i}.safetensors").read_bytes()).hexdigest()
+        for i in range(6)
+    }
+    assert len(digests) == 1
+
+
+#: reference-v1.json as the v1 recipe wrote it (before codes: no answer_steps, 68 words,
+#: 16 patch classes): the old-format fixture of the loading migration.
+V1_CONFIG = {
+    "vocab_size": 68, "crop_size": 24, "patch_size": 8, "stem_channels": [32, 48],
+    "vision_dim": 96, "vision_layers": 1, "vision_heads": 4, "d_model": 96, "n_heads": 4,
+    "n_layers": 4, "num_experts": 4, "expert_hidden": 128, "top_k": 2, "max_seq_len": 192,
+    "max_tiles": 15, "pos_frequencies": 6,
+    "tiers": {"low": [1, 3], "medium": [4, 8], "high": [9, 15]}, "patch_classes": 16,
+}  # fmt: skip
+
+
+def test_reference_v1_weights_still_load_and_answer_codes(tmp_path) -> None:
+    """Weights from before the codes (reference-v1) load from their path: no answer-step
+    embeddings, the first 68 words (a code question's new words are <unk> to them)."""
+    import json
+
+    from knoblab.models.reference.weights import load_reference, save_reference
+
+    cfg = ReferenceConfig.from_dict({**V1_CONFIG, "answer_steps": 0, "lm_vision_pos": False})
+    path = save_reference(random_reference(cfg, seed=1), tmp_path / "reference-v1.safetensors")
+    # as v1 wrote it: a bare architecture JSON, safetensors metadata {"format": ...}
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(path), str(path), metadata={"format": "knoblab-reference"})
+    path.with_suffix(".json").write_text(json.dumps(V1_CONFIG))
+    model = load_reference(path)
+    assert model.cfg.answer_steps == 0 and model.lm.step is None and model.vision_pos is None
+    assert len(model.tokenizer) == 68
+    ds = ShapesVQA(40, seed=0)
+    code = next(ds[i] for i in range(40) if ds[i].metadata["question_type"] == "code")
+    gen = ReferenceAdapter(model).generate(code)
+    assert 1 <= gen.output_tokens <= 16
+    assert all(0 <= t < 68 for t in gen.token_ids)
+    # The evaluation path (collate + predict) tokenises with the model's 68 words too.
+    from knoblab.models.reference.batch import collate
+
+    batch = collate([code, ds[0]], tier="low", cfg=model.cfg)
+    assert max(max(ids) for ids in batch.prompt_ids + batch.answer_ids) < 68
+    assert len(model.predict(batch)) == 2
+
+    # The training side (train.init_weights, knoblab upgrade-checkpoint) reads it too.
+    from knoblab.training.checkpoint import load_model_from_checkpoint
+
+    again = load_model_from_checkpoint(path, expected_kind="reference")
+    assert again.cfg.answer_steps == 0 and not again.cfg.lm_vision_pos
+    assert again.cfg.vocab_size == 68 and len(again.tokenizer) == 68
+
+    # A v2 config over weights without the answer-step table: one line naming the tensor.
+    path.with_suffix(".json").write_text(json.dumps({**V1_CONFIG, "answer_steps": 16}))
+    with pytest.raises(CheckpointError, match=r"missing \['lm.step.weight', 'vision_pos"):
+        load_reference(path)

@@ -236,6 +236,15 @@ def test_tokenizer_round_trip() -> None:
         "is the red circle left of the blue square ?"
     )
     assert tok.encode("zebra") == [tok.unk_id]
+    # A code is spelled WordPiece-style and glued back together by decode.
+    code = tok.encode("40715")
+    assert [tok.tokens[i] for i in code] == ["4", "##0", "##7", "##1", "##5"]
+    assert tok.decode(code) == "40715"
+    assert tok.decode(tok.encode("what is the code ? 7 09")) == "what is the code ? 7 09"
+    assert tok.decode([tok.index["##3"], tok.index["##4"]]) == "34"  # a lone piece opens a word
+    assert tok.encode("4x") == [tok.unk_id]  # "x" has no piece: the whole word is unknown
+    old = tok.truncated(68)  # reference-v1's vocabulary: no codes
+    assert len(old) == 68 and old.encode("code 42") == [old.unk_id, old.unk_id]
     ds = ShapesVQA(200, variant="hard")
     for i in range(200):  # every shapes-vqa question and answer is in the vocabulary
         s = ds[i]
@@ -245,10 +254,13 @@ def test_tokenizer_round_trip() -> None:
 def test_patch_labels_mark_object_centres() -> None:
     from knoblab.data.sample import Sample
     from knoblab.data.shapes import COLORS, SHAPES
+    from knoblab.models.reference.batch import GLYPH_CLASS0
+    from knoblab.models.reference.vocab import CODE_CHARS
 
-    ds = ShapesVQA(6, seed=2, variant="hard")
-    samples = [ds[i] for i in range(6)]
+    ds = ShapesVQA(12, seed=2, variant="hard")
+    samples = [ds[i] for i in range(12)]
     batch = collate(samples, tier="high")
+    seen_code = False
     assert batch.patch_labels is not None
     assert batch.patch_labels.shape == batch.valid.shape
     assert (batch.patch_labels[~batch.valid] == -100).all()
@@ -261,9 +273,16 @@ def test_patch_labels_mark_object_centres() -> None:
             1 + list(COLORS).index(o["color"]) * len(SHAPES) + SHAPES.index(o["shape"])
             for o in s.metadata["objects"]
         }
+        # A code's characters: classes after the objects'; the global crop is unlabelled
+        # there (it squeezes several characters into one patch).
+        want |= {GLYPH_CLASS0 + CODE_CHARS.index(g["char"]) for g in s.metadata.get("glyphs", [])}
+        if s.metadata["question_type"] == "code":
+            assert (glob == -100).all()
+            seen_code = True
         assert set(glob[glob > 0].tolist()) <= want
         assert set(lab[lab > 0].tolist()) == want
         start += n
+    assert seen_code
     plain = [Sample(0, "how many circles ?", ["1"], image=samples[0].image)]
     assert collate(plain, tier="low").patch_labels is None
 
@@ -281,7 +300,7 @@ def test_patch_loss_trains_the_encoder_only_in_training() -> None:
 
 def test_relevance_labels_mark_the_objects_the_question_names() -> None:
     from knoblab.data.shapes import COLORS, SHAPES
-    from knoblab.models.reference.batch import question_mentions
+    from knoblab.models.reference.batch import GLYPH_CLASS0, question_mentions
 
     assert question_mentions("how many circles ?") == [(None, "circle")]
     assert question_mentions("is the red circle left of the blue square ?") == [
@@ -303,7 +322,10 @@ def test_relevance_labels_mark_the_objects_the_question_names() -> None:
         named = question_mentions(s.question)
         for cls, r in zip(lab.tolist(), rel.tolist(), strict=True):
             if cls <= 0:
-                assert r == 0
+                assert r == (-100 if cls == -100 else 0)
+                continue
+            if cls >= GLYPH_CLASS0:  # a code's character: what "what is the code ?" names
+                assert r == 1 and s.metadata["question_type"] == "code"
                 continue
             c, sh = list(COLORS)[(cls - 1) // 3], SHAPES[(cls - 1) % 3]
             want = next(
@@ -316,7 +338,7 @@ def test_relevance_labels_mark_the_objects_the_question_names() -> None:
             assert set(rel[rel > 0].tolist()) == {1, 2}  # both named objects are unique
         crop0, tok0 = crop0 + n, tok0 + len(lab)
     assert tok0 == len(batch.relevance_labels)
-    assert {"count", "color", "position"} <= seen_types
+    assert {"count", "color", "position", "code"} <= seen_types
 
 
 def test_relevance_loss_only_in_training_and_reaches_the_first_block() -> None:

@@ -67,7 +67,7 @@ def test_reference_preset_is_the_shipped_architecture():
     from knoblab.models.reference.config import ReferenceConfig
 
     assert task.model.cfg == ReferenceConfig()
-    assert cfg.train.export.endswith("reference-v1.safetensors")
+    assert cfg.train.export.endswith("reference-v2.safetensors")
 
 
 def test_bad_override_is_one_line_exit_2(tmp_path):
@@ -114,7 +114,7 @@ def _package_hashes() -> dict[str, str]:
 @pytest.mark.slow
 def test_evaluating_the_shipped_weights_never_writes_into_the_package(tmp_path):
     """Issue 14: ``--evaluate <shipped> --samples N`` used to rewrite the package's
-    reference-v1.recipe.json (claims set to false after a tiny evaluation)."""
+    reference-v2.recipe.json (claims set to false after a tiny evaluation)."""
     import json
     import subprocess
     import sys
@@ -124,7 +124,7 @@ def test_evaluating_the_shipped_weights_never_writes_into_the_package(tmp_path):
     before = _package_hashes()
     cmd = [sys.executable, "-m", "knoblab.training.recipe", "--evaluate"]
     proc = subprocess.run(
-        [*cmd, str(shipped_weights_path()), "--samples", "2"],
+        [*cmd, str(shipped_weights_path()), "--samples", "2", "--no-sweep"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -132,7 +132,7 @@ def test_evaluating_the_shipped_weights_never_writes_into_the_package(tmp_path):
     )
     assert proc.returncode in (0, 1), proc.stderr  # 1: a claim fails on 2 samples
     assert _package_hashes() == before
-    report = tmp_path / "runs" / "reference-eval" / "reference-v1.evaluation.json"
+    report = tmp_path / "runs" / "reference-eval" / "reference-v2.evaluation.json"
     data = json.loads(report.read_text())
     assert data["evaluation"]["samples"] == 2 and len(data["claims"]) == 4
     assert data["recipe"]["evaluation"]["samples"] != 2  # the shipped recipe, as it was

@@ -11,7 +11,7 @@ lmms-eval sends it. ``post: null`` (the default) means the dataset's default:
   variants) asked of an instruction-tuned model
   (an adapter whose ``instruction_tuned`` is true: a Hugging Face checkpoint with a
   chat template);
-- nothing otherwise: the built-in reference model answers shapes-vqa in one word already
+- nothing otherwise: the built-in reference model answers shapes-vqa in one word (or a code) already
   and knows no instruction words, so its accuracy never changes unless a prompt is set;
   ``format: shapes`` datasets default to no prompt for every model, as do
   ``edit_distance`` datasets (OCR pages carry their own question).

@@ -6,7 +6,8 @@ Written by ``knoblab train``'s export (``train.export``), by the reference model
 
 * ``<stem>.safetensors``: the tensors (one name per shared storage: tied weights are
   stored once and the reader's model ties them back), metadata
-  ``{"format_version": "2", "model_kind": kind}``.
+  ``{"format_version": "2"}`` (one key: safetensors writes its metadata map in a
+  random order, so two keys made two saves of the same tensors differ in bytes).
 * ``<stem>.json``: ``{"format_version": 2, "model": {"kind": kind, "config": {...}}, ...}``
   where the config rebuilds the model (``training.tasks.build_task(kind, config)``) and
   any further keys are provenance (seed, metrics, the train config).
@@ -95,7 +96,9 @@ def write_weights(
             f"weights path={str(p)!r} is invalid: allowed is a file name ending in {SUFFIX}"
         )
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    meta = {"format_version": str(FORMAT_VERSION), "model_kind": kind}
+    # One key only: safetensors writes the metadata map in a random order (a Rust
+    # HashMap); with two keys, equal tensors gave files of different bytes and hashes.
+    meta = {"format_version": str(FORMAT_VERSION)}
     atomic_write(p, save(tensors, metadata=meta))
     desc = {
         **dict(extra or {}),

@@ -10,6 +10,8 @@ that raises becomes a ``status: "failed"`` row; an out-of-memory error raises
 NOTE: the per-sample latency fields are the median of the runs, each field on its own
 (so ``T_total`` need not equal the sum of the stage medians); every run is kept in
 ``runs``. ``T_decode_per_token`` is vLLM's TPOT: decode time over ``output_tokens - 1``.
+A sample is scored with its own ``metadata["metric"]`` when it has one (a dataset mixing
+question types, e.g. shapes-vqa's ANLS-scored codes), else with the dataset's ``metric``.
 
 Example:
     >>> from knoblab.profiling.synthetic import ListDataset, WaitAdapter
@@ -29,6 +31,7 @@ from typing import Any
 import torch
 
 from knoblab import records as rec
+from knoblab.data.sample import sample_metric
 from knoblab.models.adapter import ModelAdapter, Prepared
 from knoblab.profiling.batch import measure_batch
 from knoblab.profiling.timer import StageTimer
@@ -181,7 +184,8 @@ def _sample_row(
         "actual_num_crops": prepared.num_crops,
         "actual_tiling": prepared.tiling,
         "actual_image_size": prepared.image_size,
-        "accuracy": float(score(metric, gen.text, sample.answers)),
+        # A sample may name its own metric (shapes-vqa's "read the code": anls).
+        "accuracy": float(score(sample_metric(sample, metric), gen.text, sample.answers)),
         "pred": gen.text,
         "metadata": {
             "question": sample.question,

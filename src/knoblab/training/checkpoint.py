@@ -6,7 +6,7 @@ Two files carry a model:
   ``AtomicCheckpointIO``): the full training state plus a ``knoblab`` block with the
   format version and the model description ``{kind, config}``;
 * a **weights export** (``*.safetensors`` + a ``*.json`` sidecar with the same
-  description), what the package ships (``reference-v1.safetensors``).
+  description), what the package ships (``reference-v2.safetensors``).
 
 ``load_model_from_checkpoint(path)`` reads either, in the current format or an older
 one (upgraded in memory by ``knoblab.training.migrations`` with one ``FutureWarning``

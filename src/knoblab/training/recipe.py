@@ -1,27 +1,35 @@
 """The reference recipe: train, evaluate and install the reference VLM's shipped weights.
 
 ``python -m knoblab.training.recipe --install`` runs ``knoblab train train=reference``
-(shapes-vqa easy + hard, mixed by a curriculum; seeded; about 26 minutes on a 2-core
-CPU), evaluates the result on the profiling dataset (``conf/dataset/shapes_vqa.yaml``:
-easy variant, generation seed 0, which no training sample comes from) at the knob
-settings the trade-off claims are about, and, when every claim holds, copies
-``reference-v1.safetensors`` + ``reference-v1.json`` into the package
-(``knoblab/models/reference/weights/``). ``reference-v1.recipe.json`` beside them
+(shapes-vqa easy + hard, mixed by a curriculum, a quarter of the samples "read the
+code" questions; seeded; under 30 minutes on a 2-core CPU), evaluates the result on the
+profiling dataset (``conf/dataset/shapes_vqa.yaml``: easy variant, generation seed 0,
+which no training sample comes from) at the knob settings the trade-off claims are
+about, runs the default ``knoblab profile`` sweep for the decode claims, and, when every
+claim holds, copies
+``reference-v2.safetensors`` + ``reference-v2.json`` into the package
+(``knoblab/models/reference/weights/``). ``reference-v2.recipe.json`` beside them
 records the seed, the config, the final losses and the evaluation.
 
 The claims (issue 6): high-tier accuracy beats low by at least 15 points; all blocks
 beat half by at least 10; more experts per token never lose accuracy (within one
-standard error); high tier, all blocks, full top-k answers at least 80% correctly.
+standard error); high tier, all blocks, full top-k answers at least 80% correctly
+(each sample scored by its own metric: VQA accuracy, ANLS for a code). Issue 14 adds two
+on the default ``knoblab profile`` sweep (records in ``<eval-out>/profile``;
+``--no-sweep`` skips them): the answers span at least 4 distinct output-token counts,
+and E1's decode-vs-output-tokens fit per (top_k, blocks) group has a median R² of at
+least 0.8. The R² is a timing figure: on a busy machine it can fail where a quiet one
+passes (``--force`` installs anyway).
 
 Evaluation never writes into the installed package: its report goes to
 ``<eval-out>/<weights stem>.evaluation.json`` (``--eval-out``, default
 ``runs/reference-eval`` under the current directory). ``--evaluate`` leaves the weights and
 their ``.recipe.json`` as they are (the shipped ones included); a training run also records
-the evaluation in its own ``<out>/reference-v1.recipe.json``, the file ``--install`` ships.
+the evaluation in its own ``<out>/reference-v2.recipe.json``, the file ``--install`` ships.
 
 Example:
     $ python -m knoblab.training.recipe --install                 # retrain the shipped weights
-    $ python -m knoblab.training.recipe --evaluate runs/reference/reference-v1.safetensors
+    $ python -m knoblab.training.recipe --evaluate runs/reference/reference-v2.safetensors
     $ python -m knoblab.training.recipe --evaluate shipped --samples 30 --eval-out /tmp/ev
 """
 
@@ -72,8 +80,13 @@ def evaluate(
     num_samples: int = 300,
     batch_size: int = 50,
 ) -> dict[str, float]:
-    """VQA accuracy (in %) of ``model`` on the first ``num_samples`` of the eval dataset per setting."""
-    from knoblab.data.scoring import vqa_accuracy
+    """Accuracy (in %) of ``model`` on the first ``num_samples`` of the eval dataset per setting.
+
+    Each sample is scored with its own metric (``metadata["metric"]``: ANLS for "read the
+    code" questions), else the dataset's (VQA accuracy), as the sweep runner scores it.
+    """
+    from knoblab.data.sample import sample_metric
+    from knoblab.data.scoring import score
     from knoblab.data.shapes import ShapesVQA
     from knoblab.models.reference.batch import collate
 
@@ -87,7 +100,10 @@ def evaluate(
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
             preds = model.predict(collate(chunk, tier=st.tier, cfg=model.cfg))  # type: ignore[operator]
-            acc += sum(vqa_accuracy(p, s.answers) for p, s in zip(preds, chunk, strict=True))
+            acc += sum(
+                score(sample_metric(s, ds.metric), p, s.answers)
+                for p, s in zip(preds, chunk, strict=True)
+            )
         out[st.name] = 100.0 * acc / len(samples)
     cfg = model.cfg  # type: ignore[attr-defined]
     model.set_knobs(top_k=cfg.top_k, num_active_blocks=cfg.n_layers)  # type: ignore[operator]
@@ -114,10 +130,74 @@ def check_claims(
     ]
 
 
+#: The decode claims (issue 14): on the default ``knoblab profile`` sweep the answers
+#: span at least this many distinct output-token counts ...
+MIN_OUTPUT_TOKEN_COUNTS = 4
+#: ... and the E1 decode-vs-output-tokens fit per (top_k, blocks) group has this median R².
+MIN_DECODE_R2 = 0.8
+
+
+def decode_sweep(
+    weights: Path, out_dir: Path, overrides: Sequence[str] = (), timeout: float = 1800
+) -> Path:
+    """Run ``knoblab profile`` (its defaults, plus ``overrides``) on ``weights``, as a user
+    runs it (a child process), with records under ``out_dir``; returns the task's folder.
+
+    Raises:
+        RuntimeError: the sweep failed (its last error line is in the message).
+    """
+    import subprocess
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "knoblab.cli",
+        "profile",
+        f"model.weights={Path(weights).resolve()}",
+        f"run.output_dir={out_dir}",
+        "run.progress=false",
+        *overrides,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"knoblab profile failed (exit {proc.returncode}): {last}")
+    return Path(out_dir) / "shapes-vqa"
+
+
+def decode_claims(results_dir: Path) -> list[tuple[str, float, bool]]:
+    """The decode claims of a ``knoblab profile`` sweep of shapes-vqa, as ``(claim, value, holds)``.
+
+    Distinct ``output_tokens`` over every answered sample of every configuration, and the
+    median R² of E1's decode fit (``knoblab.analysis.stages.scaling_fits``) over the
+    (top_k, num_active_blocks) groups, the pooled ``all`` fit left out.
+    """
+    from knoblab.analysis.load import load_results
+    from knoblab.analysis.stages import scaling_fits
+
+    res = load_results(results_dir)
+    counts = int(res.samples["output_tokens"].dropna().nunique())
+    fits = scaling_fits(res)
+    decode = fits[(fits["stage"] == "decode") & (fits["group"] != "all")]
+    r2 = float(decode["r2"].median()) if len(decode) else math.nan
+    return [
+        (
+            f"distinct output-token counts on the profile sweep >= {MIN_OUTPUT_TOKEN_COUNTS}",
+            float(counts),
+            counts >= MIN_OUTPUT_TOKEN_COUNTS,
+        ),
+        (
+            f"median R^2 of the decode fit per (top_k, blocks) group >= {MIN_DECODE_R2}",
+            r2,
+            r2 >= MIN_DECODE_R2,
+        ),
+    ]
+
+
 def report(acc: dict[str, float], claims: list[tuple[str, float, bool]]) -> str:
     """A plain-text table of accuracies and claims."""
     lines = [f"{'setting':<40} accuracy %"] + [f"{k:<40} {v:6.1f}" for k, v in acc.items()]
-    lines += [""] + [f"[{'ok' if ok else 'FAIL'}] {c}: {v:.1f}" for c, v, ok in claims]
+    lines += [""] + [f"[{'ok' if ok else 'FAIL'}] {c}: {v:.3g}" for c, v, ok in claims]
     return "\n".join(lines)
 
 
@@ -196,10 +276,15 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for the evaluation report (never the installed package)",
     )
     parser.add_argument("--samples", type=int, default=300, help="evaluation samples per setting")
+    parser.add_argument(
+        "--no-sweep",
+        action="store_true",
+        help="skip the decode claims' default `knoblab profile` sweep (about a minute)",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for knoblab train")
     args = parser.parse_args(argv)
 
-    from knoblab.models.reference.weights import load_reference
+    from knoblab.models.reference.weights import WEIGHTS_NAME, load_reference
 
     check_eval_out(Path(args.eval_out))  # before any work
     if args.evaluate == "shipped":
@@ -215,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 
         log_to_stderr()
         out = Path(args.out)
-        weights = out / "reference-v1.safetensors"
+        weights = out / f"{WEIGHTS_NAME}.safetensors"
         overrides = [
             "train=reference",
             f"train.output_dir={out}",
@@ -227,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     model = load_reference(weights)
     acc = evaluate(model, num_samples=args.samples)
     claims = check_claims(acc, model, args.samples)
+    if not args.no_sweep:
+        sweep = decode_sweep(weights, Path(args.eval_out) / "profile")
+        claims += decode_claims(sweep)
     print(report(acc, claims))
     evaluation = {
         "evaluation": {"dataset": EVAL_DATASET, "samples": args.samples, "accuracy": acc},

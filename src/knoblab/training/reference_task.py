@@ -139,7 +139,8 @@ def build_task(config: dict[str, Any]) -> TrainTask:
         k = sorted(unknown)[0]
         raise UnknownKeyError(f"model.config.{k}", config[k], DEFAULTS)
     cfg = {**DEFAULTS, **config}
-    arch = ReferenceConfig.from_dict(dict(cfg["arch"] or {}))
+    # from_saved: a whole reference-v1 architecture (a v1 checkpoint's) stays v1's.
+    arch = ReferenceConfig.from_saved(dict(cfg["arch"] or {}))
     tiers = dict(cfg["tiers"] or {"high": 1.0})
     for name, w in tiers.items():
         if name not in arch.tiers:

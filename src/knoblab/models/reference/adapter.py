@@ -20,7 +20,7 @@ Example:
     {'tier': 'high', 'tier_range': {'min_crops': 9, 'max_crops': 15}, 'max_crops': 15, ...}
     >>> prepared = adapter.preprocess(sample)
     >>> vis = adapter.encode_vision(prepared)
-    >>> gen = adapter.decode(adapter.prefill(prepared, vis), max_new_tokens=4)
+    >>> gen = adapter.decode(adapter.prefill(prepared, vis), max_new_tokens=16)
 
 Batched (``knoblab.models.adapter.BatchedAdapter``): ``collate`` stacks every crop of
 the batch, ``encode_vision_batch`` runs them through the encoder in one call (its
@@ -56,7 +56,7 @@ class ReferenceAdapter:
         name: str = "reference-vlm",
         device: str = "cpu",
         dtype: str = "float32",
-        max_new_tokens: int = 4,
+        max_new_tokens: int = 16,
     ):
         self.model = model.eval()
         self.cfg = model.cfg
@@ -314,7 +314,7 @@ def build(cfg: Mapping[str, Any]) -> ReferenceAdapter:
     device = str(cfg.get("device") or "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("model.device", device, "cpu (no CUDA device is available here)")
-    max_new = cfg.get("max_new_tokens", 4)
+    max_new = cfg.get("max_new_tokens", 16)
     if not isinstance(max_new, int) or isinstance(max_new, bool) or max_new < 1:
         raise ConfigError("model.max_new_tokens", max_new, "an integer >= 1")
     threads = cfg.get("num_threads")

@@ -31,7 +31,7 @@ import torch
 from knoblab.models.reference.config import ReferenceConfig
 from knoblab.models.reference.preprocess import prepare_image
 from knoblab.models.reference.tokenizer import WordTokenizer
-from knoblab.models.reference.vocab import COLORS, SHAPES
+from knoblab.models.reference.vocab import CODE_CHARS, COLORS, SHAPES
 from knoblab.models.tiling import plan_tiling
 
 
@@ -109,6 +109,8 @@ def collate(
     """
     cfg = cfg or ReferenceConfig()
     tokenizer = tokenizer or _default_tokenizer()
+    if len(tokenizer) > cfg.vocab_size:  # weights trained on fewer words (reference-v1)
+        tokenizer = tokenizer.truncated(cfg.vocab_size)
     pixels, positions, is_tile, valid, counts, prompts, answers, ids = [], [], [], [], [], [], [], []  # fmt: skip
     labels: list[torch.Tensor] = []
     relevance: list[torch.Tensor] = []
@@ -159,16 +161,31 @@ def collate(
     )
 
 
-def patch_labels(sample: Any, vi: Any, plan: Any, cfg: ReferenceConfig) -> torch.Tensor | None:
-    """Per patch, the class of the shapes-vqa object whose centre it holds (0: none).
+#: Patch class of the first code character (after none and the colour x shape classes).
+GLYPH_CLASS0 = 1 + len(COLORS) * len(SHAPES)
 
-    Class ``1 + colour_index * len(SHAPES) + shape_index``; ``-100`` for invalid patches.
-    None when the sample has no ``objects`` metadata (another dataset).
+
+def patch_labels(sample: Any, vi: Any, plan: Any, cfg: ReferenceConfig) -> torch.Tensor | None:
+    """Per patch, the class of the shapes-vqa object or code character whose centre it holds.
+
+    Class 0: none; ``1 + colour_index * len(SHAPES) + shape_index`` for an object;
+    ``GLYPH_CLASS0 + CODE_CHARS.index(char)`` for a code character (only when the model
+    has that many ``patch_classes``); ``-100`` for invalid patches. None when the sample
+    has no ``objects`` or ``glyphs`` metadata (another dataset).
     """
-    objects = (getattr(sample, "metadata", None) or {}).get("objects")
+    meta = getattr(sample, "metadata", None) or {}
+    objects = [
+        {**o, "cls": GLYPH_CLASS0 + CODE_CHARS.index(o["char"])}
+        for o in meta.get("glyphs") or ()
+        if o.get("char") in CODE_CHARS and GLYPH_CLASS0 + len(CODE_CHARS) <= cfg.patch_classes
+    ]
+    for o in meta.get("objects") or ():
+        if o.get("color") not in COLORS or o.get("shape") not in SHAPES:
+            return None
+        cls = 1 + list(COLORS).index(o["color"]) * len(SHAPES) + SHAPES.index(o["shape"])
+        objects.append({**o, "cls": cls})
     if not objects:
         return None
-    colours = list(COLORS)
     side = cfg.patches_per_side
     pos = vi.positions  # (crops, tpc, 2) patch centres in image coordinates
     half = torch.empty_like(pos)
@@ -178,12 +195,11 @@ def patch_labels(sample: Any, vi: Any, plan: Any, cfg: ReferenceConfig) -> torch
     half[1:, :, 1] = cfg.patch_size / (2 * cw)
     labels = torch.zeros(pos.shape[:2], dtype=torch.long)
     for o in objects:
-        if o.get("color") not in COLORS or o.get("shape") not in SHAPES:
-            return None
-        cls = 1 + colours.index(o["color"]) * len(SHAPES) + SHAPES.index(o["shape"])
         centre = torch.tensor([o["cy"], o["cx"]], dtype=pos.dtype)
         inside = ((pos - centre).abs() <= half).all(-1)
-        labels[inside] = cls
+        labels[inside] = o["cls"]
+    if any(o["cls"] >= GLYPH_CLASS0 for o in objects):
+        labels[0] = -100  # the global crop squeezes several characters into one patch
     labels = labels.reshape(-1)
     labels[vi.patch_index < 0] = -100
     return labels
@@ -204,15 +220,19 @@ def question_mentions(question: str) -> list[tuple[str | None, str]]:
 def relevance_labels(question: str, labels: torch.Tensor) -> torch.Tensor:
     """Per valid vision token: 1/2 when it holds the first/second object ``question`` names.
 
+    A "read the code" question names its code: every code character's token is 1.
     ``labels`` are the token's patch labels (see ``patch_labels``; -100 for unknown, which
     gives -100 here too).
     """
     colours = list(COLORS)
     out = torch.zeros_like(labels)
     out[labels < 0] = -100
+    if "code" in question.lower().split():
+        out[labels >= GLYPH_CLASS0] = 1
+        return out
     for j, (colour, shape) in enumerate(question_mentions(question)[:2]):
         for cls in labels.unique().tolist():
-            if cls <= 0:
+            if cls <= 0 or cls >= GLYPH_CLASS0:
                 continue
             c, s = colours[(cls - 1) // len(SHAPES)], SHAPES[(cls - 1) % len(SHAPES)]
             if s == shape and colour in (None, c):

@@ -47,10 +47,20 @@ class ReferenceConfig:
         max_tiles: most tiles an image may be cut into (the ``high`` tier's top).
         pos_frequencies: Fourier frequencies encoding a patch's position in the image.
         tiers: tier name -> (min_crops, max_crops).
-        patch_classes: classes of the training-only patch head (shapes-vqa: none + 5 colours x 3 shapes).
+        patch_classes: classes of the training-only patch head (shapes-vqa: none + 5 colours x
+            3 shapes + 10 code characters; 16 in ``reference-v1``, which had no codes).
+        answer_steps: learned embeddings of the answer step (0 at ``<sep>``, 1 at the first
+            answer token, ...; steps past the last share it), added to ``<sep>`` and the
+            answer tokens. They tell the decoder which character of a code it is reading:
+            absolute positions cannot, as the vision token count before the answer varies
+            with the tier. 0: none (``reference-v1``, whose answers were one word).
+        lm_vision_pos: add a linear map of each vision token's Fourier position (where its
+            patch lies in the image) to its LM embedding, so that an answer step can pick
+            the character at its place in the line (the encoder's own position encoding
+            is mixed into the patch content by then). False in ``reference-v1``.
     """
 
-    vocab_size: int = 68
+    vocab_size: int = 79
     crop_size: int = 24
     patch_size: int = 8
     stem_channels: tuple[int, int] = (32, 48)
@@ -67,7 +77,9 @@ class ReferenceConfig:
     max_tiles: int = 15
     pos_frequencies: int = 6
     tiers: dict[str, tuple[int, int]] = field(default_factory=_default_tiers)
-    patch_classes: int = 16
+    patch_classes: int = 26
+    answer_steps: int = 16
+    lm_vision_pos: bool = True
 
     def __post_init__(self) -> None:
         if self.crop_size % self.patch_size:
@@ -80,6 +92,8 @@ class ReferenceConfig:
             raise ConfigError(
                 "vision_dim", self.vision_dim, f"a multiple of vision_heads={self.vision_heads}"
             )
+        if self.answer_steps < 0:
+            raise ConfigError("answer_steps", self.answer_steps, "an integer >= 0")
         if not 1 <= self.top_k <= self.num_experts:
             raise ConfigError("top_k", self.top_k, f"1..num_experts={self.num_experts}")
         self.tiers = {k: (int(v[0]), int(v[1])) for k, v in self.tiers.items()}
@@ -106,7 +120,24 @@ class ReferenceConfig:
         return d
 
     @classmethod
+    def from_saved(cls, d: dict[str, Any]) -> ReferenceConfig:
+        """The config of a saved model: ``from_dict``, except that a whole ``reference-v1``
+        config (every field it had, none added since) keeps v1's architecture (no answer
+        steps, no LM vision positions) instead of taking today's defaults for them."""
+        if isinstance(d, dict) and set(d) == V1_FIELDS:
+            d = {**d, "answer_steps": 0, "lm_vision_pos": False}
+        return cls.from_dict(d)
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReferenceConfig:
         from knoblab.config import to_dataclass
 
         return to_dataclass(d, cls, "reference_config")
+
+
+#: The fields of a ``reference-v1`` config (``to_dict`` before the codes).
+V1_FIELDS = frozenset(
+    f.name
+    for f in dataclasses.fields(ReferenceConfig)
+    if f.name not in ("answer_steps", "lm_vision_pos")
+)

@@ -107,10 +107,21 @@ class DecoderLM(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+        # Answer-step embeddings (ReferenceConfig.answer_steps); absent in reference-v1.
+        self.step = nn.Embedding(cfg.answer_steps, cfg.d_model) if cfg.answer_steps else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)
+        if self.step is not None:
+            nn.init.normal_(self.step.weight, std=0.02)
+
+    def step_embed(self, first: int, n: int, device: torch.device) -> torch.Tensor | float:
+        """Embeddings of answer steps ``first .. first + n - 1`` (0 without answer steps)."""
+        if self.step is None:
+            return 0.0
+        steps = torch.arange(first, first + n, device=device).clamp(max=self.cfg.answer_steps - 1)
+        return self.step(steps)
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """Logits over the vocabulary (the head is the transposed token embedding)."""

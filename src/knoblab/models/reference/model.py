@@ -41,7 +41,7 @@ from torch import nn
 from knoblab.errors import ConfigError
 from knoblab.models.reference.batch import Batch
 from knoblab.models.reference.config import ReferenceConfig
-from knoblab.models.reference.encoder import PatchEncoder
+from knoblab.models.reference.encoder import PatchEncoder, fourier_features
 from knoblab.models.reference.lm import DecoderLM, KVCache
 from knoblab.models.reference.preprocess import VisionInput
 from knoblab.models.reference.projector import Projector
@@ -56,6 +56,7 @@ class DecodeState:
     next_pos: int
     token_ids: list[int] = field(default_factory=list)
     logits: torch.Tensor | None = None
+    step: int = 1  #: answer step of the next token fed (``<sep>`` was step 0)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class BatchDecode:
         pad: per row, its padding columns on the left (kept on the host, with
             ``positions``, so that no step waits for the device to read them).
         positions: per row, ``next_pos`` on the host.
+        step: answer step of the next tokens fed (the same in every row: all started
+            together, and a finished row leaves the batch).
     """
 
     cache: KVCache
@@ -81,6 +84,7 @@ class BatchDecode:
     logits: torch.Tensor
     pad: list[int]
     positions: list[int]
+    step: int = 1
 
 
 def _left_pad(t: torch.Tensor, lens: Sequence[int], width: int) -> torch.Tensor:
@@ -105,6 +109,10 @@ class ReferenceVLM(nn.Module):
         super().__init__()
         self.cfg = cfg or ReferenceConfig()
         self.tokenizer = tokenizer or WordTokenizer.load()
+        if self.cfg.vocab_size < len(self.tokenizer):
+            # Weights trained before words were appended (reference-v1): the later words
+            # are <unk> to them (vocab.json only grows at the end).
+            self.tokenizer = self.tokenizer.truncated(self.cfg.vocab_size)
         if len(self.tokenizer) != self.cfg.vocab_size:
             raise ConfigError(
                 "vocab_size",
@@ -113,6 +121,13 @@ class ReferenceVLM(nn.Module):
             )
         self.encoder = PatchEncoder(self.cfg)
         self.projector = Projector(self.cfg)
+        # Where each vision token lies in the image, given to the LM directly (as M-RoPE
+        # gives Qwen2-VL's LM 2-D positions): ReferenceConfig.lm_vision_pos.
+        self.vision_pos = (
+            nn.Linear(4 * self.cfg.pos_frequencies, self.cfg.d_model)
+            if self.cfg.lm_vision_pos
+            else None
+        )
         self.lm = DecoderLM(self.cfg)
         # Training-only heads: which object (colour x shape, or none) a patch holds, and
         # (on the LM's first block) whether a vision token holds an object the question names.
@@ -175,7 +190,11 @@ class ReferenceVLM(nn.Module):
         feats = self.encoder(pixels.to(self._dtype()), positions.to(self._dtype()), is_tile)
         feats = feats.reshape(-1, feats.shape[-1])
         self._last_patch_features = feats  # for the training-time patch loss
-        return self.projector(feats[valid])
+        out = self.projector(feats[valid])
+        if self.vision_pos is not None:
+            pos = positions.to(self._dtype()).reshape(-1, 2)[valid]
+            out = out + self.vision_pos(fourier_features(pos, self.cfg.pos_frequencies))
+        return out
 
     def encode_vision(self, vi: VisionInput) -> torch.Tensor:
         """Vision encoder + projector: ``(V, d_model)`` embeddings of the valid patches."""
@@ -192,6 +211,8 @@ class ReferenceVLM(nn.Module):
     ) -> torch.Tensor:
         """Input embeddings of ``<bos> question vision <sep> extra``.
 
+        ``<sep>`` and ``extra`` (the answer) also get their answer-step embeddings.
+
         ``prompt_ids`` is the question followed by ``<sep>``. The question comes *before*
         the image: under the causal mask the vision tokens can then attend to it and
         pick out what it asks about (as instruction-aware Q-Formers do), which a small
@@ -205,6 +226,7 @@ class ReferenceVLM(nn.Module):
             torch.tensor([self.tokenizer.bos_id, *ids[:-1]], dtype=torch.long, device=dev)
         )
         tail = self.lm.embed(torch.tensor([ids[-1], *extra_ids], dtype=torch.long, device=dev))
+        tail = tail + self.lm.step_embed(0, tail.shape[0], dev)
         return torch.cat([head, vision.to(head.dtype), tail], dim=0)
 
     def prefill(self, vision: torch.Tensor, prompt_ids: Sequence[int]) -> DecodeState:
@@ -225,7 +247,9 @@ class ReferenceVLM(nn.Module):
 
     def decode_step(self, token_id: int, state: DecodeState) -> DecodeState:
         """Feed one token; the state's cache grows by one and holds the next logits."""
-        emb = self.lm.embed(torch.tensor([[token_id]], device=self._device()))
+        dev = self._device()
+        emb = self.lm.embed(torch.tensor([[token_id]], device=dev))
+        emb = emb + self.lm.step_embed(state.step, 1, dev)
         h, cache = self.lm(
             emb,
             start_pos=state.next_pos,
@@ -240,6 +264,7 @@ class ReferenceVLM(nn.Module):
             next_pos=state.next_pos + 1,
             token_ids=state.token_ids,
             logits=self.lm.head(h[:, -1])[0],
+            step=state.step + 1,
         )
 
     # -- batched phases (a left-padded batch; each row equals its batch-1 run) ---------
@@ -304,12 +329,14 @@ class ReferenceVLM(nn.Module):
             logits=state.logits.index_select(0, idx),
             pad=[state.pad[j] - first for j in keep],
             positions=[state.positions[j] for j in keep],
+            step=state.step,
         )
 
     def decode_step_batch(self, token_ids: Sequence[int], state: BatchDecode) -> BatchDecode:
         """``decode_step`` for every row: ``token_ids[j]`` is row j's next input token."""
         dev = self._device()
         emb = self.lm.embed(torch.tensor(list(token_ids), device=dev)[:, None])
+        emb = emb + self.lm.step_embed(state.step, 1, dev)
         valid = torch.cat([state.key_valid, state.key_valid.new_ones(len(token_ids), 1)], dim=1)
         mask = None
         if any(state.pad):  # additive, built once per step (a bool mask is converted per block)
@@ -333,6 +360,7 @@ class ReferenceVLM(nn.Module):
             logits=self.lm.head(h[:, -1]),
             pad=state.pad,
             positions=[p + 1 for p in state.positions],
+            step=state.step + 1,
         )
 
     def greedy_decode(self, state: DecodeState, max_new_tokens: int) -> list[int]:
@@ -350,7 +378,7 @@ class ReferenceVLM(nn.Module):
 
     @torch.inference_mode()
     def generate(
-        self, vi: VisionInput, prompt_ids: Sequence[int], max_new_tokens: int = 4
+        self, vi: VisionInput, prompt_ids: Sequence[int], max_new_tokens: int = 16
     ) -> list[int]:
         """Greedy answer ids (``<eos>`` included when produced) for one image and prompt."""
         return self.greedy_decode(self.prefill(self.encode_vision(vi), prompt_ids), max_new_tokens)
@@ -375,7 +403,7 @@ class ReferenceVLM(nn.Module):
         patch_loss_coef: float = 0.5,
         relevance_loss_coef: float = 0.0,
     ) -> torch.Tensor:
-        """Next-token cross-entropy on the answer tokens (+ auxiliary losses).
+        """Next-token cross-entropy on the answer tokens, averaged per sample (+ auxiliary losses).
 
         ``top_k`` / ``num_active_blocks`` override the model's knob settings for this
         call only (train with random values to keep every setting useful).
@@ -429,7 +457,11 @@ class ReferenceVLM(nn.Module):
         # Only positions with a label go through the head: most of the sequence is vision.
         sel = y != -100
         logits = self.lm.head(h[sel])
-        loss = F.cross_entropy(logits.float(), y[sel])
+        # Each sample's tokens average first, then the samples: a 10-digit code weighs
+        # what a one-word answer does, so the question types keep their share of the loss.
+        ce = F.cross_entropy(logits.float(), y[sel], reduction="none")
+        per_token = (1.0 / sel.sum(1).clamp(min=1).float())[:, None].expand_as(sel)[sel]
+        loss = (ce * per_token).sum() / len(b.answer_ids)
         if aux_loss_coef and self.training:
             aux = [self.lm.blocks[i].moe.last_aux_loss for i in blocks]
             aux = [a for a in aux if a is not None]
@@ -458,7 +490,7 @@ class ReferenceVLM(nn.Module):
         return self.loss(batch, **kwargs)  # type: ignore[arg-type]
 
     @torch.no_grad()
-    def predict(self, batch: Batch, *, max_new_tokens: int = 4) -> list[str]:
+    def predict(self, batch: Batch, *, max_new_tokens: int = 16) -> list[str]:
         """Greedy answers for a collated batch, one sample at a time (evaluation helper)."""
         tpc = self.cfg.tokens_per_crop
         dev = self._device()

@@ -1,9 +1,13 @@
 """Load and save the reference VLM's weights in knoblab's one weights format.
 
-The package ships ``weights/reference-v1.safetensors`` and ``weights/reference-v1.json``
-(produced by the training recipe), in :mod:`knoblab.models.weights_format` (kind
+The package ships ``weights/reference-v2.safetensors`` and ``weights/reference-v2.json``
+(produced by the training recipe; v2 reads codes: a longer vocabulary, answer-step
+embeddings, code-character patch classes), in :mod:`knoblab.models.weights_format` (kind
 ``reference``, config ``{"arch": ReferenceConfig}``; the first layout, a bare
-architecture JSON, is read too). ``load_reference()`` reads them; when they are not
+architecture JSON, is read too). Weights of ``reference-v1`` (before the codes) still
+load from their own path: their config has no ``answer_steps`` (read as 0) nor
+``lm_vision_pos`` (read as False) and names its smaller ``vocab_size`` (the words added
+later are ``<unk>`` to them). ``load_reference()`` reads them; when they are not
 there (a fresh checkout before training), it warns and returns a randomly initialised
 model seeded with 0, so everything still runs (with chance-level accuracy).
 
@@ -29,7 +33,7 @@ from knoblab.models.reference.config import ReferenceConfig
 from knoblab.models.reference.model import ReferenceVLM
 from knoblab.models.weights_format import read_weights, sidecar_path, write_weights
 
-WEIGHTS_NAME = "reference-v1"
+WEIGHTS_NAME = "reference-v2"
 
 
 def shipped_weights_path() -> Path:
@@ -93,7 +97,7 @@ def _load_file(path: Path) -> ReferenceVLM:
         )
     cfg_path = config_path_for(path)
     try:
-        cfg = ReferenceConfig.from_dict(dict(f.config.get("arch") or {}))
+        cfg = ReferenceConfig.from_saved(dict(f.config.get("arch") or {}))
     except (ValueError, TypeError, KnobLabError) as exc:
         raise CheckpointError(
             f"model.weights: config {str(cfg_path)!r} is invalid: {exc}"
@@ -124,7 +128,8 @@ def save_reference(model: ReferenceVLM, path: str | os.PathLike[str]) -> Path:
     """Write ``model``'s weights (float32) and architecture in the one weights format.
 
     Writes to temporary files first and renames, so an interrupted save leaves the
-    previous files intact. Returns the ``.safetensors`` path.
+    previous files intact. Returns the ``.safetensors`` path. The same tensors always
+    give the same bytes (a hash of the file identifies the weights).
     """
     state = {k: v.to("cpu", torch.float32) for k, v in model.state_dict().items()}
     path, _ = write_weights(path, state, "reference", {"arch": model.cfg.to_dict()})
