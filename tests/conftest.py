@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LANES: dict[str, tuple[str, ...]] = {
     # the Hugging Face matrix: tiny random checkpoints of every family
     "hf": (
-        "tests/models_hf/",
+        "tests/models/hf/",
         "tests/_compat/test_transformers.py",
         "tests/data/test_prompt.py",  # tiny HF chat checkpoints
     ),
@@ -70,7 +70,7 @@ LANES: dict[str, tuple[str, ...]] = {
         "tests/profiling/test_adapter_example.py",
         "tests/analysis/test_cli.py",
         "tests/analysis/test_bench_estimator.py",
-        "tests/models_reference/",
+        "tests/models/reference/",
         "tests/models/test_kind_import_path.py",
         "tests/data/test_export.py",
         "tests/_compat/test_lightning.py",

@@ -26,7 +26,7 @@ Batched (``knoblab.models.adapter.BatchedAdapter``): ``collate`` stacks every cr
 the batch, ``encode_vision_batch`` runs them through the encoder in one call (its
 attention stays within a crop), ``prefill_batch`` left-pads the sequences and
 ``decode_step_batch`` steps every unfinished sample, dropping finished ones from the
-batch. Each sample's tokens equal its batch-1 tokens (tests/models_reference).
+batch. Each sample's tokens equal its batch-1 tokens (tests/models/reference).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from knoblab.profiling.runner import run_sweep
 from knoblab.profiling.synthetic import ListDataset
 
 pytestmark = pytest.mark.slow
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def _dataset(root: Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from knoblab.hydra_utils import compose
 from knoblab.models.hf import FAMILIES, HFConfig, build, family_of
 from knoblab.models.hf.tiny import write_tiny_checkpoint
 
-CONF = Path(__file__).resolve().parents[2] / "src" / "knoblab" / "conf" / "model"
+CONF = Path(__file__).resolve().parents[3] / "src" / "knoblab" / "conf" / "model"
 SHIPPED = sorted(CONF.glob("hf_*.yaml"))
 
 
