@@ -62,14 +62,7 @@ FORBIDDEN = [
 ]
 
 #: Known violations in code other branches own (issue 17, item 2). Each is (kind, edge).
-KNOWN: set[tuple[str, str]] = {
-    # profiling's report builds on analysis' Pareto front: move the front (or the
-    # report) so that profiling writes records and analysis reads them.
-    ("forbidden", "knoblab.profiling.report -> knoblab.analysis.pareto"),
-    # analysis.analyze imports analysis.report and report imports analyze back (inside
-    # functions); one of the two needs the shared part moved out.
-    ("cycle", "knoblab.analysis.analyze <-> knoblab.analysis.report"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -26,12 +26,11 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from knoblab.analysis.budget import BudgetAnswer, answer_budget, check_memory_cap
+from knoblab.analysis.budget import answer_budget, check_memory_cap
 from knoblab.analysis.estimator import (
     VISION_TOKEN_MODES,
     Evaluation,
@@ -41,28 +40,12 @@ from knoblab.analysis.estimator import (
 from knoblab.analysis.load import SweepResults, load_results
 from knoblab.analysis.operators import OperatorShares, load_operator_shares
 from knoblab.analysis.pareto import check_percentile, coupling, pareto_front, reference_point
+from knoblab.analysis.result import Analysis
 from knoblab.analysis.stages import scaling_data, scaling_fits, stage_shares
 from knoblab.errors import ConfigError, DataError
 from knoblab.records import min_samples_for
 
-
-@dataclass
-class Analysis:
-    """Everything ``analyze`` computed; ``files`` lists what it wrote."""
-
-    results: SweepResults
-    percentile: str
-    shares: pd.DataFrame
-    fits: pd.DataFrame
-    fronts: dict[str, pd.DataFrame]
-    coupling: dict[str, pd.DataFrame]
-    reference: dict[str, tuple[float, float]]
-    estimator: LatencyEstimator | None
-    evaluation: Evaluation | None
-    budget: BudgetAnswer | None
-    notes: list[str] = field(default_factory=list)
-    files: dict[str, Path] = field(default_factory=dict)
-    operators: OperatorShares | None = None  # operator-level E1, from knoblab deep-profile
+__all__ = ["Analysis", "analyze", "scaling_points"]
 
 
 def analyze(

@@ -35,10 +35,11 @@ import numpy as np
 import pandas as pd
 
 from knoblab.analysis import figures, operators, plots, uncertainty
+from knoblab.analysis.stages import scaling_data
 from knoblab.records.io import jsonable
 
 if TYPE_CHECKING:
-    from knoblab.analysis.analyze import Analysis
+    from knoblab.analysis.result import Analysis
 
 STATUS_SCRIPT = """
 window.__knoblabErrors = [];
@@ -179,8 +180,6 @@ def drift_message(a: Analysis) -> str | None:
 
 def _png_figures(a: Analysis) -> dict[str, tuple[Any, str]]:
     """The matplotlib figures behind ``analysis.md``'s PNGs: name -> (figure, caption)."""
-    from knoblab.analysis.analyze import scaling_points
-
     p = a.percentile
     figs: dict[str, Any] = {}
     for task, front in a.fronts.items():
@@ -194,7 +193,7 @@ def _png_figures(a: Analysis) -> dict[str, tuple[Any, str]]:
             f"Knob coupling — {task}",
         )
     figs["stages"] = (plots.stage_bars_figure(a.shares), "Stage decomposition")
-    figs["scaling"] = (plots.scaling_figure(scaling_points(a), a.fits), "Scaling with tokens")
+    figs["scaling"] = (plots.scaling_figure(scaling_data(a.results), a.fits), "Scaling with tokens")
     if a.evaluation is not None:
         ev = a.evaluation
         figs["parity"] = (
@@ -206,8 +205,6 @@ def _png_figures(a: Analysis) -> dict[str, tuple[Any, str]]:
 
 def _interactive(a: Analysis) -> dict[str, str]:
     """The plotly figures of ``report.html`` as ``<div>`` blocks: name -> HTML."""
-    from knoblab.analysis.analyze import scaling_points
-
     p, knobs, cfg = a.percentile, a.results.knobs, a.results.configs
     divs: dict[str, str] = {}
     for task, front in a.fronts.items():
@@ -222,7 +219,7 @@ def _interactive(a: Analysis) -> dict[str, str]:
             divs[f"memory_{s}"] = figures.to_div(mem, f"plot-memory_{s}")
     divs["stages"] = figures.to_div(figures.stage_bars(a.shares, cfg), "plot-stages")
     labels = dict(zip(cfg["config"].astype(str), cfg["label"].astype(str), strict=True))
-    fig = figures.scaling(scaling_points(a), a.fits, labels)
+    fig = figures.scaling(scaling_data(a.results), a.fits, labels)
     divs["scaling"] = figures.to_div(fig, "plot-scaling")
     if a.evaluation is not None:
         ev = a.evaluation

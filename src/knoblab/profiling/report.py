@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from knoblab.analysis.pareto import pareto_mask
 from knoblab.atomic import atomic_write
+from knoblab.front import pareto_mask
 from knoblab.records import STAGE_NAMES, percentile_name, record_percentiles
 from knoblab.records import STAGES as STAGE_FIELDS
 
