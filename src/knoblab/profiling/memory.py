@@ -93,22 +93,45 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * _PAGE
 
 
+def _status_bytes(*fields: str) -> dict[str, int]:
+    """``fields`` of ``/proc/self/status`` (kB there) in bytes, from one read."""
+    with open("/proc/self/status", "rb") as f:
+        text = f.read()
+    out = {}
+    for line in text.split(b"\n"):
+        name, _, rest = line.partition(b":")
+        key = name.decode()
+        if key in fields:
+            out[key] = int(rest.split()[0]) * 1024
+    missing = [k for k in fields if k not in out]
+    if missing:
+        raise OSError(f"/proc/self/status has no {', '.join(missing)}")
+    return out
+
+
 def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise OSError(f"/proc/self/status has no {field}")
+    return _status_bytes(field)[field]
+
+
+#: Whether this process may reset its high-water mark: checked once (it does not change),
+#: so that a span costs one write and one read here (the runner opens one per batch).
+_HWM_OK: bool | None = None
 
 
 def _reset_hwm() -> bool:
     """Reset the kernel's RSS high-water mark; False when this kernel or sandbox refuses."""
+    global _HWM_OK
+    if _HWM_OK is False:
+        return False
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        _status_kib("VmHWM")
+        if _HWM_OK is None:
+            _status_kib("VmHWM")
     except OSError:
+        _HWM_OK = False
         return False
+    _HWM_OK = True
     return True
 
 
@@ -189,7 +212,8 @@ class MemorySpan:
                 dev,
             )
         if self._mode == "vmhwm":
-            peak = max(_status_kib("VmHWM"), rss_bytes())
+            now = _status_bytes("VmHWM", "VmRSS")  # one read: the mark and RSS now
+            peak = max(now["VmHWM"], now["VmRSS"])
             return MemoryResult(
                 peak,
                 max(0, peak - self._start),
