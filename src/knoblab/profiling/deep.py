@@ -167,7 +167,7 @@ def _operator_rows(prof: Any) -> list[dict[str, Any]]:
     return rows
 
 
-STAGE_RANGES = ("vision", "prefill", "decode")
+STAGE_RANGES = rec.STAGE_SHORT_NAMES  # the stages' record_function range names
 UNTRACKED = "(untracked: Python and glue)"
 STAGE_CSV_FIELDS = ("stage", "name", "count", "self_cpu_time_us", "self_device_time_us")
 

@@ -304,8 +304,6 @@ def upgrade_checkpoint(path: str | os.PathLike[str]) -> int:
     if old == CURRENT_FORMAT:
         return old
     bak = p.with_name(p.name + ".bak")
-    tmp = bak.with_name(bak.name + ".tmp")
-    shutil.copy2(p, tmp)
-    os.replace(tmp, bak)
+    atomic_write(bak, lambda tmp: shutil.copy2(p, tmp))
     atomic_torch_save(ckpt, p)
     return old
