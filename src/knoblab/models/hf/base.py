@@ -152,7 +152,7 @@ def moe_routers(layers: nn.ModuleList) -> list[nn.Module]:
 
 
 @dataclass
-class DecodeState:
+class HFDecodeState:
     """What ``prefill`` hands to ``decode``: the sequence so far and the model kwargs."""
 
     input_ids: torch.Tensor
@@ -355,12 +355,12 @@ class HFAdapter:
         return kwargs
 
     @torch.inference_mode()
-    def prefill(self, prepared: Prepared, vision: dict[str, Any]) -> DecodeState:
+    def prefill(self, prepared: Prepared, vision: dict[str, Any]) -> HFDecodeState:
         """First forward over the prompt with the image features; picks token 1."""
         input_ids = prepared.inputs["input_ids"]
         token, kwargs = self._first_forward(prepared.inputs, vision)
         tok = int(token.item())
-        state = DecodeState(
+        state = HFDecodeState(
             input_ids=torch.cat([input_ids, token[:, None].to(input_ids.dtype)], dim=-1),
             model_kwargs=kwargs,
             token_ids=[tok],
@@ -404,7 +404,7 @@ class HFAdapter:
         return out.logits[:, -1].float().argmax(-1), kwargs
 
     @torch.inference_mode()
-    def decode(self, state: DecodeState, max_new_tokens: int | None = None) -> Generation:
+    def decode(self, state: HFDecodeState, max_new_tokens: int | None = None) -> Generation:
         """Greedy steps with the KV cache until EOS or ``max_new_tokens`` tokens in all."""
         model = self.model
         limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
@@ -467,7 +467,7 @@ class HFAdapter:
         token, kwargs = self._first_forward(batch, vision)
         ids = batch["input_ids"]
         state = BatchState.start(int(ids.shape[0]), max_new_tokens)
-        state.inner = DecodeState(
+        state.inner = HFDecodeState(
             input_ids=torch.cat([ids, token[:, None].to(ids.dtype)], dim=-1),
             model_kwargs=kwargs,
             token_ids=[],
@@ -483,7 +483,7 @@ class HFAdapter:
     def decode_step_batch(self, state: BatchState) -> None:
         """One greedy step for the whole batch; a finished row is fed the pad id, as
         ``generate`` does (its attention and cache grow, its tokens are not read)."""
-        inner: DecodeState = state.inner
+        inner: HFDecodeState = state.inner
         alive = state.active()
         if not alive:
             return
