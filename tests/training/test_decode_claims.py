@@ -11,7 +11,7 @@ from knoblab import cli
 from knoblab.data.sample import Sample, sample_metric
 from knoblab.data.scoring import score
 from knoblab.profiling import records as rec
-from knoblab.profiling.measure import measure_positions
+from knoblab.profiling.measure import measure_batch_positions
 from knoblab.profiling.synthetic import ListDataset, WaitAdapter
 from knoblab.profiling.timer import StageTimer
 from knoblab.training.recipe import MIN_OUTPUT_TOKEN_COUNTS, decode_claims
@@ -29,10 +29,13 @@ def test_a_sample_names_its_own_metric() -> None:
     )
     ad = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0)  # answers "unknown" here
     ad.apply_knobs({"tier": "low", "top_k": 1, "num_active_blocks": 2})
-    rows = measure_positions(
-        ad, ds, [(i, 0, i) for i in range(4)], {"tier": "low"}, {}, runs=1, warmup=0,
-        max_new_tokens=3, timer=StageTimer("cpu"), advance=lambda: None,
-    )  # fmt: skip
+    rows = [  # one sample per unit of work, as the runner measures at batch size 1
+        measure_batch_positions(
+            ad, ds, [(i, 0, i)], {"tier": "low"}, {}, runs=1,
+            max_new_tokens=3, timer=StageTimer("cpu"), advance=lambda: None,
+        )[0]
+        for i in range(4)
+    ]  # fmt: skip
     assert [r["pred"] for r in rows[:3]] == ["unknown"] * 3
     # ANLS: 1 - 1/8 ("unknown" vs "unknowns"); exact match: 0; ANLS folds case: 1.
     assert [r["accuracy"] for r in rows[:3]] == [pytest.approx(0.875), 0.0, 1.0]

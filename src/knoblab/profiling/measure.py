@@ -1,11 +1,14 @@
-"""Measuring one configuration: warmup, timed stage runs per sample, scoring, per-sample rows.
+"""Measuring one configuration: warmup, timed stage runs, scoring, per-sample rows.
 
-``measure_positions`` runs the plan positions given to this process at the knob setting
-in effect: ``run.warmup_runs`` unrecorded inferences on the first sample that loads,
-then per sample ``preprocess`` (untimed) and ``run.num_runs_per_sample`` timed runs of
-``encode_vision`` / ``prefill`` / ``decode`` under one :class:`StageTimer`. A sample
-that raises becomes a ``status: "failed"`` row; an out-of-memory error raises
-:class:`ConfigOOM` so the caller records the whole configuration as ``oom``.
+``measure_batch_positions`` measures the plan positions of one unit of work (one batch of
+``knobs.batch_size`` samples, 1 by default) at the knob setting in effect: per sample
+``preprocess`` (untimed), then ``run.num_runs_per_sample`` timed runs of the batch's
+stages (:func:`knoblab.profiling.batch.measure_batch`; a user adapter without batched
+stages runs its samples one after another). ``warm_up`` / ``warm_up_batch`` make the
+unrecorded inferences of ``run.warmup_runs``. A sample that raises in preprocess becomes
+a ``status: "failed"`` row; an exception in the batch fails its samples; an
+out-of-memory error raises :class:`ConfigOOM` so the caller records the whole
+configuration as ``oom``.
 
 NOTE: the per-sample latency fields are the median of the runs, each field on its own
 (so ``T_total`` need not equal the sum of the stage medians); every run is kept in
@@ -16,8 +19,8 @@ question types, e.g. shapes-vqa's ANLS-scored codes), else with the dataset's ``
 Example:
     >>> from knoblab.profiling.synthetic import ListDataset, WaitAdapter
     >>> ad = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0); _ = ad.apply_knobs({"tier": "low"})
-    >>> rows = measure_positions(ad, ListDataset.synthetic(2), [(0, 0, 0), (1, 0, 1)], {"tier": "low"}, {},
-    ...                          runs=1, warmup=0, max_new_tokens=3, timer=StageTimer("cpu"), advance=lambda: None)
+    >>> rows = measure_batch_positions(ad, ListDataset.synthetic(2), [(0, 0, 0), (1, 0, 1)],
+    ...     {"tier": "low"}, {}, runs=1, max_new_tokens=3, timer=StageTimer("cpu"), advance=lambda: None)
     >>> [r["status"] for r in rows]
     ['ok', 'ok']
 """
@@ -129,31 +132,6 @@ def _median(values: list[Any]) -> Any:
     return float(statistics.median(vals)) if vals else None
 
 
-def _measure_sample(
-    adapter: ModelAdapter,
-    sample: Any,
-    knobs: Mapping[str, Any],
-    effective: Mapping[str, Any],
-    runs_per_sample: int,
-    max_new_tokens: int,
-    timer: StageTimer,
-    score: Callable[[str, str, Sequence[str]], float],
-    metric: str,
-) -> dict[str, Any]:
-    prepared = adapter.preprocess(sample)
-    runs = []
-    gen = None
-    for _ in range(runs_per_sample):
-        g, run = infer(adapter, prepared, timer, max_new_tokens)
-        gen = gen or g
-        runs.append(run)
-    assert gen is not None
-    row = _sample_row(sample, prepared, gen, knobs, effective, score, metric)
-    for k in rec.LATENCY_FIELDS:
-        row[k] = _median([r[k] for r in runs])
-    return _finish_row(row, prepared, runs)
-
-
 def _sample_row(
     sample: Any,
     prepared: Prepared,
@@ -256,57 +234,6 @@ def warm_up(
         except Exception as exc:  # noqa: BLE001 - a bad sample is recorded when measured
             if is_oom(exc):
                 raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], 0) from exc
-
-
-def measure_positions(
-    adapter: ModelAdapter,
-    dataset: Any,
-    stream: Sequence[tuple[int, int, int]],
-    knobs: Mapping[str, Any],
-    effective: Mapping[str, Any],
-    *,
-    runs: int,
-    warmup: int,
-    max_new_tokens: int,
-    timer: StageTimer,
-    advance: Callable[[], None],
-) -> list[dict[str, Any]]:
-    """Per-sample rows of ``stream`` = [(plan position, epoch, dataset index)].
-
-    The sweep's unit of work: the runner calls it with one round's positions (one per
-    process); ``warmup`` unrecorded inferences come first (:func:`warm_up`; shapes change
-    with the knobs). ``knobs`` is the configuration asked for, ``effective`` what
-    ``apply_knobs`` returned; ``advance`` is called once per sample (the progress bar).
-
-    Raises:
-        ConfigOOM: the model ran out of memory (in warmup or on a sample).
-    """
-    score = _scorer()
-    metric = getattr(dataset, "metric", "exact_match")
-    warm_up(adapter, dataset, stream, runs=warmup, max_new_tokens=max_new_tokens, timer=timer)
-    rows = []
-    for pos, epoch, idx in stream:
-        sample_id: Any = idx
-        try:
-            sample = dataset[idx]
-            sample_id = sample.sample_id
-            row = _measure_sample(
-                adapter, sample, knobs, effective, runs, max_new_tokens, timer, score, metric
-            )
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failing sample must not stop the sweep
-            if is_oom(exc):
-                raise ConfigOOM(f"{type(exc).__name__}: {exc}".splitlines()[0], len(rows)) from exc
-            # a dataset that knows the failing sample's real id says so (never the index)
-            real_id = getattr(exc, "sample_id", None)
-            row = _failed_row(sample_id if real_id is None else real_id, knobs, exc)
-        row["position"] = pos
-        row["epoch"] = epoch
-        row["dataset_index"] = idx
-        rows.append(row)
-        advance()
-    return rows
 
 
 #: Per-sample figures of a timed batch whose median over ``run.num_runs_per_sample`` runs
