@@ -67,6 +67,28 @@ def test_bootstrap_matches_its_definition():
     assert got == pytest.approx(want, rel=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("x", "resamples"),
+    [
+        (np.random.default_rng(1).integers(0, 5, 60).astype(float), 300),  # many ties
+        (np.random.default_rng(2).lognormal(2.0, 1.0, 2000), 200),
+        (np.random.default_rng(3).normal(9.0, 1.0, 40_000), 3),  # int32 ranks
+    ],
+)
+def test_bootstrap_by_ranks_equals_sorting_the_resamples(x, resamples):
+    """The rank shortcut gives numpy's own figures on the same draws, bit for bit."""
+    from knoblab.records.intervals import bootstrap_distributions, resample_indices
+
+    stats = ["mean", "p1", "p50", "p95", "p99"]
+    got = bootstrap_distributions(x, stats, resample_indices(x.size, resamples, 4))
+    idx = np.concatenate(list(resample_indices(x.size, resamples, 4)))
+    sample = x[idx]
+    np.testing.assert_array_equal(got["mean"], sample.mean(axis=1))
+    for s in stats[1:]:
+        want = np.percentile(sample, float(s[1:]), axis=1, method="linear")
+        np.testing.assert_allclose(got[s], want, rtol=1e-13, atol=0)
+
+
 def test_bootstrap_interval_narrows_with_more_samples():
     rng = np.random.default_rng(0)
     small = rng.exponential(10.0, 30)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,23 +87,34 @@ class IntervalSettings:
 class Resampler:
     """One record's bootstrap indices: drawn once per count of values, reused by every figure.
 
-    ``indices(n)`` is ``list(intervals.resample_indices(n, resamples, seed))``, the very
-    indices :func:`~knoblab.records.intervals.bootstrap_ci` draws, so a record's
+    ``indices(n)`` iterates over ``intervals.resample_indices(n, resamples, seed)``, the
+    very indices :func:`~knoblab.records.intervals.bootstrap_ci` draws, so a record's
     intervals equal ``bootstrap_ci`` of the figure's values with the record's settings.
     """
 
     def __init__(self, settings: IntervalSettings) -> None:
         self.settings = settings
-        self._cache: dict[int, list[np.ndarray]] = {}
+        self._cache: dict[int, intervals.Resamples] = {}
+        self._done: dict[tuple[bytes, tuple[str, ...]], dict[str, tuple[Any, Any]]] = {}
 
-    def indices(self, n: int) -> list[np.ndarray]:
+    def indices(self, n: int) -> intervals.Resamples:
         if n not in self._cache:
             s = self.settings
-            self._cache[n] = list(intervals.resample_indices(n, s.resamples, s.seed))
+            self._cache[n] = intervals.Resamples.draw(n, s.resamples, s.seed)
         return self._cache[n]
 
     def cis(self, x: np.ndarray, stats: Sequence[str]) -> dict[str, tuple[Any, Any]]:
-        """``{stat: (lo, hi)}`` of ``x`` (NaN-free) with the shared indices."""
+        """``{stat: (lo, hi)}`` of ``x`` (NaN-free) with the shared indices.
+
+        Figures with the very same values (``T_tpot`` is ``T_decode_per_token`` at batch
+        size 1) are bootstrapped once: same values, same draw, same intervals.
+        """
+        key = (np.ascontiguousarray(x, dtype=float).tobytes(), tuple(stats))
+        if key not in self._done:
+            self._done[key] = self._cis(x, stats)
+        return dict(self._done[key])
+
+    def _cis(self, x: np.ndarray, stats: Sequence[str]) -> dict[str, tuple[Any, Any]]:
         s = self.settings
         return intervals.bootstrap_cis(
             x,
@@ -146,8 +157,23 @@ def _figure(row: Mapping[str, Any], name: str) -> Any:
     return row.get(name)
 
 
-def _isnan(v: Any) -> bool:
-    return isinstance(v, float) and math.isnan(v)
+_DERIVED = ("vision_tokens", "num_crops", "vision_tokens_diff")
+
+
+def _column(rows: Sequence[Mapping[str, Any]], name: str) -> np.ndarray:
+    """The figure's values over ``rows`` as floats, None and NaN left out.
+
+    NOTE: one ``np.fromiter`` over the rows (None read as NaN, then dropped): a record
+    aggregates some 30 figures of every row, and a Python filter per value cost the
+    runner ~10 us per sample (benchmarks/bench_overhead.py).
+    """
+    nan = math.nan
+    if name in _DERIVED:
+        vals = (_figure(r, name) for r in rows)
+    else:
+        vals = (r.get(name) for r in rows)
+    x = np.fromiter((nan if v is None else v for v in vals), dtype=float, count=len(rows))
+    return x[~np.isnan(x)]
 
 
 def aggregate_stats(
@@ -155,13 +181,14 @@ def aggregate_stats(
     fields: Iterable[str] = LATENCY_FIELDS + TOKEN_FIELDS,
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
     intervals: IntervalSettings | Resampler | None = None,
+    interval_fields: Collection[str] = INTERVAL_FIELDS,
 ) -> tuple[dict[str, float | int | None], list[str]]:
     """``{"<field>_<stat>": value}`` over ``rows`` and the percentile warnings.
 
     Fields with no value at all get ``count`` 0 and ``None`` statistics. Warnings cover
     the latency figures among ``fields``, each with its own count. With ``intervals``,
-    the figures of :data:`INTERVAL_FIELDS` get ``_lo`` / ``_hi`` on their mean and
-    percentiles (``None`` when the figure has no value).
+    the figures of ``interval_fields`` (default :data:`INTERVAL_FIELDS`) get ``_lo`` /
+    ``_hi`` on their mean and percentiles (``None`` when the figure has no value).
     """
     stats: dict[str, float | int | None] = {}
     counts: dict[str, int] = {}
@@ -169,10 +196,9 @@ def aggregate_stats(
     names = [percentile_name(q) for q in percentiles]
     rs = Resampler(intervals) if isinstance(intervals, IntervalSettings) else intervals
     for name in fields:
-        vals = [_figure(r, name) for r in rows]
-        x = np.asarray([v for v in vals if v is not None and not _isnan(v)], dtype=float)
+        x = _column(rows, name)
         stats[f"{name}_count"] = counts[name] = int(x.size)
-        with_ci = rs is not None and name in INTERVAL_FIELDS
+        with_ci = rs is not None and name in interval_fields
         if x.size == 0:
             for s in (*STATS[1:5], *names):
                 stats[f"{name}_{s}"] = None
@@ -183,8 +209,10 @@ def aggregate_stats(
         stats[f"{name}_std"] = float(x.std(ddof=1)) if x.size > 1 else 0.0
         stats[f"{name}_min"] = float(x.min())
         stats[f"{name}_max"] = float(x.max())
-        for s, q in zip(names, percentiles, strict=True):
-            stats[f"{name}_{s}"] = float(np.percentile(x, q, method="linear"))
+        if names:  # one call for every percentile (~20 us of overhead per call)
+            values = np.percentile(x, list(percentiles), method="linear")
+            for s, v in zip(names, values, strict=True):
+                stats[f"{name}_{s}"] = float(v)
         if with_ci:
             assert rs is not None
             for s, (lo, hi) in rs.cis(x, ["mean", *names]).items():
@@ -215,19 +243,21 @@ def build_record(
     sampling: Mapping[str, Any],
     extra_warnings: Sequence[str] = (),
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-    intervals: IntervalSettings | None = None,
+    intervals: IntervalSettings | Resampler | None = None,
 ) -> Record:
     """One configuration's record, seed 002's fields first (see docs/profiling.md).
 
     Aggregates and ``accuracy`` cover the rows with ``status == "ok"``. ``percentiles``
     (``run.percentiles``) are the percentiles of every figure; ``intervals`` (default
-    :class:`IntervalSettings`) how their confidence intervals are computed.
+    :class:`IntervalSettings`) how their confidence intervals are computed, or a
+    :class:`Resampler` the caller goes on using for the record's other figures.
     """
     ok = [r for r in rows if r.get("status") == "ok"]
     crops = [r["actual_num_crops"] for r in ok if r.get("actual_num_crops") is not None]
     acc = [r["accuracy"] for r in ok if r.get("accuracy") is not None]
-    settings = intervals or IntervalSettings()
-    resampler = Resampler(settings)
+    resampler = intervals if isinstance(intervals, Resampler) else None
+    resampler = resampler or Resampler(intervals or IntervalSettings())
+    settings = resampler.settings
     percentiles = tuple(float(q) for q in percentiles)
     stats, warns = aggregate_stats(ok, percentiles=percentiles, intervals=resampler)
     acc_lo, acc_hi, acc_method = accuracy_interval(acc, settings)

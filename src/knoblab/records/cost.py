@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from knoblab.records.aggregate import IntervalSettings, Resampler, aggregate_stats
 from knoblab.records.schema import (
     COST_FIELDS,
@@ -33,7 +31,6 @@ from knoblab.records.schema import (
     ENERGY_FIELDS,
     ITL_FIELD,
     THROUGHPUT_FIELDS,
-    percentile_name,
     percentile_warnings,
 )
 
@@ -61,20 +58,9 @@ def cost_aggregates(
     ``_lo`` / ``_hi`` on their mean and percentiles (None when the figure has no value).
     """
     ok = [r for r in rows if r.get("status", "ok") == "ok"]
-    stats, _ = aggregate_stats(ok, COST_FIELDS, percentiles)
+    rs = Resampler(intervals) if isinstance(intervals, IntervalSettings) else intervals
+    stats, _ = aggregate_stats(ok, COST_FIELDS, percentiles, rs, COST_INTERVAL_FIELDS)
     steps = [{ITL_FIELD: v} for r in ok for v in (r.get(ITL_FIELD) or [])]
-    stats.update(aggregate_stats(steps, [ITL_FIELD], percentiles)[0])
-    if intervals is not None:
-        rs = Resampler(intervals) if isinstance(intervals, IntervalSettings) else intervals
-        names = ["mean", *(percentile_name(q) for q in percentiles)]
-        for f in COST_INTERVAL_FIELDS:
-            source = steps if f == ITL_FIELD else ok
-            x = np.asarray([r[f] for r in source if r.get(f) is not None], dtype=float)
-            cis = rs.cis(x, names) if x.size else {s: (None, None) for s in names}
-            for s, (lo, hi) in cis.items():
-                est = stats[f"{f}_{s}"]
-                if lo is not None and hi is not None and est is not None:
-                    lo, hi = min(lo, est), max(hi, est)  # a percentile bootstrap can miss it
-                stats[f"{f}_{s}_lo"], stats[f"{f}_{s}_hi"] = lo, hi
+    stats.update(aggregate_stats(steps, [ITL_FIELD], percentiles, rs, COST_INTERVAL_FIELDS)[0])
     counts = {f: int(stats[f"{f}_count"] or 0) for f in (*COST_LATENCY_FIELDS, ITL_FIELD)}
     return stats, percentile_warnings(counts, list(counts), percentiles)
