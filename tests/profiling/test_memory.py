@@ -46,6 +46,23 @@ def test_vmhwm_sees_a_freed_allocation():
     assert r.peak_bytes >= r.increase_bytes + 0.5 * rss_bytes() - SIZE
 
 
+@pytest.mark.skipif(not _reset_hwm(), reason="this kernel refuses /proc/self/clear_refs")
+@pytest.mark.parametrize("stale_thread_peak", [False, True])
+def test_vmhwm_reads_the_mark_through_rusage_or_status(monkeypatch, stale_thread_peak):
+    """ru_maxrss is the mark unless an exited thread left a higher one: then VmHWM."""
+    import knoblab.profiling.memory as mem
+
+    if stale_thread_peak:  # what the kernel keeps of an exited thread's peak
+        monkeypatch.setattr(mem, "_ru_maxrss", lambda: 1 << 50)
+    with MemorySpan("cpu", method="vmhwm") as span:
+        x = _touch(SIZE)
+        del x
+    assert span._rusage is (not stale_thread_peak)
+    r = span.result
+    assert 0.95 * SIZE <= r.increase_bytes <= 1.3 * SIZE, r
+    assert r.peak_bytes < 1 << 49
+
+
 def test_sampled_sees_an_allocation_held_for_a_few_samples():
     with MemorySpan("cpu", method="sampled", interval_s=0.001) as span:
         x = _touch(SIZE)
