@@ -175,3 +175,25 @@ def test_records_package_imports_only_its_layer() -> None:
                         path.name,
                         name,
                     )
+
+
+@pytest.mark.parametrize(
+    ("obj", "want"),
+    [
+        ({"a": float("nan"), "b": [float("inf"), -float("inf")]}, {"a": None, "b": [None, None]}),
+        (
+            {"x": np.float32(0.5), "n": np.int64(3), "v": np.arange(3)},
+            {"x": 0.5, "n": 3, "v": [0, 1, 2]},
+        ),
+        ({1: {"b", "a"}, "t": (1, 2)}, {"1": ["a", "b"], "t": [1, 2]}),
+        ({"big": 2**70, "u": "é"}, {"big": 2**70, "u": "é"}),  # beyond orjson: the json module
+        ({"big": 2**70, "nan": float("nan")}, {"big": 2**70, "nan": None}),
+    ],
+)
+def test_dumps_writes_valid_json_of_what_the_runner_holds(obj: object, want: object) -> None:
+    import torch
+
+    text = records.dumps(obj)
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == want
+    assert json.loads(records.dumps({"t": torch.tensor([1.5, 2.0])})) == {"t": [1.5, 2.0]}
