@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,13 +49,18 @@ from knoblab.models.adapter import Generation, Prepared, supports_batching
 from knoblab.profiling.memory import MemoryResult, cached_tokens, kv_cache_bytes, weights_bytes
 
 
+@functools.lru_cache(maxsize=16)
+def _device(device: str | torch.device) -> tuple[torch.device, bool]:
+    """(the device, whether it is a CUDA device here): parsed once, not per batch."""
+    dev = torch.device(device)
+    return dev, dev.type == "cuda" and torch.cuda.is_available()
+
+
 class _Clock:
     """Time marks: CUDA events on GPU (one synchronize in :meth:`read`), perf_counter on CPU."""
 
     def __init__(self, device: str | torch.device):
-        dev = torch.device(device)
-        self.cuda = dev.type == "cuda" and torch.cuda.is_available()
-        self.device = dev
+        self.device, self.cuda = _device(device)
         self._marks: list[Any] = []
 
     def mark(self) -> None:
@@ -130,23 +136,19 @@ class BatchMeasurement:
         over its generated tokens (``energy_j_per_token``); a meter cannot tell which
         sample of a batch drew which joule.
         """
-        tokens = self.output_tokens
-        out = []
-        for s in self.per_sample:
-            row = dict(s)
-            row.update(
-                batch_size=self.batch_size,
-                batched=self.batched,
-                throughput_samples_s=self.throughput_samples_s,
-                throughput_tokens_s=self.throughput_tokens_s,
-                energy_j=None if self.energy_j is None else self.energy_j / self.batch_size,
-                energy_j_per_token=(
-                    None if self.energy_j is None or not tokens else self.energy_j / tokens
-                ),
-                energy_unavailable_reason=self.energy_unavailable_reason,
-            )
-            out.append(row)
-        return out
+        tokens, size = self.output_tokens, self.batch_size
+        shared = {  # the batch's figures, computed once for all its samples
+            "batch_size": size,
+            "batched": self.batched,
+            "throughput_samples_s": self.throughput_samples_s,
+            "throughput_tokens_s": self.throughput_tokens_s,
+            "energy_j": None if self.energy_j is None else self.energy_j / size,
+            "energy_j_per_token": (
+                None if self.energy_j is None or not tokens else self.energy_j / tokens
+            ),
+            "energy_unavailable_reason": self.energy_unavailable_reason,
+        }
+        return [s | shared for s in self.per_sample]
 
 
 def _sample_figures(ttft: float, itl: list[float] | None, decode_ms: float, n: int) -> dict:

@@ -156,8 +156,8 @@ class Journal:
         except OSError as exc:
             raise self._error(exc) from None
         by_pos = self.state.rows.setdefault(key, {})
-        for r in rows:
-            by_pos[int(r["position"])] = dict(r)
+        for r in rows:  # the caller's rows, not copies: what was written is on disk
+            by_pos[int(r["position"])] = r
         self.state.effective[key] = dict(effective)
         self._dirty = True
         if time.monotonic() - self._last_sync >= self.fsync_every_s:

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -62,6 +63,7 @@ RUNNER_FIELDS = frozenset(
 
 
 # -- scoring ----------------------------------------------------------------------------
+@functools.cache
 def _scorer() -> Callable[[str, str, Sequence[str]], float]:
     try:
         from knoblab.data.scoring import score
@@ -247,7 +249,13 @@ def _batch_rows(runs: list[list[dict[str, Any]]], i: int) -> dict[str, Any]:
     """Sample ``i``'s timing fields over the runs (each ``BatchMeasurement.rows()``):
     medians, the median run's ITLs."""
     per = [rows[i] for rows in runs]
-    out: dict[str, Any] = {k: _median([r.get(k) for r in per]) for k in BATCH_FIGURES}
+    if len(per) == 1:  # the default (one run per sample): the median is the value
+        only = per[0]
+        out: dict[str, Any] = {
+            k: None if (v := only.get(k)) is None else float(v) for k in BATCH_FIGURES
+        }
+    else:
+        out = {k: _median([r.get(k) for r in per]) for k in BATCH_FIGURES}
     out.pop("peak_memory_bytes", None)  # the runner's, per configuration
     order = sorted(range(len(per)), key=lambda j: per[j]["T_total"])
     mid = per[order[(len(order) - 1) // 2]]
