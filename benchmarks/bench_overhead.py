@@ -98,42 +98,37 @@ def bare_loop(
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def zero_cost_section(runs: int, max_new: int) -> tuple[float, float, float]:
-    """(bare s, runner s, runner's own s per sample) on a zero-cost model, min of 3."""
+def zero_cost_section(
+    lists: dict[str, list[Any]], samples: int, runs: int, max_new: int
+) -> tuple[float, float, float, int]:
+    """(bare s, runner s, runner's own s per measured sample, units) on a zero-cost model.
+
+    B. The runner's own cost per sample, measured where nothing else is: a model whose
+    stages cost nothing, swept over A's knob lists (A's schedule: the same rounds, knob
+    switches and probes) with ``samples`` samples; runner loop minus :func:`bare_loop`
+    on the same model and configurations, min of 3 each.
+    """
     from rich.console import Console
 
+    from knoblab.profiling.design import make_design
     from knoblab.profiling.runner import run_sweep
-
-    # B. The runner's own cost per sample, measured where nothing else is: a model whose
-    # stages cost nothing, many samples; runner loop minus the bare loop of the same calls.
     from knoblab.profiling.synthetic import ListDataset, WaitAdapter
 
-    zero, zds, n_zero = (
-        WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0),
-        ListDataset.synthetic(2000),
-        2000,
-    )
-    zknobs = {"tier": ["low"], "top_k": [1], "num_active_blocks": [2]}
+    zero = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0)
+    zds = ListDataset.synthetic(samples)
+    configs = make_design("full", lists)
 
     def zero_bare() -> float:
-        t0 = time.perf_counter()
-        zero.apply_knobs({"tier": "low", "top_k": 1, "num_active_blocks": 2})
-        probe = zero.preprocess(zds[0])
-        for i in range(n_zero):
-            zero.decode(zero.prefill(probe, zero.encode_vision(probe)), max_new)  # drift probe
-            prepared = zero.preprocess(zds[i])
-            for _ in range(runs):
-                zero.decode(zero.prefill(prepared, zero.encode_vision(prepared)), max_new)
-        return time.perf_counter() - t0
+        return bare_loop(zero, zds, configs, list(range(samples)), 0, runs, max_new)[0]
 
     def zero_runner() -> float:
         with tempfile.TemporaryDirectory() as out:
             cfg = {
                 "dataset": {
                     "name": "zero",
-                    "sampling": {"num_samples_per_epoch": n_zero, "seed": 0},
+                    "sampling": {"num_samples_per_epoch": samples, "seed": 0},
                 },
-                "knobs": zknobs,
+                "knobs": lists,
                 "design": {"name": "full"},
                 "run": {
                     "output_dir": out,
@@ -142,15 +137,14 @@ def zero_cost_section(runs: int, max_new: int) -> tuple[float, float, float]:
                     "max_new_tokens": max_new,
                 },
             }
-            return run_sweep(cfg, adapter=zero, dataset=zds, console=Console(quiet=True)).seconds[
-                "measure"
-            ]
+            result = run_sweep(cfg, adapter=zero, dataset=zds, console=Console(quiet=True))
+            return result.seconds["measure"]
 
     zero_runner()
     zb = min(zero_bare() for _ in range(3))
     zr = min(zero_runner() for _ in range(3))
-    own = max(zr - zb, 0.0) / n_zero  # seconds per sample
-    return zb, zr, own
+    units = len(configs) * samples
+    return zb, zr, max(zr - zb, 0.0) / units, units
 
 
 def main() -> None:
@@ -160,6 +154,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=60)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--runs", type=int, default=1, help="num_runs_per_sample")
+    ap.add_argument(
+        "--zero-samples",
+        type=int,
+        default=500,
+        help="B: samples per configuration (zero-cost model)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -233,10 +233,13 @@ def main() -> None:
     n_inferences = len(configs) * (args.samples * args.runs + warmup) + args.samples
     per_inference = best[0] / n_inferences
 
-    zb, zr, own = zero_cost_section(args.runs, max_new)
+    zb, zr, own, units = zero_cost_section(lists, args.zero_samples, args.runs, max_new)
     per_sample = per_inference * args.runs
     estimate = 1 + own / per_sample
-    t2 = Table(title="B. Runner cost per sample (zero-cost model, 2000 samples, min of 3)")
+    t2 = Table(
+        title=f"B. Runner cost per sample (zero-cost model, A's {len(configs)} configurations x "
+        f"{args.zero_samples} samples = {units} measured samples, min of 3)"
+    )
     for col in (
         "bare loop s",
         "runner loop s",
