@@ -13,7 +13,10 @@ per round (so load that comes and goes hits all alike):
 - ``no intervals``: the aggregates alone (``aggregate_stats`` without intervals): the baseline;
 - ``shared indices``: ``build_record`` as the runner calls it (one index matrix per record);
 - ``indices per figure``: the same intervals with ``bootstrap_cis`` drawing its own
-  indices for every figure (what the shared matrix saves).
+  indices for every figure (what the shared matrix saves);
+- ``sorting the resamples``: the shared indices, each resample's values gathered and
+  sorted as floats (the textbook way, and knoblab's until 2026-12-02), against which the
+  sorted-ranks method of ``records.intervals`` is measured.
 
 The table gives the median over rounds of each (ms, this process's CPU time and wall
 time) and the ratio to the baseline; "added per record" is the interval cost itself.
@@ -37,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from knoblab.records import INTERVAL_FIELDS, aggregate_stats, build_record
-from knoblab.records.intervals import bootstrap_cis
+from knoblab.records.intervals import bootstrap_cis, resample_indices
 
 
 def rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -84,6 +87,28 @@ def _per_figure(data: list[dict[str, Any]]) -> Any:
     return stats
 
 
+def _by_sorting(data: list[dict[str, Any]]) -> Any:
+    """The same intervals, each resample's floats gathered and sorted (the baseline)."""
+    stats, _ = aggregate_stats(data)
+    chunks = list(resample_indices(len(data)))
+    for f in INTERVAL_FIELDS:
+        x = np.asarray([r[f] for r in data], dtype=float)
+        boot: dict[str, list[np.ndarray]] = {s: [] for s in ("mean", "p50", "p95", "p99")}
+        for idx in chunks:
+            sample = x[idx]
+            ordered = np.sort(sample, axis=-1)
+            boot["mean"].append(sample.mean(axis=-1))
+            for q in (50, 95, 99):
+                pos = (x.size - 1) * q / 100.0
+                lo = int(pos)
+                hi = min(lo + 1, x.size - 1)
+                a, b = ordered[:, lo], ordered[:, hi]
+                boot[f"p{q}"].append(a + (b - a) * (pos - lo))
+        for v in boot.values():
+            np.quantile(np.concatenate(v), [0.025, 0.975])
+    return stats
+
+
 def _time(fn: Callable[[], Any]) -> tuple[float, float]:
     w, c = time.perf_counter(), time.process_time()
     fn()
@@ -100,6 +125,7 @@ def main() -> None:
         "no intervals": lambda: aggregate_stats(data),
         "shared indices": lambda: _record(data),
         "indices per figure": lambda: _per_figure(data),
+        "sorting the resamples": lambda: _by_sorting(data),
     }
     for fn in cases.values():  # warm caches and imports once
         fn()

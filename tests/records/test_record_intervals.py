@@ -122,3 +122,22 @@ def test_record_without_samples_has_no_intervals() -> None:
     rec = _build([])
     assert rec["accuracy_lo"] is None and rec["intervals"]["accuracy"] is None
     assert rec["aggregate_stats"]["T_total_p95_lo"] is None
+
+
+def test_aggregates_read_in_one_table_equal_those_read_value_by_value(monkeypatch) -> None:
+    """The fast path (one itemgetter per row) and the per-value path give the same figures,
+    and a row that lacks a figure or holds None falls back / counts as missing."""
+    import knoblab.records.aggregate as agg
+
+    rows = _rows()
+    rows[3]["T_LLM_decode"] = None
+    rows[5]["T_total"] = float("nan")
+    fast, _ = agg.aggregate_stats(rows, intervals=records.IntervalSettings(resamples=40))
+    monkeypatch.setattr(agg, "_table", lambda rows, names: {})
+    slow, _ = agg.aggregate_stats(rows, intervals=records.IntervalSettings(resamples=40))
+    assert fast == slow
+    assert fast["T_LLM_decode_count"] == len(rows) - 1 and fast["T_total_count"] == len(rows) - 1
+    monkeypatch.undo()
+    del rows[2]["T_LLM_prefill"]  # a row without the figure: the per-value path
+    partial, _ = agg.aggregate_stats(rows)
+    assert partial["T_LLM_prefill_count"] == len(rows) - 1

@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import math
+import operator
 import statistics
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -160,6 +161,25 @@ def _figure(row: Mapping[str, Any], name: str) -> Any:
 _DERIVED = ("vision_tokens", "num_crops", "vision_tokens_diff")
 
 
+def _table(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """``{name: its values as floats, NaN where None}`` for every row that has every name.
+
+    NOTE: one ``itemgetter`` per row and one ``np.array`` (numpy reads None as NaN in a
+    float array): a record's figures come out of its rows in C, not value by value
+    (a record of 500 rows aggregates ~30 figures; benchmarks/bench_overhead.py). Empty
+    when some row lacks a name or holds a non-number: :func:`_column` then reads each.
+    """
+    if not rows or not names:
+        return {}
+    get = operator.itemgetter(*names)
+    try:
+        grid = np.array([get(r) for r in rows], dtype=float)
+    except (KeyError, TypeError, ValueError):
+        return {}
+    grid = grid.reshape(len(rows), len(names))
+    return {n: grid[:, i] for i, n in enumerate(names)}
+
+
 def _column(rows: Sequence[Mapping[str, Any]], name: str) -> np.ndarray:
     """The figure's values over ``rows`` as floats, None and NaN left out.
 
@@ -195,8 +215,9 @@ def aggregate_stats(
     fields = list(fields)
     names = [percentile_name(q) for q in percentiles]
     rs = Resampler(intervals) if isinstance(intervals, IntervalSettings) else intervals
+    table = _table(rows, [f for f in dict.fromkeys(fields) if f not in _DERIVED])
     for name in fields:
-        x = _column(rows, name)
+        x = table[name][~np.isnan(table[name])] if name in table else _column(rows, name)
         stats[f"{name}_count"] = counts[name] = int(x.size)
         with_ci = rs is not None and name in interval_fields
         if x.size == 0:
