@@ -21,6 +21,7 @@ shapes-vqa, one intra-op thread (the cpu preset).
 
     python benchmarks/bench_overhead.py                    # 4 configurations x 60 samples, 3 passes
     python benchmarks/bench_overhead.py --samples 100 --passes 5
+    python benchmarks/bench_overhead.py --breakdown        # C: where the runner's cost goes
 """
 
 from __future__ import annotations
@@ -147,6 +148,91 @@ def zero_cost_section(
     return zb, zr, max(zr - zb, 0.0) / units, units
 
 
+def breakdown(lists: dict[str, list[Any]], samples: int, rounds: int = 5) -> None:
+    """C. The marginal cost of each part of the runner on B's workload (``--breakdown``).
+
+    Each variant leaves one part out (a diagnostic, not a product setting): the memory
+    span per unit, the records' bootstrap intervals, the journal's writes, the whole
+    record (built, written) at a configuration's end. Variants and the bare loop
+    alternate over ``rounds`` rounds; min of each. What is left with no record at all
+    is the per-unit handling (rows, scoring, timers, schedule, knob switches).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    import knoblab.profiling.journal as journal
+    import knoblab.profiling.runner as runner
+    import knoblab.records.aggregate as aggregate
+    from knoblab.profiling.design import make_design
+    from knoblab.profiling.synthetic import ListDataset, WaitAdapter
+
+    zero, zds = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0), ListDataset.synthetic(samples)
+    configs = make_design("full", lists)
+
+    class NoSpan:
+        result = None
+
+        def __init__(self, *a: Any, **k: Any) -> None: ...
+
+        def __enter__(self) -> NoSpan:
+            return self
+
+        def __exit__(self, *a: Any) -> None: ...
+
+    def no_record(self: Any, c: int, *a: Any) -> None:
+        self.finished.add(c)
+
+    parts = {  # (module or class, attribute, replacement)
+        "memory span per unit": (runner, "MemorySpan", NoSpan),
+        "bootstrap intervals": (
+            aggregate.Resampler,
+            "_cis",
+            lambda self, x, stats: {s: (None, None) for s in stats},
+        ),
+        "journal writes": (journal.Journal, "append", lambda self, *a: None),
+        "the whole record": (runner._Loop, "finalise", no_record),
+    }
+
+    def sweep() -> float:
+        with tempfile.TemporaryDirectory() as out:
+            cfg = {
+                "dataset": {
+                    "name": "zero",
+                    "sampling": {"num_samples_per_epoch": samples, "seed": 0},
+                },
+                "knobs": lists,
+                "design": {"name": "full"},
+                "run": {"output_dir": out, "warmup_runs": 0, "max_new_tokens": 4},
+            }
+            return runner.run_sweep(
+                cfg, adapter=zero, dataset=zds, console=Console(quiet=True)
+            ).seconds["measure"]
+
+    got: dict[str, list[float]] = {"full runner": [], **{f"without {k}": [] for k in parts}}
+    bare: list[float] = []
+    sweep()
+    for _ in range(rounds):
+        bare.append(bare_loop(zero, zds, configs, list(range(samples)), 0, 1, 4)[0])
+        got["full runner"].append(sweep())
+        for name, (owner, attr, new) in parts.items():
+            old = getattr(owner, attr)
+            setattr(owner, attr, new)
+            try:
+                got[f"without {name}"].append(sweep())
+            finally:
+                setattr(owner, attr, old)
+    units, b = len(configs) * samples, min(bare)
+    full = (min(got["full runner"]) - b) / units
+    t = Table(title=f"C. Where the runner's own cost goes (B's workload, min of {rounds} rounds)")
+    for col in ("variant", "runner loop s", "own cost / sample", "the part left out / sample"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for name, v in got.items():
+        own = (min(v) - b) / units
+        part = "" if name == "full runner" else f"{(full - own) * 1e6:.0f} us"
+        t.add_row(name, f"{min(v):.3f}", f"{own * 1e6:.0f} us", part)
+    wide_console(160).print(t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -159,6 +245,9 @@ def main() -> None:
         type=int,
         default=500,
         help="B: samples per configuration (zero-cost model)",
+    )
+    ap.add_argument(
+        "--breakdown", action="store_true", help="C: the marginal cost of each part of the runner"
     )
     args = ap.parse_args()
 
@@ -266,6 +355,8 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f}; goal runner / bare <= 1.01: {'met' if estimate <= 1.01 else 'NOT met'} "
         "(estimate B; the direct ratio is only as steady as the machine)"
     )
+    if args.breakdown:
+        breakdown(lists, args.zero_samples)
 
 
 if __name__ == "__main__":
