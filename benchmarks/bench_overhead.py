@@ -99,6 +99,31 @@ def bare_loop(
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def zero_sweep(
+    zero: Any, zds: Any, lists: dict[str, list[Any]], samples: int, runs: int, max_new: int
+) -> float:
+    """One ``run_sweep`` of the zero-cost model over ``lists``: its measuring loop's seconds."""
+    from rich.console import Console
+
+    from knoblab.profiling.runner import run_sweep
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = {
+            "dataset": {"name": "zero", "sampling": {"num_samples_per_epoch": samples, "seed": 0}},
+            "knobs": lists,
+            "design": {"name": "full"},
+            "run": {
+                "output_dir": out,
+                "warmup_runs": 0,
+                "num_runs_per_sample": runs,
+                "max_new_tokens": max_new,
+            },
+        }
+        return run_sweep(cfg, adapter=zero, dataset=zds, console=Console(quiet=True)).seconds[
+            "measure"
+        ]
+
+
 def zero_cost_section(
     lists: dict[str, list[Any]], samples: int, runs: int, max_new: int
 ) -> tuple[float, float, float, int]:
@@ -109,10 +134,8 @@ def zero_cost_section(
     switches and probes) with ``samples`` samples; runner loop minus :func:`bare_loop`
     on the same model and configurations, min of 3 each.
     """
-    from rich.console import Console
 
     from knoblab.profiling.design import make_design
-    from knoblab.profiling.runner import run_sweep
     from knoblab.profiling.synthetic import ListDataset, WaitAdapter
 
     zero = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0)
@@ -123,23 +146,7 @@ def zero_cost_section(
         return bare_loop(zero, zds, configs, list(range(samples)), 0, runs, max_new)[0]
 
     def zero_runner() -> float:
-        with tempfile.TemporaryDirectory() as out:
-            cfg = {
-                "dataset": {
-                    "name": "zero",
-                    "sampling": {"num_samples_per_epoch": samples, "seed": 0},
-                },
-                "knobs": lists,
-                "design": {"name": "full"},
-                "run": {
-                    "output_dir": out,
-                    "warmup_runs": 0,
-                    "num_runs_per_sample": runs,
-                    "max_new_tokens": max_new,
-                },
-            }
-            result = run_sweep(cfg, adapter=zero, dataset=zds, console=Console(quiet=True))
-            return result.seconds["measure"]
+        return zero_sweep(zero, zds, lists, samples, runs, max_new)
 
     zero_runner()
     zb = min(zero_bare() for _ in range(3))
@@ -157,7 +164,6 @@ def breakdown(lists: dict[str, list[Any]], samples: int, rounds: int = 5) -> Non
     alternate over ``rounds`` rounds; min of each. What is left with no record at all
     is the per-unit handling (rows, scoring, timers, schedule, knob switches).
     """
-    from rich.console import Console
     from rich.table import Table
 
     import knoblab.profiling.journal as journal
@@ -194,19 +200,7 @@ def breakdown(lists: dict[str, list[Any]], samples: int, rounds: int = 5) -> Non
     }
 
     def sweep() -> float:
-        with tempfile.TemporaryDirectory() as out:
-            cfg = {
-                "dataset": {
-                    "name": "zero",
-                    "sampling": {"num_samples_per_epoch": samples, "seed": 0},
-                },
-                "knobs": lists,
-                "design": {"name": "full"},
-                "run": {"output_dir": out, "warmup_runs": 0, "max_new_tokens": 4},
-            }
-            return runner.run_sweep(
-                cfg, adapter=zero, dataset=zds, console=Console(quiet=True)
-            ).seconds["measure"]
+        return zero_sweep(zero, zds, lists, samples, 1, 4)
 
     got: dict[str, list[float]] = {"full runner": [], **{f"without {k}": [] for k in parts}}
     bare: list[float] = []
