@@ -28,49 +28,31 @@ import time
 from typing import Any
 
 import torch
+from _work_adapter import MatmulWork
 
-from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
+from knoblab.models.adapter import Prepared
 
 WORKS = (1, 2, 3, 4)
 
 
-class MatmulAdapter:
+class MatmulAdapter(MatmulWork):
     """A model whose only knob, ``work``, multiplies a fixed matmul workload."""
 
-    name, device, dtype = "matmul-work", "cpu", "float32"
+    knob, values = "work", WORKS
 
     def __init__(self, matmuls: int, size: int = 128):
-        self.matmuls, self.work = matmuls, 1
-        g = torch.Generator().manual_seed(0)
-        self.a = torch.randn(size, size, generator=g)
-        self.b = torch.randn(size, size, generator=g) / size**0.5
-        self.out = torch.empty(size, size)
+        super().__init__(matmuls, size, scale=size**-0.5)
 
-    def knobs(self) -> dict[str, KnobSpec]:
-        return {"work": KnobSpec("work", WORKS, 1, "multiples of a fixed matmul workload")}
+    @property
+    def work(self) -> int:
+        return int(self.setting)
 
-    def apply_knobs(self, settings: Any) -> dict[str, Any]:
-        for k, v in settings.items():
-            check_knob(self.knobs(), k, v, self.name)
-        self.work = int(settings.get("work", 1))
-        return {"work": self.work}
+    @work.setter
+    def work(self, value: int) -> None:
+        self.setting = value
 
-    def preprocess(self, sample: Any) -> Prepared:
-        return Prepared(inputs=sample, input_text_tokens=1)
-
-    def encode_vision(self, prepared: Prepared) -> Any:
-        return None
-
-    @torch.inference_mode()
-    def prefill(self, prepared: Prepared, vision: Any) -> Any:
-        # the same operands every time: a fixed cost per matmul (a chained product would
-        # drift into denormal floats and slow down with the count)
-        for _ in range(self.matmuls * self.work):
-            torch.mm(self.a, self.b, out=self.out)
-        return prepared.inputs
-
-    def decode(self, state: Any, max_new_tokens: int) -> Generation:
-        return Generation(token_ids=[1], text=state.answers[0])
+    def matmuls_for(self, prepared: Prepared) -> int:
+        return self.matmuls * self.work
 
 
 def _hog(on: Any, stop: Any) -> None:

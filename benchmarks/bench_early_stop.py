@@ -36,48 +36,26 @@ from typing import Any
 
 import numpy as np
 import torch
+from _work_adapter import MatmulWork
 
-from knoblab.models.adapter import Generation, KnobSpec, Prepared, check_knob
+from knoblab.models.adapter import Prepared
 
 SPREADS = (0.0, 0.25, 0.5, 1.5)
 
 
-class SpreadAdapter:
+class SpreadAdapter(MatmulWork):
     """Per-sample cost ``matmuls * (1 + spread * z_sample)``: the knob sets the spread."""
 
-    name, device, dtype = "spread-work", "cpu", "float32"
+    name, knob, values = "spread-work", "spread", SPREADS
+    describe = "how widely sample costs vary"
 
     def __init__(self, matmuls: int = 200, size: int = 128):
-        self.matmuls, self.spread = matmuls, 0.0
-        g = torch.Generator().manual_seed(0)
-        self.a, self.b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
-        self.out = torch.empty(size, size)
+        super().__init__(matmuls, size)
         self.z = np.random.default_rng(0).lognormal(0.0, 0.6, 100_000)
 
-    def knobs(self) -> dict[str, KnobSpec]:
-        return {"spread": KnobSpec("spread", SPREADS, 0.0, "how widely sample costs vary")}
-
-    def apply_knobs(self, settings: Any) -> dict[str, Any]:
-        for k, v in settings.items():
-            check_knob(self.knobs(), k, v, self.name)
-        self.spread = float(settings.get("spread", 0.0))
-        return {"spread": self.spread}
-
-    def preprocess(self, sample: Any) -> Prepared:
-        return Prepared(inputs=sample, input_text_tokens=1)
-
-    def encode_vision(self, prepared: Prepared) -> Any:
-        return None
-
-    @torch.inference_mode()
-    def prefill(self, prepared: Prepared, vision: Any) -> Any:
-        work = 1.0 + self.spread * float(self.z[prepared.inputs.sample_id % self.z.size])
-        for _ in range(round(self.matmuls * work)):
-            torch.mm(self.a, self.b, out=self.out)
-        return prepared.inputs
-
-    def decode(self, state: Any, max_new_tokens: int) -> Generation:
-        return Generation(token_ids=[1], text=state.answers[0])
+    def matmuls_for(self, prepared: Prepared) -> int:
+        z = float(self.z[prepared.inputs.sample_id % self.z.size])
+        return round(self.matmuls * (1.0 + float(self.setting) * z))
 
 
 def _sweep(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +74,43 @@ def real_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         torch.set_num_threads(threads)  # the cpu hardware preset sets it process-wide
     return res.out_dir
+
+
+#: (width, height), RGB colour of each image of a tiny JSONL dataset.
+Images = Sequence[tuple[tuple[int, int], tuple[int, int, int]]]
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_sweep() -> Callable[[Path, str, Images, Mapping[str, Any]], Path]:
+    """A factory: ``make(tmp, family, images, knobs)`` writes a tiny ``family`` checkpoint
+    and a JSONL dataset of ``images`` (one "color ?" question each), sweeps ``knobs`` over it
+    with the REAL runner (CPU, fp32, one thread, no warmup) and returns the sweep folder."""
+
+    def make(tmp: Path, family: str, images: Images, knobs: Mapping[str, Any]) -> Path:
+        from PIL import Image
+
+        from knoblab.data.registry import build_dataset
+        from knoblab.models.hf.tiny import write_tiny_checkpoint
+        from knoblab.models.registry import build_adapter
+        from knoblab.profiling.runner import run_sweep
+
+        ckpt = write_tiny_checkpoint(family, tmp / "ckpt")
+        (tmp / "data" / "images").mkdir(parents=True)
+        lines = []
+        for i, (size, color) in enumerate(images):
+            Image.new("RGB", size, color).save(tmp / "data" / "images" / f"{i}.png")
+            q = {"sample_id": i, "image": f"images/{i}.png", "question": "color ?"}
+            lines.append(json.dumps({**q, "answers": ["red"]}))
+        (tmp / "data" / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+        data = {"format": "jsonl", "path": str(tmp / "data" / "manifest.jsonl"), "name": "tiny"}
+        hardware = {"device": "cpu", "num_threads": 1, "tf32": False}
+        adapter = build_adapter({"kind": "hf", "path": str(ckpt), "dtype": "fp32"}, hardware)
+        cfg = {
+            "dataset": {**data, "sampling": {"num_samples_per_epoch": None, "seed": 1}},
+            "knobs": dict(knobs),
+            "design": {"name": "full"},
+            "run": {"output_dir": str(tmp / "out"), "warmup_runs": 0, "progress": False},
+        }
+        return Path(run_sweep(cfg, adapter=adapter, dataset=build_dataset(data)).out_dir)
+
+    return make

@@ -114,37 +114,12 @@ def loop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dense_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dense_dir(tmp_path_factory: pytest.TempPathFactory, tiny_hf_sweep: Any) -> Path:
     """A tiny dense Qwen2.5-VL checkpoint: batch_size 1 and 2 over 4 images."""
-    from PIL import Image
-
-    from knoblab.data.registry import build_dataset
-    from knoblab.models.hf.tiny import write_tiny_checkpoint
-    from knoblab.models.registry import build_adapter
-
-    tmp = tmp_path_factory.mktemp("dense")
-    ckpt = write_tiny_checkpoint("qwen2_5_vl", tmp / "ckpt")
-    (tmp / "data" / "images").mkdir(parents=True)
-    lines = []
     sizes = [(96, 64), (64, 96), (64, 64), (128, 64)]  # different lengths: padding matters
-    for i, size in enumerate(sizes):
-        Image.new("RGB", size, (40 * i, 200 - 40 * i, 90)).save(
-            tmp / "data" / "images" / f"{i}.png"
-        )
-        q = {"sample_id": i, "image": f"images/{i}.png", "question": "color ?", "answers": ["red"]}
-        lines.append(json.dumps(q))
-    (tmp / "data" / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    data = {"format": "jsonl", "path": str(tmp / "data" / "manifest.jsonl"), "name": "tiny"}
-    hardware = {"device": "cpu", "num_threads": 1, "tf32": False}
-    adapter = build_adapter({"kind": "hf", "path": str(ckpt), "dtype": "fp32"}, hardware)
-    cfg = {
-        "dataset": {**data, "sampling": {"num_samples_per_epoch": None, "seed": 1}},
-        "knobs": {"vision_tokens": [16], "batch_size": [1, 2]},
-        "design": {"name": "full"},
-        "run": {"output_dir": str(tmp / "out"), "warmup_runs": 0, "progress": False},
-    }
-    res = run_sweep(cfg, adapter=adapter, dataset=build_dataset(data))
-    return Path(res.out_dir)
+    images = [(size, (40 * i, 200 - 40 * i, 90)) for i, size in enumerate(sizes)]
+    knobs = {"vision_tokens": [16], "batch_size": [1, 2]}
+    return tiny_hf_sweep(tmp_path_factory.mktemp("dense"), "qwen2_5_vl", images, knobs)
 
 
 def _by_batch(d: Path) -> dict[tuple[Any, int], dict[str, Any]]:

@@ -111,34 +111,13 @@ def recipe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def moe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def moe_dir(tmp_path_factory: pytest.TempPathFactory, tiny_hf_sweep: Any) -> Path:
     """A tiny Qwen3-VL-MoE checkpoint over a JSONL dataset: top_k 1 and 2, 4 samples."""
-    from PIL import Image
-
-    from knoblab.data.registry import build_dataset
-    from knoblab.models.hf.tiny import write_tiny_checkpoint
-    from knoblab.models.registry import build_adapter
-
-    tmp = tmp_path_factory.mktemp("moe")
-    ckpt = write_tiny_checkpoint("qwen3_vl_moe", tmp / "ckpt")
-    (tmp / "data" / "images").mkdir(parents=True)
-    lines = []
-    for i, color in enumerate([(220, 30, 30), (30, 30, 220), (30, 200, 30), (200, 200, 30)]):
-        Image.new("RGB", (96, 64), color).save(tmp / "data" / "images" / f"{i}.png")
-        q = {"sample_id": i, "image": f"images/{i}.png", "question": "color ?", "answers": ["red"]}
-        lines.append(json.dumps(q))
-    (tmp / "data" / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    data = {"format": "jsonl", "path": str(tmp / "data" / "manifest.jsonl"), "name": "tiny"}
-    hardware = {"device": "cpu", "num_threads": 1, "tf32": False}
-    adapter = build_adapter({"kind": "hf", "path": str(ckpt), "dtype": "fp32"}, hardware)
-    cfg = {
-        "dataset": {**data, "sampling": {"num_samples_per_epoch": None, "seed": 1}},
-        "knobs": {"vision_tokens": [16], "top_k": [1, 2]},
-        "design": {"name": "full"},
-        "run": {"output_dir": str(tmp / "out"), "warmup_runs": 0, "progress": False},
-    }
-    res = run_sweep(cfg, adapter=adapter, dataset=build_dataset(data))
-    return Path(res.out_dir)
+    colors = [(220, 30, 30), (30, 30, 220), (30, 200, 30), (200, 200, 30)]
+    knobs = {"vision_tokens": [16], "top_k": [1, 2]}
+    return tiny_hf_sweep(
+        tmp_path_factory.mktemp("moe"), "qwen3_vl_moe", [((96, 64), c) for c in colors], knobs
+    )
 
 
 def _dirs(request: pytest.FixtureRequest, which: str) -> Path:
