@@ -56,8 +56,8 @@ __all__ = [
 
 
 @dataclass
-class ProfileConfig:
-    """The composed ``knoblab profile`` config (``conf/profile.yaml``)."""
+class _SweepSections:
+    """The sections ``profile`` and ``deep-profile`` share (one model, its knobs, a design)."""
 
     dataset: dict[str, Any] = field(default_factory=dict)
     """The dataset (``conf/dataset/``) with its ``sampling``; its format's builder checks its keys."""
@@ -68,37 +68,31 @@ class ProfileConfig:
     knobs: dict[str, list[Any] | None] = field(default_factory=dict)
     """Knob name -> values to sweep (null: the knob is not swept)."""
     design: DesignConfig = field(default_factory=DesignConfig)
-    """Which knob configurations run (``conf/design/``)."""
+    """Which knob configurations run (``conf/design/``; deep-profile: unless
+    ``deep.configurations`` lists them)."""
     run: RunConfig = field(default_factory=RunConfig)
-    """How each configuration is measured and where records go."""
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    """Where ``run.logger`` logs."""
-    datasets: list[str | dict[str, Any]] = field(default_factory=list)
-    """Several datasets in one invocation: ``conf/dataset`` names or mappings."""
+    """How each configuration is measured and where records go (deep-profile: warmup,
+    generation length, progress bar; ``run.output_dir`` unused)."""
     repeats: Annotated[int, Range(1)] | None = None
     """Deprecated (seed 000): the old sample count, mapped to ``dataset.sampling.*``."""
 
 
 @dataclass
-class DeepProfileConfig:
+class ProfileConfig(_SweepSections):
+    """The composed ``knoblab profile`` config (``conf/profile.yaml``)."""
+
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """Where ``run.logger`` logs."""
+    datasets: list[str | dict[str, Any]] = field(default_factory=list)
+    """Several datasets in one invocation: ``conf/dataset`` names or mappings."""
+
+
+@dataclass
+class DeepProfileConfig(_SweepSections):
     """The composed ``knoblab deep-profile`` config (``conf/deep_profile.yaml``)."""
 
-    dataset: dict[str, Any] = field(default_factory=dict)
-    """As ``profile``'s."""
-    model: dict[str, Any] = field(default_factory=dict)
-    """As ``profile``'s."""
-    hardware: HardwareConfig = field(default_factory=HardwareConfig)
-    """As ``profile``'s."""
-    knobs: dict[str, list[Any] | None] = field(default_factory=dict)
-    """As ``profile``'s."""
-    design: DesignConfig = field(default_factory=DesignConfig)
-    """As ``profile``'s (unless ``deep.configurations`` lists them)."""
-    run: RunConfig = field(default_factory=RunConfig)
-    """Warmup, generation length, progress bar (``run.output_dir`` is unused)."""
     deep: DeepConfig = field(default_factory=DeepConfig)
     """The profiler's mode, samples, configurations and outputs."""
-    repeats: Annotated[int, Range(1)] | None = None
-    """Deprecated (seed 000), as ``profile``'s."""
 
 
 @dataclass
