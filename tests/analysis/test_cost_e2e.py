@@ -280,3 +280,38 @@ def test_runs_per_sample_gives_medians_of_batches(tmp_path: Path) -> None:
         for f in ("T_total", "T_ttft", "throughput_samples_s"):
             vals = sorted(run[f] for run in r["runs"])
             assert r[f] == pytest.approx(vals[1])  # the median of 3 runs
+
+
+@pytest.mark.slow  # real runner sweeps (make test runs them)
+@pytest.mark.parametrize("which", ["ref_dir", "dense_dir", "loop_dir"])
+def test_report_md_has_the_cost_of_every_configuration(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """report.md's Cost section: a row per record with its n, TTFT p50 [lo, hi] and peak
+    memory from the record; ITL only where the stages are batched (a looped adapter has none)."""
+    d = request.getfixturevalue(which)
+    text = (d / "report.md").read_text()
+    assert "## Cost" in text
+    section = text.split("## Cost", 1)[1].split("\n## ", 1)[0]
+    header = next(line for line in section.splitlines() if line.startswith("| configuration"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    table = {
+        cells[0]: dict(zip(cols, cells, strict=True))
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| configuration")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    recs = records.load_records(d)
+    assert len(table) == len(recs)
+    for rec in recs.values():
+        name = " ".join(f"{k}={v}" for k, v in rec["knobs"].items())
+        row, s = table[name], rec["aggregate_stats"]
+        assert row["n"] == str(rec["num_samples"])
+        assert row["TTFT p50 ms"] == (
+            f"{s['T_ttft_p50']:.2f} [{s['T_ttft_p50_lo']:.2f}, {s['T_ttft_p50_hi']:.2f}]"
+        )
+        assert float(row["peak MB"]) == pytest.approx(s["peak_memory_bytes_max"] / 2**20, abs=0.05)
+        if which == "loop_dir":
+            assert row["ITL steps"] == "0" or row["ITL steps"] == "-"
+        else:
+            assert int(row["ITL steps"]) == s["itl_ms_count"] > 0

@@ -101,6 +101,7 @@ def summary_rows(records: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any
         for name, key in STAGES:
             mean = s.get(f"{key}_mean")
             row[f"share_{name}"] = mean / total if mean is not None and total else None
+        row.update(_cost_figures(s, names))
         rows.append(row)
     col = f"T_total_{front_percentile(row_percentiles(rows))}"
     ok = [
@@ -121,6 +122,82 @@ def summary_rows(records: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any
         )
     )
     return rows
+
+
+#: report.md's cost columns: (header, aggregate key, format, scale); ``{p}`` is the middle
+#: recorded percentile (p50 by default), ``{top}`` the highest.
+COST_COLUMNS: tuple[tuple[str, str, str, float], ...] = (
+    ("TTFT {p} ms", "T_ttft_{p}", ".2f", 1.0),
+    ("TPOT {p} ms", "T_tpot_{p}", ".2f", 1.0),
+    ("ITL {top} ms", "itl_ms_{top}", ".2f", 1.0),
+    ("samples/s", "throughput_samples_s_mean", ".1f", 1.0),
+    ("tokens/s", "throughput_tokens_s_mean", ".1f", 1.0),
+    ("peak MB", "peak_memory_bytes_max", ".1f", 1 / 2**20),
+    ("KV cache MB", "kv_cache_bytes_mean", ".2f", 1 / 2**20),
+    ("J/sample", "energy_j_mean", ".3f", 1.0),
+)
+
+
+def _cost_columns(names: Sequence[str]) -> list[tuple[str, str, str, float]]:
+    """:data:`COST_COLUMNS` for the recorded percentile names."""
+    mid = "p50" if "p50" in names else (names[len(names) // 2] if names else "mean")
+    top = names[-1] if names else "mean"
+    return [
+        (h.format(p=mid, top=top), k.format(p=mid, top=top), fmt, f)
+        for h, k, fmt, f in COST_COLUMNS
+    ]
+
+
+def _cost_figures(stats: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The cost figures of a record's ``aggregate_stats`` (and their intervals) for the row."""
+    out = {
+        f"{key}{suffix}": stats.get(f"{key}{suffix}")
+        for _, key, _, _ in _cost_columns(names)
+        for suffix in ("", "_lo", "_hi")
+    }
+    out["T_ttft_count"], out["itl_ms_count"] = stats.get("T_ttft_count"), stats.get("itl_ms_count")
+    return out
+
+
+def _cost_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """report.md's "Cost" section: TTFT, TPOT, ITL, throughput, memory and energy per
+    configuration (vLLM's definitions, ``knoblab.profiling.batch``), with their intervals.
+    Nothing when no record has a cost figure (records written before schema 3)."""
+    cols = [
+        c
+        for c in _cost_columns(row_percentiles(rows))
+        if any(r.get(c[1]) is not None for r in rows)
+    ]
+    if not cols:
+        return []
+    lines = [
+        "",
+        "## Cost",
+        "",
+        "TTFT = vision + prefill; TPOT = decode time over the tokens after the first; ITL: "
+        "every decode step of every sample pooled; throughput over each batch's wall time; "
+        "peak memory of the process (CPU: resident set) over the configuration; KV cache "
+        "analytic, per sample. n: samples with a TTFT; ITL steps: the decode steps pooled. "
+        "[lo, hi]: confidence intervals as above.",
+        "",
+        "| configuration | n | " + " | ".join(h for h, _, _, _ in cols) + " | ITL steps |",
+        "|" + "---|" * (3 + len(cols)),
+    ]
+    for row in rows:
+        cells = []
+        for _, key, fmt, f in cols:
+            scaled = {}
+            for x in ("", "_lo", "_hi"):
+                v = row.get(f"{key}{x}")
+                scaled[f"{key}{x}"] = None if v is None else v * f
+            cells.append(_ci(scaled, key, fmt))
+        n, steps = row.get("T_ttft_count"), row.get("itl_ms_count")
+        lines.append(
+            f"| {row['configuration']} | {_fmt(n, 'd')} | "
+            + " | ".join(cells)
+            + f" | {_fmt(steps, 'd')} |"
+        )
+    return lines
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Any:
@@ -237,6 +314,7 @@ def render_report_md(
             f"{_ci(row, 'accuracy', '.3f')} | {' | '.join(lats)} | "
             f"{' | '.join(shares)} | {mark if row['pareto'] else ''} |"
         )
+    lines += _cost_lines(rows)
     warns = sorted({w for r in records.values() for w in r.get("warnings") or []})
     errors = [
         (f, r.get("status"), r.get("error")) for f, r in records.items() if r.get("status") != "ok"
