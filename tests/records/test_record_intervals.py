@@ -116,6 +116,10 @@ def test_one_index_draw_per_count_is_reused() -> None:
     a = rs.indices(40)
     assert rs.indices(40) is a and rs.indices(30) is not a
     assert sum(len(c) for c in a) == 50 and all(c.shape[1] == 40 for c in a)
+    # the next record of the same count reuses the draw (read-only), not just its values
+    b = Resampler(records.IntervalSettings(resamples=50, seed=3)).indices(40)
+    assert b is not a and all(x is y for x, y in zip(a, b, strict=True))
+    assert not a.chunks[0].flags.writeable
 
 
 def test_record_without_samples_has_no_intervals() -> None:

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -101,6 +102,18 @@ def resample_indices(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> It
 _BLOCK_CELLS = 1 << 17
 
 
+#: The largest draw :meth:`Resamples.draw` keeps for reuse (int32 indices: 16 MB).
+_KEEP_CELLS = 4_000_000
+
+
+@functools.lru_cache(maxsize=4)
+def _kept_draw(n: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    chunks = tuple(resample_indices(n, resamples, seed))
+    for c in chunks:
+        c.flags.writeable = False  # shared by every record of this count
+    return chunks
+
+
 class Resamples:
     """One seeded draw of bootstrap resamples of ``n`` values, with scratch space.
 
@@ -114,6 +127,11 @@ class Resamples:
 
     @classmethod
     def draw(cls, n: int, resamples: int = RESAMPLES, seed: int = SEED) -> Resamples:
+        """The draw of ``resample_indices(n, resamples, seed)``; up to 4M indices are kept
+        (read-only) for the next record of the same count (a sweep's records mostly share
+        one count: the draw, ~2 ms per 500 x 1000, is made once per sweep, not per record)."""
+        if n * resamples <= _KEEP_CELLS:
+            return cls(_kept_draw(n, resamples, seed))
         return cls(resample_indices(n, resamples, seed))
 
     def __iter__(self) -> Iterator[np.ndarray]:
