@@ -337,8 +337,7 @@ class _Loop:
         # measures batch_size consecutive rounds as one batch, at the first of them.
         self.batch = [int(k.get("batch_size", 1)) for k in self.todo]
         self.meter = EnergyMeter(device)
-        self.weights: int | None = None
-        self.weights_at: dict[str, int | None] = {}
+        self.weights_at: dict[str, int | None] = {}  # weight bytes per configuration key
         s.environment["energy"] = self.meter.describe()
         hw = to_dataclass(s.data.get("hardware") or {}, HardwareConfig, "hardware")
         self.empty_cache = hw.memory_savings.empty_cache_between_configs
@@ -408,7 +407,7 @@ class _Loop:
                         timer=self.timer,
                         advance=ticker,
                         energy=self.meter,
-                        weights=self.weights,
+                        weights=self.weights_at[key],
                     )
                     if mine
                     else []
@@ -446,7 +445,6 @@ class _Loop:
         # switches at every unit; benchmarks/bench_overhead.py).
         if key not in self.weights_at:
             self.weights_at[key] = weights_bytes(self.adapter)
-        self.weights = self.weights_at[key]
         self.current = c
         run = self.s.run
         runs = run.warmup_runs if c not in self.warmed else run.switch_warmup_runs

@@ -137,9 +137,6 @@ class Resamples:
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.chunks)
 
-    def __len__(self) -> int:
-        return len(self.chunks)
-
     def blocks(self) -> Iterator[np.ndarray]:
         """The resamples' index rows, a cache-sized block at a time, in draw order."""
         for chunk in self.chunks:
