@@ -76,3 +76,31 @@ def test_remove_stale_tmp_keeps_live_writers(tmp_path):
         f".b.json.{os.getpid()}.tmp",
         ".notes.tmp",
     ]
+
+
+def _fsynced(monkeypatch) -> list[str]:
+    """Paths fsynced from now on (each fd read back through /proc/self/fd)."""
+    seen: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return seen
+
+
+def test_not_durable_skips_the_fsyncs_and_sync_files_makes_them_up(tmp_path, monkeypatch):
+    from knoblab.atomic import sync_files
+
+    seen = _fsynced(monkeypatch)
+    a = atomic_write(tmp_path / "a.json", "{}", durable=False)
+    b = atomic_write(tmp_path / "sub" / "b.json", "[]", durable=False)
+    assert seen == [] and a.read_text() == "{}" and b.read_text() == "[]"
+    assert not list(tmp_path.glob(".*.tmp"))  # renamed into place all the same
+    sync_files([a, b, tmp_path / "gone.json", a])
+    assert seen == [str(a), str(b), str(a), str(tmp_path), str(tmp_path / "sub")]
+    seen.clear()
+    atomic_write(tmp_path / "c.json", "1")  # durable: the file, then its folder
+    assert seen == [str(tmp_path / f".c.json.{os.getpid()}.tmp"), str(tmp_path)]

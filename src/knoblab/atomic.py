@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from knoblab.errors import DataError
@@ -67,11 +67,17 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_write(
     path: str | os.PathLike[str],
     data: bytes | str | Callable[[Path], object],
+    *,
+    durable: bool = True,
 ) -> Path:
     """Write ``data`` to ``path`` atomically and durably; return ``path``.
 
     ``data`` is bytes, text (written as UTF-8), or a callable that writes the file it is
     given (e.g. ``lambda p: df.to_parquet(p)`` or ``lambda p: torch.save(obj, p)``).
+    ``durable=False`` leaves out the two fsyncs: the write is still atomic (a killed
+    process leaves the old file or the new one), but only a later :func:`sync_files`
+    makes it survive a power loss. For a caller whose data something else keeps durably
+    meanwhile (the sweep's journal backs its records until they are synced).
 
     Raises:
         DataError: the disk is full (``"disk full writing <path>; finished results are
@@ -86,16 +92,36 @@ def atomic_write(
         else:
             with open(tmp, "wb") as fh:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DataError(f"disk full writing {path}; finished results are kept") from None
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
     return path
+
+
+def sync_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """fsync each file of ``paths`` that exists, then each of their folders once (what
+    ``atomic_write(..., durable=False)`` left out)."""
+    folders: dict[Path, None] = {}
+    for p in map(Path, paths):
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except FileNotFoundError:  # replaced or removed since (a retried configuration)
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders[p.parent] = None
+    for folder in folders:
+        _fsync_dir(folder)
 
 
 def remove_stale_tmp(folder: str | os.PathLike[str], recursive: bool = False) -> list[str]:

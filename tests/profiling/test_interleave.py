@@ -133,3 +133,40 @@ def test_reference_model_switches_back_and_forth_with_the_same_answers(tmp_path:
     assert len(preds) > 1  # the configurations do answer differently: the check can fail
     env = json.loads((tmp_path / "interleaved" / "shapes-vqa" / "environment.json").read_text())
     assert env["schedule"]["mode"] == "interleaved" and env["drift"]["probes"] == 4
+
+
+def test_records_are_made_durable_together_before_the_journal_goes(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The loop writes each record without fsync (the journal backs it); every record is
+    fsynced, then its folder, before journal.jsonl is removed."""
+    import os
+
+    from knoblab.profiling.journal import Journal
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_remove = os.fsync, Journal.remove
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def remove(self: Journal) -> None:
+        events.append(("remove", str(self.path)))
+        real_remove(self)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Journal, "remove", remove)
+    res = run_sweep(
+        _cfg(tmp_path / "out", None, n=3), adapter=SpyAdapter(), dataset=ListDataset.synthetic(3)
+    )
+    out = res.out_dir
+    names = sorted(rec.load_records(out))
+    assert len(names) == 4 and not (out / JOURNAL).exists()
+    at = events.index(("remove", str(out / JOURNAL)))
+    synced = [p for kind, p in events[:at] if kind == "fsync"]
+    # no record fsync in the loop; then all four records together, then their folder
+    records = {str(out / n) for n in names}
+    assert not [p for p in synced if any(p.endswith(f".{n}.{os.getpid()}.tmp") for n in names)]
+    assert sorted(p for p in synced if p in records) == sorted(records)  # each once
+    assert set(synced[-5:-1]) == records and synced[-1] == str(out)

@@ -89,6 +89,26 @@ def test_bootstrap_by_ranks_equals_sorting_the_resamples(x, resamples):
         np.testing.assert_allclose(got[s], want, rtol=1e-13, atol=0)
 
 
+def test_a_kept_draw_gives_the_figures_of_sorting_its_resamples():
+    """Resamples.draw's kept path (intp indices, the means from the counts matrix) gives
+    numpy's own figures on the same draws: percentiles bit for bit, means to rounding."""
+    from knoblab.records.intervals import Resamples, bootstrap_distributions, resample_indices
+
+    x = np.random.default_rng(7).lognormal(1.0, 0.5, 300)
+    draws = Resamples.draw(x.size, 400, 9)
+    assert draws.counts is not None and draws.counts.shape == (400, x.size)
+    idx = np.concatenate(list(resample_indices(x.size, 400, 9)))
+    np.testing.assert_array_equal(np.concatenate(draws.chunks), idx)
+    np.testing.assert_array_equal(draws.counts.sum(axis=1), np.full(400, x.size))
+    sample = x[idx]
+    got = bootstrap_distributions(x, ["mean", "p50", "p99"], draws)
+    np.testing.assert_allclose(got["mean"], sample.mean(axis=1), rtol=1e-13, atol=0)
+    for q in (50, 99):
+        want = np.percentile(sample, q, axis=1, method="linear")
+        np.testing.assert_allclose(got[f"p{q}"], want, rtol=1e-13, atol=0)
+    assert list(bootstrap_distributions(x, ["mean"], draws)) == ["mean"]
+
+
 def test_bootstrap_interval_narrows_with_more_samples():
     rng = np.random.default_rng(0)
     small = rng.exponential(10.0, 30)

@@ -145,3 +145,45 @@ def test_aggregates_read_in_one_table_equal_those_read_value_by_value(monkeypatc
     del rows[2]["T_LLM_prefill"]  # a row without the figure: the per-value path
     partial, _ = agg.aggregate_stats(rows)
     assert partial["T_LLM_prefill_count"] == len(rows) - 1
+
+
+@pytest.mark.parametrize(
+    ("target", "theoretical", "actual", "diff"),
+    [
+        (64, 81, 60, 4),  # the target wins
+        (None, 81, 60, 21),  # no target: the theoretical count
+        (0, 81, 60, 21),  # a zero target reads as none (``target or theoretical``)
+        (0, None, 60, None),
+        (None, None, 60, None),
+        (64, 81, None, None),  # no actual count: no difference
+    ],
+)
+def test_derived_token_figures_read_in_one_table_equal_the_row_by_row_reading(
+    monkeypatch, target, theoretical, actual, diff
+) -> None:
+    """vision_tokens / num_crops / vision_tokens_diff from the table (runner rows carry
+    every source) are the figures _figure reads row by row."""
+    import knoblab.records.aggregate as agg
+
+    rows = []
+    for i, r in enumerate(_rows(12)):
+        odd = i % 2 == 1  # half the rows hold the case, half plain numbers
+        r |= {
+            "target_vision_tokens": target if odd else 16,
+            "theoretical_vision_tokens": theoretical if odd else 20,
+            "actual_vision_tokens": actual if odd else 16,
+            "actual_num_crops": 3,
+            "input_text_tokens": 9 + i,
+            "output_tokens": 4,
+        }
+        rows.append(r)
+    assert agg._table(rows, agg._SOURCES)  # the fast path is taken
+    assert agg._figure(rows[1], "vision_tokens_diff") == diff
+    fast, _ = agg.aggregate_stats(rows)
+    monkeypatch.setattr(agg, "_table", lambda rows, names: {})
+    slow, _ = agg.aggregate_stats(rows)
+    assert fast == slow
+    assert fast["vision_tokens_diff_count"] == (12 if diff is not None else 6)
+    assert fast["num_crops_mean"] == 3.0 and fast["vision_tokens_count"] == (
+        12 if actual is not None else 6
+    )

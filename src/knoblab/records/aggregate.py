@@ -180,6 +180,30 @@ def _table(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str,
     return {n: grid[:, i] for i, n in enumerate(names)}
 
 
+_SOURCES = (
+    "actual_vision_tokens",
+    "actual_num_crops",
+    "target_vision_tokens",
+    "theoretical_vision_tokens",
+)
+
+
+def _derived(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """:data:`_DERIVED`'s columns from one :func:`_table` of their sources (as
+    :func:`_figure` reads them row by row); empty when a row lacks a source."""
+    t = _table(rows, _SOURCES)
+    if not t:
+        return {}
+    target = t["target_vision_tokens"]
+    # ``target or theoretical``: a missing (NaN) or zero target falls back
+    target = np.where(np.isnan(target) | (target == 0), t["theoretical_vision_tokens"], target)
+    return {
+        "vision_tokens": t["actual_vision_tokens"],
+        "num_crops": t["actual_num_crops"],
+        "vision_tokens_diff": target - t["actual_vision_tokens"],
+    }
+
+
 def _column(rows: Sequence[Mapping[str, Any]], name: str) -> np.ndarray:
     """The figure's values over ``rows`` as floats, None and NaN left out.
 
@@ -216,6 +240,8 @@ def aggregate_stats(
     names = [percentile_name(q) for q in percentiles]
     rs = Resampler(intervals) if isinstance(intervals, IntervalSettings) else intervals
     table = _table(rows, [f for f in dict.fromkeys(fields) if f not in _DERIVED])
+    if table and any(f in _DERIVED for f in fields):
+        table.update(_derived(rows))
     for name in fields:
         x = table[name][~np.isnan(table[name])] if name in table else _column(rows, name)
         stats[f"{name}_count"] = counts[name] = int(x.size)

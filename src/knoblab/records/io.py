@@ -138,14 +138,14 @@ def dumps(obj: Any) -> str:
         return json.dumps(jsonable(obj), allow_nan=False, separators=(",", ":"))
 
 
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, durable: bool = True) -> Path:
     """Write ``obj`` as JSON to ``path`` through :func:`knoblab.atomic.atomic_write`.
 
     NOTE: a process killed mid-write leaves at most a ``.<name>.<pid>.tmp`` file,
     never a truncated ``path``; :func:`load_records` ignores those and
     :func:`remove_stale_tmp` deletes them.
     """
-    return atomic_write(path, dumps(obj))
+    return atomic_write(path, dumps(obj), durable=durable)
 
 
 def write_record(out_dir: str | os.PathLike[str], record: Record, name: str | None = None) -> Path:
