@@ -109,6 +109,33 @@ def test_a_kept_draw_gives_the_figures_of_sorting_its_resamples():
     assert list(bootstrap_distributions(x, ["mean"], draws)) == ["mean"]
 
 
+def test_figures_monotone_in_an_earlier_one_share_its_sorted_ranks():
+    """A figure that rises (or falls) with one bootstrapped before reuses its resamples'
+    sorted ranks, ties included, and still gets numpy's own percentiles on the draw."""
+    from knoblab.records.intervals import Resamples, bootstrap_distributions, resample_indices
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.lognormal(1.0, 0.4, 200), 1)  # ties
+    figures = {
+        "x": x,
+        "half": x / 2,  # rises with x
+        "rate": 1000.0 / x,  # falls as x rises
+        "capped": np.minimum(x, 3.0),  # never falls: ties where x differs
+        "other": rng.normal(5.0, 1.0, 200),  # unrelated: its own ranks
+    }
+    draws = Resamples.draw(x.size, 300, 2)
+    sample = np.concatenate(list(resample_indices(x.size, 300, 2)))
+    made = []
+    for name, y in figures.items():
+        before = len(draws._carriers)
+        got = bootstrap_distributions(y, ["p5", "p50", "p99"], draws)
+        made.append(len(draws._carriers) - before)
+        for q in (5, 50, 99):
+            want = np.percentile(y[sample], q, axis=1, method="linear")
+            np.testing.assert_allclose(got[f"p{q}"], want, rtol=1e-13, atol=0, err_msg=name)
+    assert made == [1, 0, 0, 0, 1]
+
+
 def test_bootstrap_interval_narrows_with_more_samples():
     rng = np.random.default_rng(0)
     small = rng.exponential(10.0, 30)

@@ -197,3 +197,4 @@ def test_dumps_writes_valid_json_of_what_the_runner_holds(obj: object, want: obj
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == want
     assert json.loads(records.dumps({"t": torch.tensor([1.5, 2.0])})) == {"t": [1.5, 2.0]}
+    assert records.dumpb(obj) == text.encode("utf-8")  # the journal's bytes: the same text

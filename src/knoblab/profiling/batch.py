@@ -227,6 +227,7 @@ def measure_batch(
     device: str | torch.device | None = None,
     energy: Any = None,
     weights: int | None | type[Ellipsis] = ...,  # type: ignore[valid-type]
+    batched: bool | None = None,
 ) -> BatchMeasurement:
     """Run and time ``prepared`` as one batch (see the module docstring).
 
@@ -238,6 +239,8 @@ def measure_batch(
         energy: an ``knoblab.profiling.energy.EnergyMeter`` read around the batch, or None.
         weights: the model's weight bytes when the caller knows them (the runner: once
             per configuration; walking the parameters costs ~0.7 ms); default: computed.
+        batched: whether ``adapter`` has the batched stages (the runner asks once per
+            sweep); default: :func:`~knoblab.models.adapter.supports_batching`.
 
     Returns:
         A :class:`BatchMeasurement`; ``.rows()`` are the per-sample fields.
@@ -246,7 +249,9 @@ def measure_batch(
         raise ValueError("measure_batch needs at least one prepared sample")
     clock = _Clock(device if device is not None else getattr(adapter, "device", "cpu"))
     span = energy.start() if energy is not None else None
-    run = _batched if supports_batching(adapter) else _looped
+    if batched is None:
+        batched = supports_batching(adapter)
+    run = _batched if batched else _looped
     with torch.inference_mode():
         m = run(adapter, prepared, max_new_tokens, clock)
     if energy is not None:

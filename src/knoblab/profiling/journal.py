@@ -46,7 +46,7 @@ from typing import Any
 
 from knoblab.atomic import atomic_write
 from knoblab.errors import DataError
-from knoblab.records import dumps
+from knoblab.records import dumpb
 
 JOURNAL = "journal.jsonl"
 
@@ -147,8 +147,7 @@ class Journal:
         """Journal one unit's rows of configuration ``key`` (one ``os.write``)."""
         if self._fd is None:
             self._open_fd()
-        line = dumps({"key": key, "effective": dict(effective), "rows": list(rows)})
-        data = (line + "\n").encode("utf-8")
+        data = dumpb({"key": key, "effective": dict(effective), "rows": list(rows)}) + b"\n"
         try:
             written = os.write(self._fd, data)  # type: ignore[arg-type]
             if written != len(data):  # a short write on a full disk: the line is torn

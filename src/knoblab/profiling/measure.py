@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -134,6 +135,16 @@ def _median(values: list[Any]) -> Any:
     return float(statistics.median(vals)) if vals else None
 
 
+#: Keys of ``Prepared.extra`` that name the theoretical tiling (they go into the row under
+#: the runner's own names, not as the adapter's extra fields).
+_TILING_EXTRA = (
+    "target_crops",
+    "theoretical_num_crops",
+    "theoretical_tiling",
+    "theoretical_image_size",
+)
+
+
 def _sample_row(
     sample: Any,
     prepared: Prepared,
@@ -144,22 +155,23 @@ def _sample_row(
     metric: str,
 ) -> dict[str, Any]:
     """A sample's row without its timings: identity, knobs, tokens, tiling, answer, score."""
-    extra = dict(prepared.extra or {})
+    extra = prepared.extra or {}
+    get = extra.get
     row: dict[str, Any] = {
         "sample_id": sample.sample_id,
         "tier": knobs.get("tier"),
         "target_vision_tokens": prepared.target_vision_tokens
         if prepared.target_vision_tokens is not None
         else knobs.get("vision_tokens"),
-        "target_crops": extra.pop("target_crops", None),
+        "target_crops": get("target_crops"),
         "actual_vision_tokens": prepared.actual_vision_tokens,
         "top_k": effective.get("top_k", knobs.get("top_k")),
         "num_active_blocks": effective.get("num_active_blocks", knobs.get("num_active_blocks")),
         "input_text_tokens": prepared.input_text_tokens,
         "output_tokens": gen.output_tokens,
-        "theoretical_num_crops": extra.pop("theoretical_num_crops", prepared.num_crops),
-        "theoretical_tiling": extra.pop("theoretical_tiling", prepared.tiling),
-        "theoretical_image_size": extra.pop("theoretical_image_size", prepared.image_size),
+        "theoretical_num_crops": get("theoretical_num_crops", prepared.num_crops),
+        "theoretical_tiling": get("theoretical_tiling", prepared.tiling),
+        "theoretical_image_size": get("theoretical_image_size", prepared.image_size),
         "theoretical_vision_tokens": prepared.theoretical_vision_tokens,
         "actual_num_crops": prepared.num_crops,
         "actual_tiling": prepared.tiling,
@@ -180,15 +192,14 @@ def _sample_row(
 def _finish_row(row: dict[str, Any], prepared: Prepared, runs: list[dict[str, Any]]) -> dict:
     # The adapter's own per-sample fields (e.g. actual_image_size of the content) win,
     # except those the runner measures itself.
-    extra = dict(prepared.extra or {})
-    for k in (
-        "target_crops",
-        "theoretical_num_crops",
-        "theoretical_tiling",
-        "theoretical_image_size",
-    ):
-        extra.pop(k, None)
-    row.update({k: v for k, v in extra.items() if k not in RUNNER_FIELDS})
+    if prepared.extra:
+        row.update(
+            {
+                k: v
+                for k, v in prepared.extra.items()
+                if k not in RUNNER_FIELDS and k not in _TILING_EXTRA
+            }
+        )
     row["runs"] = runs
     row["status"] = "ok"
     row["error"] = None
@@ -245,20 +256,23 @@ BATCH_FIGURES: tuple[str, ...] = tuple(
 )
 
 
+#: BATCH_FIGURES but the peak memory (the runner's, per configuration).
+_ROW_FIGURES = tuple(k for k in BATCH_FIGURES if k != "peak_memory_bytes")
+
+
 def _batch_rows(runs: list[list[dict[str, Any]]], i: int) -> dict[str, Any]:
     """Sample ``i``'s timing fields over the runs (each ``BatchMeasurement.rows()``):
     medians, the median run's ITLs."""
     per = [rows[i] for rows in runs]
     if len(per) == 1:  # the default (one run per sample): the median is the value
-        only = per[0]
+        mid = per[0]
         out: dict[str, Any] = {
-            k: None if (v := only.get(k)) is None else float(v) for k in BATCH_FIGURES
+            k: None if (v := mid.get(k)) is None else float(v) for k in _ROW_FIGURES
         }
     else:
-        out = {k: _median([r.get(k) for r in per]) for k in BATCH_FIGURES}
-    out.pop("peak_memory_bytes", None)  # the runner's, per configuration
-    order = sorted(range(len(per)), key=lambda j: per[j]["T_total"])
-    mid = per[order[(len(order) - 1) // 2]]
+        out = {k: _median([r.get(k) for r in per]) for k in _ROW_FIGURES}
+        order = sorted(range(len(per)), key=lambda j: per[j]["T_total"])
+        mid = per[order[(len(order) - 1) // 2]]
     out[ITL_FIELD] = mid.get(ITL_FIELD)
     out["output_tokens"] = mid["output_tokens"]
     out["batch_size"], out["batched"] = mid["batch_size"], mid["batched"]
@@ -305,6 +319,7 @@ def measure_batch_positions(
     advance: Callable[[], None],
     energy: Any = None,
     weights: Any = ...,
+    batched: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Per-sample rows of ``stream`` measured as ONE batch (``profiling.batch.measure_batch``).
 
@@ -313,7 +328,8 @@ def measure_batch_positions(
     the batch runs ``runs`` times (``run.num_runs_per_sample``); each sample's figures are
     the medians over the runs (every run kept in ``runs``). An exception in the batch fails
     every sample of it; out of memory raises :class:`ConfigOOM`. ``energy``: the sweep's
-    ``EnergyMeter``; ``weights``: the model's weight bytes when known (``measure_batch``).
+    ``EnergyMeter``; ``weights``: the model's weight bytes when known; ``batched``:
+    whether the adapter has batched stages, when the caller knows (both ``measure_batch``).
     ``peak_memory_bytes`` is the runner's (a ``MemorySpan`` per unit).
     """
     score = _scorer()
@@ -324,13 +340,19 @@ def measure_batch_positions(
         try:
             ms = []
             for _ in range(runs):
-                timer.reset()
-                with timer.stage("total"):  # the load record's CPU/wall per stage
-                    ms.append(
-                        measure_batch(
-                            adapter, prepared, max_new_tokens, energy=energy, weights=weights
-                        )
+                w0, c0 = time.perf_counter(), time.process_time()
+                ms.append(
+                    measure_batch(
+                        adapter,
+                        prepared,
+                        max_new_tokens,
+                        energy=energy,
+                        weights=weights,
+                        batched=batched,
                     )
+                )
+                # the load record's CPU and wall time of the measured batches
+                timer.add_cpu("total", time.perf_counter() - w0, time.process_time() - c0)
             per_run = [m.rows() for m in ms]
             for i, (j, sample, p) in enumerate(ready):
                 row = _sample_row(sample, p, ms[0].generations[i], knobs, effective, score, metric)

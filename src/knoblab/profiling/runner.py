@@ -104,7 +104,7 @@ from knoblab.config import plain, to_dataclass
 from knoblab.console import console as wide_console
 from knoblab.console import progress_bar
 from knoblab.errors import ConfigError, KnobLabError
-from knoblab.models.adapter import ModelAdapter
+from knoblab.models.adapter import ModelAdapter, supports_batching
 from knoblab.profiling import records as rec
 from knoblab.profiling.distributed import barrier, broadcast, dist_info, gather
 from knoblab.profiling.drift import LoadMonitor, drift_statistic
@@ -340,7 +340,12 @@ class _Loop:
         # knobs.batch_size (a runner knob, never passed to apply_knobs): configuration c
         # measures batch_size consecutive rounds as one batch, at the first of them.
         self.batch = [int(k.get("batch_size", 1)) for k in self.todo]
+        # what apply_knobs is given: the knobs but the runner's own (batch_size)
+        self.model_knobs = [
+            {k: v for k, v in knobs.items() if k not in RUNNER_KNOBS} for knobs in self.todo
+        ]
         self.meter = EnergyMeter(device)
+        self.batched_stages = supports_batching(self.adapter)  # asked once, not per unit
         self.weights_at: dict[str, int | None] = {}  # weight bytes per configuration key
         s.environment["energy"] = self.meter.describe()
         hw = to_dataclass(s.data.get("hardware") or {}, HardwareConfig, "hardware")
@@ -370,14 +375,7 @@ class _Loop:
                 len(self.rounds),
                 self.s.run.schedule,
                 seed=self.s.run.schedule_seed,
-                pending=lambda c, r: (
-                    r % self.batch[c] == 0
-                    and any(
-                        p not in journaled.get(self.keys[c], ())
-                        for rr in self.rounds[r : r + self.batch[c]]
-                        for p in rr
-                    )
-                ),
+                pending=self._pending,
                 active=lambda c: c not in self.finished,
             ):
                 self._maybe_probe(r)
@@ -390,12 +388,23 @@ class _Loop:
             bar.update(task, completed=total)
         self._finish_rest()
 
+    def _pending(self, c: int, r: int) -> bool:
+        """Whether unit (c, r) starts a batch of configuration c with a position left to
+        measure (not journaled by an earlier run)."""
+        if r % self.batch[c]:
+            return False
+        done = self.state.journaled.get(self.keys[c])
+        return not done or any(
+            p not in done for rr in self.rounds[r : r + self.batch[c]] for p in rr
+        )
+
     def _unit(self, c: int, r: int, ticker: Any) -> None:
         """Measure this rank's position of round ``r`` at configuration ``c``; land it."""
         key, knobs = self.keys[c], self.todo[c]
         status, error, rows = "ok", None, []
         entry = self.stream[r : r + self.batch[c]]  # this rank's batch of the unit
-        mine = [e for e in entry if e[0] not in self.state.journaled.get(key, ())]
+        done = self.state.journaled.get(key)
+        mine = [e for e in entry if e[0] not in done] if done else entry
         try:
             self._switch(c)
             with MemorySpan(self.device) as span:
@@ -412,6 +421,7 @@ class _Loop:
                         advance=ticker,
                         energy=self.meter,
                         weights=self.weights_at[key],
+                        batched=self.batched_stages,
                     )
                     if mine
                     else []
@@ -443,8 +453,7 @@ class _Loop:
             return
         key = self.keys[c]
         self.current = None
-        model_knobs = {k: v for k, v in self.todo[c].items() if k not in RUNNER_KNOBS}
-        self.effective[key] = dict(self.adapter.apply_knobs(model_knobs) or {})
+        self.effective[key] = dict(self.adapter.apply_knobs(dict(self.model_knobs[c])) or {})
         # Once per configuration (walking the parameters costs ~0.7 ms, and interleaving
         # switches at every unit; benchmarks/bench_overhead.py).
         if key not in self.weights_at:

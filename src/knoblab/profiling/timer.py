@@ -89,9 +89,16 @@ class StageTimer:
                     self._add_cpu(name, t1 - t0, c0)
 
     def _add_cpu(self, name: str, wall_s: float, cpu0: float) -> None:
-        tot = self.cpu_totals.setdefault(name, [0.0, 0.0])  # type: ignore[union-attr]
+        self.add_cpu(name, wall_s, time.process_time() - cpu0)
+
+    def add_cpu(self, name: str, wall_s: float, cpu_s: float) -> None:
+        """Add a span timed by the caller to ``cpu_totals`` (nothing when not tracked): the
+        runner times its batches itself, without a ``stage`` context (~2 us per unit)."""
+        if self.cpu_totals is None:
+            return
+        tot = self.cpu_totals.setdefault(name, [0.0, 0.0])
         tot[0] += wall_s
-        tot[1] += time.process_time() - cpu0
+        tot[1] += cpu_s
 
     def read(self) -> dict[str, float]:
         """Milliseconds per stage; on CUDA this is the one synchronize of the measurement."""

@@ -19,6 +19,7 @@ from knoblab.records.aggregate import IntervalSettings, aggregate_stats, build_r
 from knoblab.records.io import (
     check_belongs,
     config_key,
+    dumpb,
     dumps,
     foreign_reason,
     is_record,
@@ -95,6 +96,7 @@ __all__ = [
     "check_record",
     "check_sweep",
     "config_key",
+    "dumpb",
     "dumps",
     "foreign_reason",
     "is_percentile_warning",

@@ -119,6 +119,15 @@ def json_default(obj: Any) -> Any:
 _ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
+def dumpb(obj: Any) -> bytes:
+    """:func:`dumps` as UTF-8 bytes (what a file takes; orjson's own output, not decoded
+    and encoded again: the journal writes one line per measured unit)."""
+    try:
+        return orjson.dumps(obj, default=json_default, option=_ORJSON)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError: dumps' slower paths
+        return dumps(obj).encode("utf-8")
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON text of ``obj``; NaN and infinities become ``null`` (never invalid JSON).
 
