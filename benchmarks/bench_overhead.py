@@ -19,7 +19,7 @@ finish (samples.parquet, report.md, summary table).
 Model: the reference VLM (random weights unless trained ones are shipped) on
 shapes-vqa, one intra-op thread (the cpu preset).
 
-    python benchmarks/bench_overhead.py                    # 4 configurations x 60 samples, 3 passes
+    python benchmarks/bench_overhead.py                    # 4 configurations x 60 samples, 5 passes
     python benchmarks/bench_overhead.py --samples 100 --passes 5
     python benchmarks/bench_overhead.py --breakdown        # C: where the runner's cost goes
 """
@@ -32,6 +32,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from knoblab.console import console as wide_console
@@ -124,15 +125,17 @@ def zero_sweep(
         ]
 
 
-def zero_cost_section(
+def zero_cost(
     lists: dict[str, list[Any]], samples: int, runs: int, max_new: int
-) -> tuple[float, float, float, int]:
-    """(bare s, runner s, runner's own s per measured sample, units) on a zero-cost model.
+) -> tuple[Callable[[], float], Callable[[], float], int]:
+    """B's two passes on a zero-cost model: (bare loop s, runner loop s) callables and the
+    number of measured samples (units) each makes.
 
     B. The runner's own cost per sample, measured where nothing else is: a model whose
     stages cost nothing, swept over A's knob lists (A's schedule: the same rounds, knob
     switches and probes) with ``samples`` samples; runner loop minus :func:`bare_loop`
-    on the same model and configurations, min of 3 each.
+    on the same model and configurations. ``main`` runs them in A's passes, interleaved
+    with A's, so a slow phase of the machine hits A and B alike.
     """
 
     from knoblab.profiling.design import make_design
@@ -148,11 +151,7 @@ def zero_cost_section(
     def zero_runner() -> float:
         return zero_sweep(zero, zds, lists, samples, runs, max_new)
 
-    zero_runner()
-    zb = min(zero_bare() for _ in range(3))
-    zr = min(zero_runner() for _ in range(3))
-    units = len(configs) * samples
-    return zb, zr, max(zr - zb, 0.0) / units, units
+    return zero_bare, zero_runner, len(configs) * samples
 
 
 def breakdown(lists: dict[str, list[Any]], samples: int, rounds: int = 5) -> None:
@@ -232,7 +231,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--samples", type=int, default=60)
-    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--runs", type=int, default=1, help="num_runs_per_sample")
     ap.add_argument(
         "--zero-samples",
@@ -289,12 +288,15 @@ def main() -> None:
         sec = result.seconds
         return sec["measure"], sec["setup"] + sec["measure"] + sec["finish"], sec["measure_cpu"]
 
+    zero_bare, zero_runner, units = zero_cost(lists, args.zero_samples, args.runs, max_new)
     bare()  # warm caches, allocator, lazy imports
-    rows = []
-    for p in range(args.passes):
+    zero_runner()
+    rows, zero_rows = [], []
+    for p in range(args.passes):  # A's and B's passes interleaved: one machine state
         b_wall, b_cpu = bare()
         r_loop, r_total, r_cpu = runner()
         rows.append((p, b_wall, r_loop, r_total, b_cpu, r_cpu))
+        zero_rows.append((zero_bare(), zero_runner()))
 
     title = f"A. Reference model, {len(configs)} configurations x {args.samples} samples x {args.runs} run(s)"
     table = Table(title=title)
@@ -316,12 +318,19 @@ def main() -> None:
     n_inferences = len(configs) * (args.samples * args.runs + warmup) + args.samples
     per_inference = best[0] / n_inferences
 
-    zb, zr, own, units = zero_cost_section(lists, args.zero_samples, args.runs, max_new)
+    zb, zr = (min(r[i] for r in zero_rows) for i in (0, 1))
+    own = max(zr - zb, 0.0) / units
     per_sample = per_inference * args.runs
     estimate = 1 + own / per_sample
+    # the same estimate pass by pass (each pass's own cost over its own reference sample)
+    per_pass = sorted(
+        1 + max(zr_p - zb_p, 0.0) / units / (r[1] / n_inferences * args.runs)
+        for (zb_p, zr_p), r in zip(zero_rows, rows, strict=True)
+    )
     t2 = Table(
         title=f"B. Runner cost per sample (zero-cost model, A's {len(configs)} configurations x "
-        f"{args.zero_samples} samples = {units} measured samples, min of 3)"
+        f"{args.zero_samples} samples = {units} measured samples, min of {args.passes} passes "
+        "interleaved with A's)"
     )
     for col in (
         "bare loop s",
@@ -339,6 +348,10 @@ def main() -> None:
         f"[bold]{estimate:.4f}[/bold]",
     )
     console.print(t2)
+    console.print(
+        f"estimate pass by pass: {', '.join(f'{e:.4f}' for e in per_pass)} "
+        f"(median {per_pass[len(per_pass) // 2]:.4f})"
+    )
     direct = best[1] / best[0]
     console.print(
         f"direct ratio (min runner loop / min bare, wall): {direct:.4f}; CPU time: {best[4] / best[3]:.4f}; "

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from knoblab.errors import ConfigError
+from knoblab.profiling import records as rec
 from knoblab.profiling.drift import LoadMonitor, drift_statistic
 from knoblab.profiling.precision import PrecisionConfig, PrecisionTracker, precision_of
 from knoblab.profiling.runner import run_sweep
@@ -168,3 +169,11 @@ def test_a_machine_that_slows_mid_sweep_is_reported_once(tmp_path: Path, capsys:
     env = json.loads((res.out_dir / "environment.json").read_text())
     assert env["drift"] == res.drift and env["load"]["process_cpu_per_wall"]["model_stages"]
     assert "**Drift detected**" in (res.out_dir / "report.md").read_text()
+    # the load record's "total" covers every measured unit (each memory span's CPU time),
+    # not only the warm-up inferences
+    total = env["load"]["process_cpu_per_wall"]["model_stages"]["total"]
+    measured_s = sum(
+        s["T_total"] for r in rec.load_records(res.out_dir).values()
+        for s in r["per_sample_results"]
+    ) / 1000  # fmt: skip
+    assert total["wall_s"] >= 0.9 * measured_s and total["cpu_s"] > 0

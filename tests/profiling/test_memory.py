@@ -53,7 +53,8 @@ def test_vmhwm_reads_the_mark_through_rusage_or_status(monkeypatch, stale_thread
     import knoblab.profiling.memory as mem
 
     if stale_thread_peak:  # what the kernel keeps of an exited thread's peak
-        monkeypatch.setattr(mem, "_ru_maxrss", lambda: 1 << 50)
+        real = mem._rusage_now
+        monkeypatch.setattr(mem, "_rusage_now", lambda: (1 << 50, real()[1]))
     with MemorySpan("cpu", method="vmhwm") as span:
         x = _touch(SIZE)
         del x
@@ -61,6 +62,19 @@ def test_vmhwm_reads_the_mark_through_rusage_or_status(monkeypatch, stale_thread
     r = span.result
     assert 0.95 * SIZE <= r.increase_bytes <= 1.3 * SIZE, r
     assert r.peak_bytes < 1 << 49
+    assert span.cpu_s is not None and span.cpu_s > 0  # writing 160 MB takes CPU time
+
+
+def test_span_cpu_time_is_this_process_s_cpu_time_inside_it():
+    """cpu_s (the runner's load record per unit) follows time.process_time over the span."""
+    t0 = time.process_time()
+    with MemorySpan("cpu") as span:
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:  # busy: ~50 ms of CPU
+            pass
+    took = time.process_time() - t0
+    assert span.cpu_s is not None
+    assert 0.6 * took <= span.cpu_s <= took + 0.005, (span.cpu_s, took)
 
 
 def test_sampled_sees_an_allocation_held_for_a_few_samples():

@@ -94,3 +94,62 @@ def test_disk_full_while_journaling_is_one_line(tmp_path: Path, monkeypatch: Any
     monkeypatch.undo()
     j.close()
     assert os.path.getsize(tmp_path / JOURNAL) == 0
+
+
+def _fsyncs(monkeypatch: Any) -> list[str]:
+    """Names of the threads that fsync, in order (the real fsync still runs)."""
+    import threading
+
+    seen: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        seen.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(jmod.os, "fsync", spy)
+    return seen
+
+
+def test_grouped_fsync_runs_on_a_background_thread_and_close_syncs_last(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Once fsync_every_s has passed, an append only wakes the fsync thread; close waits
+    for it and fsyncs once more in the caller, so nothing appended is left unsynced."""
+    seen = _fsyncs(monkeypatch)
+    j = Journal.open(tmp_path, keep=lambda k: True, fsync_every_s=1e-9)
+    for p in range(5):
+        j.append("a", {}, [_row(p)])
+    assert j._syncer is not None and "MainThread" not in seen  # the loop never waited
+    j.close()
+    assert seen[-1] == "MainThread" and j._syncer is None
+    assert set(seen[:-1]) <= {"knoblab-journal-fsync"}
+    assert sorted(Journal.read(tmp_path / JOURNAL).rows["a"]) == list(range(5))
+
+
+def test_per_unit_fsync_stays_in_the_loop(tmp_path: Path, monkeypatch: Any) -> None:
+    seen = _fsyncs(monkeypatch)
+    j = Journal.open(tmp_path, keep=lambda k: True, fsync_every_s=0)
+    for p in range(3):
+        j.append("a", {}, [_row(p)])
+    assert seen == ["MainThread"] * 3 and j._syncer is None
+    j.close()
+
+
+def test_a_failed_background_fsync_is_one_line_at_the_next_append(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    j = Journal.open(tmp_path, keep=lambda k: True, fsync_every_s=1e-9)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jmod.os, "fsync", full)
+    j.append("a", {}, [_row(0)])  # wakes the thread, whose fsync fails
+    assert j._syncer is not None
+    j._syncer._thread.join(timeout=5)
+    with pytest.raises(DataError, match=r"^disk full writing .*journal.jsonl; finished results"):
+        j.append("a", {}, [_row(1)])
+    with pytest.raises(DataError, match="disk full"):
+        j.close()
+    assert j._fd is None

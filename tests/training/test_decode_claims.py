@@ -13,7 +13,6 @@ from knoblab.data.scoring import score
 from knoblab.profiling import records as rec
 from knoblab.profiling.measure import measure_batch_positions
 from knoblab.profiling.synthetic import ListDataset, WaitAdapter
-from knoblab.profiling.timer import StageTimer
 from knoblab.training.recipe import MIN_OUTPUT_TOKEN_COUNTS, decode_claims
 
 
@@ -32,7 +31,7 @@ def test_a_sample_names_its_own_metric() -> None:
     rows = [  # one sample per unit of work, as the runner measures at batch size 1
         measure_batch_positions(
             ad, ds, [(i, 0, i)], {"tier": "low"}, {}, runs=1,
-            max_new_tokens=3, timer=StageTimer("cpu"), advance=lambda: None,
+            max_new_tokens=3, advance=lambda: None,
         )[0]
         for i in range(4)
     ]  # fmt: skip

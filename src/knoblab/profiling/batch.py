@@ -148,13 +148,21 @@ class BatchMeasurement:
             ),
             "energy_unavailable_reason": self.energy_unavailable_reason,
         }
-        return [s | shared for s in self.per_sample]
+        for s in self.per_sample:  # in place (the same values on every call)
+            s.update(shared)
+        return list(self.per_sample)
 
 
-def _sample_figures(ttft: float, itl: list[float] | None, decode_ms: float, n: int) -> dict:
-    """One sample's TTFT / TPOT / ITL / e2e fields (vLLM's definitions, module docstring)."""
+def _sample_figures(
+    vision_ms: float, prefill_ms: float, itl: list[float] | None, decode_ms: float, n: int
+) -> dict:
+    """One sample's stage times and TTFT / TPOT / ITL / e2e fields (vLLM's definitions,
+    module docstring)."""
+    ttft = vision_ms + prefill_ms
     tpot = decode_ms / (n - 1) if n > 1 else None
     return {
+        "T_vision_total": vision_ms,
+        "T_LLM_prefill": prefill_ms,
         "T_LLM_decode": decode_ms,
         "T_total": ttft + decode_ms,
         "T_ttft": ttft,
@@ -188,12 +196,10 @@ def _batched(
     t = clock.read()
     vision_ms, prefill_ms = t[1] - t[0], t[2] - t[1]
     step_ms = [b - a for a, b in zip(t[2:-1], t[3:], strict=True)]
-    ttft = vision_ms + prefill_ms
     per = []
     for g in gens:
         itl = step_ms[: max(0, g.output_tokens - 1)]
-        fig = _sample_figures(ttft, itl, float(sum(itl)), g.output_tokens)
-        per.append({"T_vision_total": vision_ms, "T_LLM_prefill": prefill_ms, **fig})
+        per.append(_sample_figures(vision_ms, prefill_ms, itl, float(sum(itl)), g.output_tokens))
     return BatchMeasurement(gens, True, vision_ms, prefill_ms, step_ms, t[-1], per)
 
 
@@ -210,12 +216,12 @@ def _looped(
         gens.append(adapter.decode(state, max_new_tokens))
         clock.mark()
     t = clock.read()
+    vision_ms = prefill_ms = 0.0
     for i, g in enumerate(gens):
         a, b, c, d = t[4 * i : 4 * i + 4]
-        fig = _sample_figures((b - a) + (c - b), None, d - c, g.output_tokens)
-        per.append({"T_vision_total": b - a, "T_LLM_prefill": c - b, **fig})
-    vision_ms = sum(r["T_vision_total"] for r in per)
-    prefill_ms = sum(r["T_LLM_prefill"] for r in per)
+        per.append(_sample_figures(b - a, c - b, None, d - c, g.output_tokens))
+        vision_ms += b - a
+        prefill_ms += c - b
     return BatchMeasurement(gens, False, vision_ms, prefill_ms, [], t[-1], per)
 
 

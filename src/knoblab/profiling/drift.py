@@ -178,7 +178,8 @@ class LoadMonitor:
             "series": self.series,
             "method": "load average: os.getloadavg; others' CPU share: /proc/stat busy time "
             "of all CPUs less this process's CPU time, over all CPUs' time; CPU per wall: "
-            "time.process_time (all threads) over time.perf_counter",
+            "this process's CPU time (all threads: time.process_time; a measured unit's: "
+            "getrusage around it) over time.perf_counter",
         }
 
 

@@ -20,7 +20,7 @@ Example:
     >>> from knoblab.profiling.synthetic import ListDataset, WaitAdapter
     >>> ad = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0); _ = ad.apply_knobs({"tier": "low"})
     >>> rows = measure_batch_positions(ad, ListDataset.synthetic(2), [(0, 0, 0), (1, 0, 1)],
-    ...     {"tier": "low"}, {}, runs=1, max_new_tokens=3, timer=StageTimer("cpu"), advance=lambda: None)
+    ...     {"tier": "low"}, {}, runs=1, max_new_tokens=3, advance=lambda: None)
     >>> [r["status"] for r in rows]
     ['ok', 'ok']
 """
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -315,7 +314,6 @@ def measure_batch_positions(
     *,
     runs: int,
     max_new_tokens: int,
-    timer: StageTimer,
     advance: Callable[[], None],
     energy: Any = None,
     weights: Any = ...,
@@ -340,7 +338,6 @@ def measure_batch_positions(
         try:
             ms = []
             for _ in range(runs):
-                w0, c0 = time.perf_counter(), time.process_time()
                 ms.append(
                     measure_batch(
                         adapter,
@@ -351,8 +348,6 @@ def measure_batch_positions(
                         batched=batched,
                     )
                 )
-                # the load record's CPU and wall time of the measured batches
-                timer.add_cpu("total", time.perf_counter() - w0, time.process_time() - c0)
             per_run = [m.rows() for m in ms]
             for i, (j, sample, p) in enumerate(ready):
                 row = _sample_row(sample, p, ms[0].generations[i], knobs, effective, score, metric)

@@ -148,9 +148,11 @@ def _status_kib(field: str) -> int:
 _RU_SLACK = 256 * 1024
 
 
-def _ru_maxrss() -> int:
-    """``getrusage(RUSAGE_SELF).ru_maxrss`` in bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def _rusage_now() -> tuple[int, float]:
+    """(``ru_maxrss`` in bytes (Linux reports KiB), this process's CPU seconds: user +
+    system, all threads) from one ``getrusage(RUSAGE_SELF)``."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_maxrss * 1024, ru.ru_utime + ru.ru_stime
 
 
 #: Whether this process may reset its high-water mark: checked once (it does not change),
@@ -209,11 +211,18 @@ class MemorySpan:
         self._thread: threading.Thread | None = None
         self._mode = ""
         self._rusage = False
+        self._cpu0 = 0.0
+        self._end: tuple[int, float] | None = None
         #: reads the sampling thread made so far (``sampled`` only)
         self.samples = 0
+        #: this process's CPU seconds (all threads) inside the span, set at its end
+        #: (``getrusage``: the runner's load record takes it from here, not from two more
+        #: ``time.process_time`` calls per unit)
+        self.cpu_s: float | None = None
 
     def __enter__(self) -> MemorySpan:
         if self.cuda:
+            self._cpu0 = _rusage_now()[1]
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
@@ -224,8 +233,10 @@ class MemorySpan:
             self._start = rss_bytes()
             # ru_maxrss = max(the mark just reset, the peak of exited threads): usable
             # when the latter is not above what is resident now.
-            self._rusage = _ru_maxrss() <= self._start + _RU_SLACK
+            maxrss, self._cpu0 = _rusage_now()
+            self._rusage = maxrss <= self._start + _RU_SLACK
             return self
+        self._cpu0 = _rusage_now()[1]
         self._start = rss_bytes()
         if self.method == "vmhwm":
             from knoblab.errors import ConfigError
@@ -248,6 +259,8 @@ class MemorySpan:
 
     def __exit__(self, *exc: Any) -> None:
         self.result = self._finish()
+        end = self._end or _rusage_now()
+        self.cpu_s = end[1] - self._cpu0
 
     def _finish(self) -> MemoryResult:
         dev = str(self.device)
@@ -264,7 +277,8 @@ class MemorySpan:
             )
         if self._mode == "vmhwm":
             if self._rusage:  # the kernel's max(mark, RSS now), as VmHWM, in ~1 us
-                peak = _ru_maxrss()
+                self._end = _rusage_now()
+                peak = self._end[0]
             else:
                 now = _status_bytes("VmHWM", "VmRSS")  # one read: the mark and RSS now
                 peak = max(now["VmHWM"], now["VmRSS"])

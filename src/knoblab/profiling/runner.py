@@ -407,6 +407,7 @@ class _Loop:
         mine = [e for e in entry if e[0] not in done] if done else entry
         try:
             self._switch(c)
+            w0 = time.perf_counter()
             with MemorySpan(self.device) as span:
                 rows = (
                     measure_batch_positions(
@@ -417,7 +418,6 @@ class _Loop:
                         self.effective.get(key, {}),
                         runs=self.s.run.num_runs_per_sample,
                         max_new_tokens=self.s.run.max_new_tokens,
-                        timer=self.timer,
                         advance=ticker,
                         energy=self.meter,
                         weights=self.weights_at[key],
@@ -426,6 +426,8 @@ class _Loop:
                     if mine
                     else []
                 )
+            if span.cpu_s is not None:  # the load record: the unit's CPU and wall time
+                self.timer.add_cpu("total", time.perf_counter() - w0, span.cpu_s)
             peak = span.result.peak_bytes if span.result is not None else None
             for row in rows:  # the unit's peak; the record's is the max over its units
                 row["peak_memory_bytes"] = peak if row["status"] == "ok" else None

@@ -154,7 +154,7 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, durable: bool =
     never a truncated ``path``; :func:`load_records` ignores those and
     :func:`remove_stale_tmp` deletes them.
     """
-    return atomic_write(path, dumps(obj), durable=durable)
+    return atomic_write(path, dumpb(obj), durable=durable)
 
 
 def write_record(out_dir: str | os.PathLike[str], record: Record, name: str | None = None) -> Path:
