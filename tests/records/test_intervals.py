@@ -171,3 +171,18 @@ def test_accuracy_interval_picks_the_method():
 )
 def test_relative_half_width(lo, hi, point, want):
     assert relative_half_width(lo, hi, point) == (pytest.approx(want) if want else want)
+
+
+def test_kept_draws_stay_within_their_byte_budget_and_the_newest_stays(monkeypatch):
+    """A sweep's few counts keep their draws (no redraw per record); past the budget the
+    least recently used draw goes first."""
+    from knoblab.records import intervals as iv
+
+    monkeypatch.setattr(iv, "_KEPT", iv.OrderedDict())
+    one = iv._nbytes(iv._new_draw(100, 50, 0))
+    monkeypatch.setattr(iv, "_KEPT_BYTES", 2 * one + one // 2)  # room for two
+    a = iv._kept_draw(100, 50, 0)
+    b = iv._kept_draw(101, 50, 0)
+    assert iv._kept_draw(100, 50, 0) is a  # used again: now the newest
+    iv._kept_draw(102, 50, 0)
+    assert list(iv._KEPT) == [(100, 50, 0), (102, 50, 0)] and b is not iv._kept_draw(101, 50, 0)

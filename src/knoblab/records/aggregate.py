@@ -128,14 +128,22 @@ class Resampler:
 
 
 def accuracy_interval(
-    scores: Sequence[float], settings: IntervalSettings
+    scores: Sequence[float], settings: IntervalSettings | Resampler
 ) -> tuple[float | None, float | None, str | None]:
-    """(lo, hi, method) of the mean score: Wilson for 0/1 scores, else the bootstrap mean."""
+    """(lo, hi, method) of the mean score: Wilson for 0/1 scores, else the bootstrap mean
+    (with a :class:`Resampler`: its draw of the scores' count, the same indices)."""
     if not scores:
         return None, None, None
-    s = settings
+    rs = settings if isinstance(settings, Resampler) else None
+    s = rs.settings if rs is not None else settings
+    assert isinstance(s, IntervalSettings)
+    n = sum(1 for v in scores if v is not None and v == v)
     return intervals.accuracy_interval(
-        scores, confidence=s.confidence, resamples=s.resamples, seed=s.seed
+        scores,
+        confidence=s.confidence,
+        resamples=s.resamples,
+        seed=s.seed,
+        indices=rs.indices(n) if rs is not None and n else None,
     )
 
 
@@ -307,7 +315,7 @@ def build_record(
     settings = resampler.settings
     percentiles = tuple(float(q) for q in percentiles)
     stats, warns = aggregate_stats(ok, percentiles=percentiles, intervals=resampler)
-    acc_lo, acc_hi, acc_method = accuracy_interval(acc, settings)
+    acc_lo, acc_hi, acc_method = accuracy_interval(acc, resampler)
     failed = len(rows) - len(ok)
     warnings = list(extra_warnings) + warns
     if failed:

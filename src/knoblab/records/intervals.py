@@ -29,9 +29,9 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from statistics import NormalDist
 
@@ -110,8 +110,29 @@ _BLOCK_CELLS = 1 << 17
 _KEEP_CELLS = 2_000_000
 
 
-@functools.lru_cache(maxsize=4)
+#: Kept draws, newest last, and the bytes they may hold together (a sweep's records share
+#: a few counts: the samples per configuration, each configuration's ITL steps, the
+#: accuracy scores; a draw made again costs ~1-3 ms).
+_KEPT: OrderedDict[tuple[int, int, int], tuple[tuple[np.ndarray, ...], np.ndarray]] = OrderedDict()
+_KEPT_BYTES = 96 << 20
+
+
 def _kept_draw(n: int, resamples: int, seed: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    key = (n, resamples, seed)
+    if key in _KEPT:
+        _KEPT.move_to_end(key)
+        return _KEPT[key]
+    _KEPT[key] = got = _new_draw(n, resamples, seed)
+    while len(_KEPT) > 1 and sum(_nbytes(d) for d in _KEPT.values()) > _KEPT_BYTES:
+        _KEPT.popitem(last=False)  # the least recently used
+    return got
+
+
+def _nbytes(draw: tuple[tuple[np.ndarray, ...], np.ndarray]) -> int:
+    return sum(c.nbytes for c in draw[0]) + draw[1].nbytes
+
+
+def _new_draw(n: int, resamples: int, seed: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """(the draw's index chunks as ``intp``, its counts matrix), read-only.
 
     NOTE: ``np.take`` converts int32 indices to ``intp`` on every call; kept as ``intp``
@@ -367,13 +388,20 @@ def accuracy_interval(
     confidence: float = CONFIDENCE,
     resamples: int = RESAMPLES,
     seed: int = SEED,
+    indices: Iterable[np.ndarray] | None = None,
 ) -> tuple[float | None, float | None, str]:
-    """``(lo, hi, method)`` of the mean score: Wilson for 0/1 scores, else bootstrap."""
+    """``(lo, hi, method)`` of the mean score: Wilson for 0/1 scores, else bootstrap.
+
+    ``indices``: the draw of the scores' count (as :func:`bootstrap_cis` takes it), kept by
+    a caller that bootstraps other figures of that count too.
+    """
     x = _values(scores)
     if is_binary(x):
         lo, hi = wilson_interval(float(x.sum()), int(x.size), confidence)
         return lo, hi, "wilson"
-    lo, hi = bootstrap_ci(x, "mean", confidence=confidence, resamples=resamples, seed=seed)
+    lo, hi = bootstrap_cis(
+        x, ["mean"], confidence=confidence, resamples=resamples, seed=seed, indices=indices
+    )["mean"]
     return lo, hi, "bootstrap"
 
 
