@@ -187,3 +187,29 @@ def test_derived_token_figures_read_in_one_table_equal_the_row_by_row_reading(
     assert fast["num_crops_mean"] == 3.0 and fast["vision_tokens_count"] == (
         12 if actual is not None else 6
     )
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.random.default_rng(8).lognormal(2.0, 0.5, 500),
+        np.random.default_rng(9).integers(0, 4, 61).astype(float),  # ties
+        np.full(7, 3.25),  # constant
+        np.array([1.0, 1e9]),  # two values, far apart
+        np.array([4.0]),  # one value: std 0
+    ],
+)
+def test_figures_computed_together_are_each_figures_own_numpy_figures(x) -> None:
+    """_point_stats (every full figure of a record in one call per statistic) gives what
+    numpy gives on the figure alone, bit for bit."""
+    import knoblab.records.aggregate as agg
+
+    pcts = (50.0, 95.0, 99.0, 12.5)
+    grid = np.stack([x, x[::-1] * 3.0, x + 0.1])
+    got = agg._point_stats(grid, pcts)
+    for row, want_x in zip(got, grid, strict=True):
+        want_x = want_x.copy()
+        std = float(want_x.std(ddof=1)) if want_x.size > 1 else 0.0
+        want = [float(want_x.mean()), std, float(want_x.min()), float(want_x.max())]
+        want += [float(v) for v in np.percentile(want_x, list(pcts), method="linear")]
+        assert row == want

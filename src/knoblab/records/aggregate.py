@@ -228,6 +228,40 @@ def _column(rows: Sequence[Mapping[str, Any]], name: str) -> np.ndarray:
     return x[~np.isnan(x)]
 
 
+def _point_stats(grid: np.ndarray, percentiles: Sequence[float]) -> list[list[float]]:
+    """Per row of ``grid`` (one figure's values each, no NaN, at least one): mean, std
+    (ddof 1; 0 for one value), min, max and each percentile (numpy's linear method).
+
+    NOTE: a row's reductions run along a contiguous axis, as on the figure alone, so the
+    figures are the ones ``x.mean()`` / ``x.std(ddof=1)`` / ``np.percentile(x, ...)`` give,
+    bit for bit; one call per statistic for all figures, not one per figure (~20 us of
+    numpy's overhead per call, ~30 figures per record: benchmarks/bench_overhead.py).
+    """
+    grid = np.ascontiguousarray(grid, dtype=float)
+    n = grid.shape[1]
+    cols = [
+        grid.mean(axis=1),
+        grid.std(axis=1, ddof=1) if n > 1 else np.zeros(grid.shape[0]),
+        grid.min(axis=1),
+        grid.max(axis=1),
+    ]
+    if len(percentiles):
+        cols.extend(np.percentile(grid, list(percentiles), axis=1, method="linear"))
+    return np.stack(cols, axis=1).tolist()
+
+
+def _whole_figures(
+    table: Mapping[str, np.ndarray], fields: Sequence[str], percentiles: Sequence[float]
+) -> dict[str, tuple[np.ndarray, list[float]]]:
+    """``{figure: (its values, its point statistics)}`` for the table's figures that have
+    a value on every row (most of a runner's record): their statistics in one pass."""
+    names = [f for f in dict.fromkeys(fields) if f in table and not np.isnan(table[f]).any()]
+    if not names or not len(table[names[0]]):
+        return {}
+    grid = np.stack([table[f] for f in names])  # figures x rows, each row contiguous
+    return dict(zip(names, zip(grid, _point_stats(grid, percentiles), strict=True), strict=True))
+
+
 def aggregate_stats(
     rows: Sequence[Mapping[str, Any]],
     fields: Iterable[str] = LATENCY_FIELDS + TOKEN_FIELDS,
@@ -250,8 +284,13 @@ def aggregate_stats(
     table = _table(rows, [f for f in dict.fromkeys(fields) if f not in _DERIVED])
     if table and any(f in _DERIVED for f in fields):
         table.update(_derived(rows))
+    whole = _whole_figures(table, fields, percentiles)
     for name in fields:
-        x = table[name][~np.isnan(table[name])] if name in table else _column(rows, name)
+        if name in whole:
+            x, point = whole[name]
+        else:
+            x = table[name][~np.isnan(table[name])] if name in table else _column(rows, name)
+            point = _point_stats(x[None, :], percentiles)[0] if x.size else []
         stats[f"{name}_count"] = counts[name] = int(x.size)
         with_ci = rs is not None and name in interval_fields
         if x.size == 0:
@@ -260,14 +299,8 @@ def aggregate_stats(
                 if with_ci and s not in ("std", "min", "max"):
                     stats[f"{name}_{s}_lo"] = stats[f"{name}_{s}_hi"] = None
             continue
-        stats[f"{name}_mean"] = float(x.mean())
-        stats[f"{name}_std"] = float(x.std(ddof=1)) if x.size > 1 else 0.0
-        stats[f"{name}_min"] = float(x.min())
-        stats[f"{name}_max"] = float(x.max())
-        if names:  # one call for every percentile (~20 us of overhead per call)
-            values = np.percentile(x, list(percentiles), method="linear")
-            for s, v in zip(names, values, strict=True):
-                stats[f"{name}_{s}"] = float(v)
+        for s, v in zip((*STATS[1:5], *names), point, strict=True):
+            stats[f"{name}_{s}"] = v
         if with_ci:
             assert rs is not None
             for s, (lo, hi) in rs.cis(x, ["mean", *names]).items():
