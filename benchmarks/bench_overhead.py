@@ -180,9 +180,12 @@ def zero_sweep(
                 "max_new_tokens": max_new,
             },
         }
-        return run_sweep(cfg, adapter=zero, dataset=zds, console=Console(quiet=True)).seconds[
-            "measure"
-        ]
+        res = run_sweep(cfg, adapter=zero, dataset=zds, console=Console(quiet=True))
+    # A variant that breaks the runner (a stub missing an attribute) must not read as cheap.
+    bad = {k: r["status"] for k, r in res.records.items() if r["status"] != "ok"}
+    if bad or len(res.records) != len(res.ran):
+        raise RuntimeError(f"the zero-cost sweep did not measure every configuration: {bad}")
+    return res.seconds["measure"]
 
 
 def zero_cost(
@@ -236,6 +239,7 @@ def breakdown(lists: dict[str, list[Any]], samples: int, rounds: int = 5) -> Non
 
     class NoSpan:
         result = None
+        cpu_s = None
 
         def __init__(self, *a: Any, **k: Any) -> None: ...
 

@@ -186,3 +186,21 @@ def test_kept_draws_stay_within_their_byte_budget_and_the_newest_stays(monkeypat
     assert iv._kept_draw(100, 50, 0) is a  # used again: now the newest
     iv._kept_draw(102, 50, 0)
     assert list(iv._KEPT) == [(100, 50, 0), (102, 50, 0)] and b is not iv._kept_draw(101, 50, 0)
+
+
+def test_a_records_bootstrap_runs_on_one_thread():
+    """The records' bootstrap (run between a sweep's measurements) keeps to the calling
+    thread: no BLAS thread pool spinning on the other cores afterwards. One thread cannot
+    use more CPU time than wall time, however loaded the machine is."""
+    import time
+
+    from knoblab.records.intervals import Resamples, bootstrap_distributions
+
+    x = np.random.default_rng(4).lognormal(1.0, 0.5, 1500)
+    draws = Resamples.draw(x.size, 1000, 0)
+    bootstrap_distributions(x, ["mean"], draws)  # warm
+    c0, w0 = time.process_time(), time.perf_counter()
+    for _ in range(200):
+        bootstrap_distributions(x, ["mean"], draws)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    assert cpu <= 1.25 * wall + 0.01, (cpu, wall)
