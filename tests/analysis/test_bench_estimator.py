@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from rich.console import Console
 
 from knoblab.analysis.load import load_results
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_estimator.py"
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_estimator", BENCH)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_report_on_synthetic_records(small_dir: Path) -> None:
-    bench = _bench()
+def test_report_on_synthetic_records(small_dir: Path, load_bench) -> None:
+    bench = load_bench("bench_estimator")
     con = Console(record=True, width=200)
     bench.report(con, small_dir, "synthetic", 0.0, "actual")
     text = con.export_text()

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_overhead.py"
 LISTS = {"tier": ["low", "high"], "top_k": [1, 4], "num_active_blocks": [4]}
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_overhead", BENCH)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_every_breakdown_variant_still_measures_every_configuration(capsys) -> None:
+def test_every_breakdown_variant_still_measures_every_configuration(capsys, load_bench) -> None:
     """C leaves one part of the runner out per variant: each variant's sweep still ends
     with every configuration ok (a stub that broke the runner would read as cheap)."""
-    _bench().breakdown(LISTS, 6, rounds=1)
+    load_bench("bench_overhead").breakdown(LISTS, 6, rounds=1)
     out = capsys.readouterr().out
     for part in (
         "memory span per unit",
@@ -33,7 +21,7 @@ def test_every_breakdown_variant_still_measures_every_configuration(capsys) -> N
         assert f"without {part}" in out
 
 
-def test_a_broken_sweep_is_refused_not_timed(monkeypatch) -> None:
+def test_a_broken_sweep_is_refused_not_timed(monkeypatch, load_bench) -> None:
     import knoblab.profiling.runner as runner
     from knoblab.profiling.synthetic import ListDataset, WaitAdapter
 
@@ -48,16 +36,16 @@ def test_a_broken_sweep_is_refused_not_timed(monkeypatch) -> None:
     monkeypatch.setattr(runner, "MemorySpan", Broken)
     zero = WaitAdapter(vision_ms=0, prefill_ms=0, decode_ms=0)
     with pytest.raises(RuntimeError, match="did not measure every configuration"):
-        _bench().zero_sweep(zero, ListDataset.synthetic(4), LISTS, 4, 1, 4)
+        load_bench("bench_overhead").zero_sweep(zero, ListDataset.synthetic(4), LISTS, 4, 1, 4)
 
 
-def test_model_time_counts_only_the_calls_inside_the_model() -> None:
+def test_model_time_counts_only_the_calls_inside_the_model(load_bench) -> None:
     """D's clock: the bare loop's time inside the wrapped calls is most of its wall time on
     a model that sleeps in its stages, and the wrapped adapter still answers."""
     from knoblab.profiling.design import make_design
     from knoblab.profiling.synthetic import ListDataset, WaitAdapter
 
-    bench = _bench()
+    bench = load_bench("bench_overhead")
     ad = WaitAdapter(vision_ms=1, prefill_ms=1, decode_ms=1)
     clock = bench.ModelTime(ad, ListDataset.synthetic(5))
     wall, _ = bench.bare_loop(ad, clock.dataset, make_design("full", LISTS), [0, 1], 1, 1, 3)

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_intervals.py"
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_intervals", BENCH)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_cases_compute_the_same_intervals() -> None:
+def test_cases_compute_the_same_intervals(load_bench) -> None:
     """The shared-indices record and the per-figure draws give the same intervals (only the
     cost differs), and the baseline has none."""
     from knoblab.records.intervals import bootstrap_cis
 
-    bench = _bench()
+    bench = load_bench("bench_intervals")
     data = bench.rows(60)
     rec = bench._record(data)
     x = [r["T_total"] for r in data]
@@ -39,8 +27,8 @@ def test_cases_compute_the_same_intervals() -> None:
     assert "T_total_p95_lo" not in bench.aggregate_stats(data)[0]
 
 
-def test_main_prints_the_table(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+def test_main_prints_the_table(capsys: pytest.CaptureFixture[str], monkeypatch, load_bench) -> None:
     monkeypatch.setattr(sys, "argv", ["bench_intervals.py", "--samples", "30", "--rounds", "1"])
-    _bench().main()
+    load_bench("bench_intervals").main()
     out = capsys.readouterr().out
     assert "shared indices" in out and "indices per figure" in out and "load average" in out
