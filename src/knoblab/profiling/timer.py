@@ -93,7 +93,7 @@ class StageTimer:
 
     def add_cpu(self, name: str, wall_s: float, cpu_s: float) -> None:
         """Add a span timed by the caller to ``cpu_totals`` (nothing when not tracked): the
-        runner times its batches itself, without a ``stage`` context (~2 us per unit)."""
+        runner adds each measured unit, its CPU time from the unit's memory span."""
         if self.cpu_totals is None:
             return
         tot = self.cpu_totals.setdefault(name, [0.0, 0.0])
