@@ -46,8 +46,13 @@ def bare_loop(
     warmup: int,
     runs: int,
     max_new: int,
+    keep: Callable[[int, int, Callable[[], None]], None] | None = None,
 ) -> tuple[float, float]:
     """The runner's model calls in the runner's order (interleaved rounds, seed 0).
+
+    ``keep(config, round, measure)``, when given, runs each measured sample's calls
+    (``measure()``) itself: E's minimal loop wraps them in what crash safety and the cost
+    figures need and nothing else.
 
     Per round: the drift probe (the first configuration on the first sample), then every
     configuration in the round's seeded order: ``apply_knobs`` when the knobs change, the
@@ -96,8 +101,33 @@ def bare_loop(
             switch(c)
             prepared = adapter.preprocess(dataset[i])
             for _ in range(runs):
-                infer_batch(prepared)
+                if keep is None:
+                    infer_batch(prepared)
+                else:
+                    keep(c, r, functools.partial(infer_batch, prepared))
     return time.perf_counter() - t0, time.process_time() - c0
+
+
+def minimal_keep(fd: int, device: str = "cpu") -> Callable[[int, int, Callable[[], None]], None]:
+    """E: per measured sample only what the issue's promises need, done as cheaply as
+    Python allows: a memory span (the peak), two clock marks, and one compact binary line
+    appended with one ``os.write`` (a kill loses at most the sample in flight). No rows,
+    scoring, records or intervals: the floor of any loop that keeps those promises."""
+    import struct
+
+    from knoblab.profiling.memory import MemorySpan
+
+    clock = time.perf_counter
+
+    def keep(c: int, r: int, measure: Callable[[], None]) -> None:
+        with MemorySpan(device) as span:
+            t0 = clock()
+            measure()
+            t1 = clock()
+        peak = span.result.peak_bytes if span.result is not None else -1
+        os.write(fd, struct.pack("<iiddq", c, r, t0, t1, peak))
+
+    return keep
 
 
 class ModelTime:
@@ -306,6 +336,11 @@ def main() -> None:
     ap.add_argument(
         "--breakdown", action="store_true", help="C: the marginal cost of each part of the runner"
     )
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="E: the cost of a minimal loop (memory span + one journal write per sample)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -450,8 +485,48 @@ def main() -> None:
         "between the samples to evict from the caches, is a floor; the direct ratio is only as "
         "steady as the machine)"
     )
+    if args.floor:
+        floor_section(adapter, dataset, model_time, configs, indices, warmup, args, max_new)
     if args.breakdown:
         breakdown(lists, args.zero_samples)
+
+
+def floor_section(
+    adapter: Any,
+    dataset: Any,
+    model_time: ModelTime,
+    configs: list[dict[str, Any]],
+    indices: list[int],
+    warmup: int,
+    args: argparse.Namespace,
+    max_new: int,
+) -> None:
+    """E. D's reading of :func:`minimal_keep`'s loop against the bare loop (min over
+    ``args.passes`` interleaved passes): what a runner that did nothing else would cost."""
+    from rich.table import Table
+
+    outside: dict[str, list[float]] = {"bare": [], "minimal": []}
+    with tempfile.TemporaryDirectory() as d:
+        fd = os.open(os.path.join(d, "journal.bin"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            keep = minimal_keep(fd)
+            for p in range(args.passes + 1):  # the first pass warms up
+                for name, k in (("bare", None), ("minimal", keep)):
+                    model_time.seconds = 0.0
+                    wall = bare_loop(
+                        adapter, dataset, configs, indices, warmup, args.runs, max_new, keep=k
+                    )[0]
+                    if p:
+                        outside[name].append(wall - model_time.seconds)
+        finally:
+            os.close(fd)
+    b, m = min(outside["bare"]), min(outside["minimal"])
+    per = (m - b) / (len(configs) * len(indices) * args.runs)
+    t = Table(title="E. A minimal loop's own time (D's clock): memory span + one write per sample")
+    for col in ("bare loop outside s", "minimal loop outside s", "its own cost / sample"):
+        t.add_column(col, justify="right")
+    t.add_row(f"{b:.3f}", f"{m:.3f}", f"{per * 1e6:.0f} us")
+    wide_console(160).print(t)
 
 
 if __name__ == "__main__":
