@@ -33,19 +33,14 @@ from knoblab.console import console as wide_console
 from knoblab.data import Sample
 from knoblab.models.hf import build
 from knoblab.models.hf.tiny import BUILDERS, write_tiny_checkpoint
+from knoblab.profiling.measure import infer
 from knoblab.profiling.timer import StageTimer
 
 
 def split_run(adapter, prepared, tokens: int) -> tuple[float, dict[str, float], list[int]]:
     """Wall ms of the runner's three calls, their stage ms, and the tokens."""
     timer = StageTimer("cpu")
-    with timer.stage("total"):
-        with timer.stage("vision"):
-            vis = adapter.encode_vision(prepared)
-        with timer.stage("prefill"):
-            state = adapter.prefill(prepared, vis)
-        with timer.stage("decode"):
-            gen = adapter.decode(state, tokens)
+    gen, _ = infer(adapter, prepared, timer, tokens)  # the runner's timed calls
     ms = timer.read()
     return ms["total"], ms, gen.token_ids
 

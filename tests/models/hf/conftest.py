@@ -12,6 +12,7 @@ from PIL import Image
 from knoblab.data import Sample
 from knoblab.models.adapter import Generation
 from knoblab.models.hf.base import HFAdapter, moe_routers
+from knoblab.profiling.measure import infer
 from knoblab.profiling.timer import StageTimer
 
 #: Test image size per family (DeepSeek-OCR-2 tiles only pages larger than 768 px).
@@ -34,13 +35,7 @@ def run_protocol(
     eff = adapter.apply_knobs(knobs)
     prepared = adapter.preprocess(sample(SIZES.get(adapter.family.name, (224, 168))))
     timer = StageTimer("cpu")
-    with timer.stage("total"):
-        with timer.stage("vision"):
-            vis = adapter.encode_vision(prepared)
-        with timer.stage("prefill"):
-            state = adapter.prefill(prepared, vis)
-        with timer.stage("decode"):
-            gen = adapter.decode(state, max_new_tokens)
+    gen, _ = infer(adapter, prepared, timer, max_new_tokens)  # the runner's timed calls
     assert isinstance(gen, Generation)
     return {"eff": eff, "prepared": prepared, "gen": gen, "times": timer.read()}
 
@@ -95,6 +90,28 @@ def experts_per_token(adapter: HFAdapter, knobs: dict[str, Any]) -> set[int]:
         for h in handles:
             h.remove()
     return seen
+
+
+#: The families every per-family test runs (test_families, test_batch_infer).
+FAMILIES = [
+    "qwen2_5_vl",
+    "qwen3_vl",
+    "qwen3_vl_moe",
+    "smolvlm",
+    "idefics3",
+    "llava_onevision",
+    # 768-px views (fixed by the model's learned queries): seconds per run on a busy CPU
+    pytest.param("deepseek_ocr2", marks=pytest.mark.slow),
+    # unmapped families: the generic fallback (knoblab.models.hf.generic)
+    "gemma3",
+    "glm4v_moe",
+]
+
+
+@pytest.fixture(scope="module", params=FAMILIES, ids=lambda p: getattr(p, "values", [p])[0])
+def hf_family(request) -> str:
+    """Each family of :data:`FAMILIES` in turn (a test module builds its own adapter)."""
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -17,17 +17,6 @@ from knoblab.models.hf import build
 from knoblab.models.hf.tiny import write_tiny_checkpoint
 from knoblab.profiling.batch import measure_batch
 
-FAMILIES = [
-    "qwen2_5_vl",
-    "qwen3_vl",
-    "qwen3_vl_moe",
-    "smolvlm",
-    "idefics3",
-    "llava_onevision",
-    pytest.param("deepseek_ocr2", marks=pytest.mark.slow),
-    "gemma3",  # generic fallback, dense
-    "glm4v_moe",  # generic fallback, MoE
-]
 #: DeepSeek-OCR-2 tiles only pages larger than 768 px
 SCALE = {"deepseek_ocr2": 5}
 #: tiny random checkpoints whose greedy tokens do not depend on the input (measured: the
@@ -54,9 +43,9 @@ def samples(family: str) -> list[Sample]:
     ]
 
 
-@pytest.fixture(scope="module", params=FAMILIES, ids=lambda p: getattr(p, "values", [p])[0])
-def adapter(request, tmp_path_factory):
-    path = write_tiny_checkpoint(request.param, tmp_path_factory.mktemp(request.param))
+@pytest.fixture(scope="module")
+def adapter(hf_family, tmp_path_factory):
+    path = write_tiny_checkpoint(hf_family, tmp_path_factory.mktemp(hf_family))
     a = build({"path": str(path), "dtype": "fp32", "max_new_tokens": 5})
     yield a
     a.restore()

@@ -14,19 +14,6 @@ from knoblab.models.hf import build
 from knoblab.models.hf.base import decoder_layers, moe_routers
 from knoblab.models.hf.tiny import write_tiny_checkpoint
 
-FAMILIES = [
-    "qwen2_5_vl",
-    "qwen3_vl",
-    "qwen3_vl_moe",
-    "smolvlm",
-    "idefics3",
-    "llava_onevision",
-    # 768-px views (fixed by the model's learned queries): seconds per run on a busy CPU
-    pytest.param("deepseek_ocr2", marks=pytest.mark.slow),
-    # unmapped families: the generic fallback (knoblab.models.hf.generic)
-    "gemma3",
-    "glm4v_moe",
-]
 MOE = {"qwen3_vl_moe", "deepseek_ocr2", "glm4v_moe"}
 #: families whose processor exposes no vision budget the fallback can map
 NO_VISION = {"gemma3"}
@@ -34,11 +21,11 @@ NO_VISION = {"gemma3"}
 SLACK = {"llava_onevision": 1.25}
 
 
-@pytest.fixture(scope="module", params=FAMILIES, ids=lambda p: getattr(p, "values", [p])[0])
-def adapter(request, tmp_path_factory):
-    path = write_tiny_checkpoint(request.param, tmp_path_factory.mktemp(request.param))
+@pytest.fixture(scope="module")
+def adapter(hf_family, tmp_path_factory):
+    path = write_tiny_checkpoint(hf_family, tmp_path_factory.mktemp(hf_family))
     a = build({"path": str(path), "dtype": "fp32", "max_new_tokens": 4})
-    assert a.family.name == request.param  # found from config.json's model_type
+    assert a.family.name == hf_family  # found from config.json's model_type
     yield a
     a.restore()
 
