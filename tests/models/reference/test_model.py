@@ -12,6 +12,7 @@ from knoblab.models.reference import (
     ReferenceConfig,
     WordTokenizer,
     collate,
+    plan_image,
     prepare_image,
     random_reference,
 )
@@ -31,16 +32,8 @@ def sample():
 
 
 def vision_input(sample, tier="high", cfg=CFG):
-    img = sample.image
-    plan = plan_tiling(
-        img.height,
-        img.width,
-        tokens_per_crop=cfg.tokens_per_crop,
-        patch_size=cfg.patch_size,
-        crop_size=cfg.crop_size,
-        tier=tier,
-    )
-    return prepare_image(img, plan, cfg), plan
+    plan = plan_image(sample.image, cfg, tier=tier)
+    return prepare_image(sample.image, plan, cfg), plan
 
 
 def prompt(model, sample):

@@ -19,6 +19,7 @@ _EXPORTS = {
     "shipped_weights_path": "weights",
     "ReferenceAdapter": "adapter",
     "build": "adapter",
+    "plan_image": "preprocess",
     "prepare_image": "preprocess",
     "VisionInput": "preprocess",
 }

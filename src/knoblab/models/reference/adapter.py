@@ -42,8 +42,7 @@ from knoblab.dtypes import canonical_dtype, torch_dtype
 from knoblab.errors import ConfigError, DataError
 from knoblab.models.adapter import BatchState, Generation, KnobSpec, Prepared, check_knob
 from knoblab.models.reference.model import BatchDecode, DecodeState, ReferenceVLM
-from knoblab.models.reference.preprocess import prepare_image
-from knoblab.models.tiling import plan_tiling
+from knoblab.models.reference.preprocess import plan_image, prepare_image
 
 
 class ReferenceAdapter:
@@ -184,16 +183,7 @@ class ReferenceAdapter:
             )
         img = self._open_image(sample)
         c = self.cfg
-        plan = plan_tiling(
-            img.height,
-            img.width,
-            tokens_per_crop=c.tokens_per_crop,
-            patch_size=c.patch_size,
-            crop_size=c.crop_size,
-            tier=self.tier,
-            vision_tokens=self.vision_tokens,
-            tiers=c.tiers,
-        )
+        plan = plan_image(img, c, tier=self.tier, vision_tokens=self.vision_tokens)
         vi = prepare_image(img, plan, c)
         prompt = self.tokenizer.encode(question) + [self.tokenizer.sep_id]
         target = plan.target_tokens if plan.target_tokens is not None else plan.theoretical_tokens

@@ -29,10 +29,9 @@ from typing import Any
 import torch
 
 from knoblab.models.reference.config import ReferenceConfig
-from knoblab.models.reference.preprocess import prepare_image
+from knoblab.models.reference.preprocess import plan_image, prepare_image
 from knoblab.models.reference.tokenizer import WordTokenizer
 from knoblab.models.reference.vocab import CODE_CHARS, COLORS, SHAPES
-from knoblab.models.tiling import plan_tiling
 
 
 @dataclass
@@ -118,16 +117,7 @@ def collate(
     for s in samples:
         img = s.image
         t = None if vision_tokens is not None else _pick(tier or "high", int(s.sample_id))
-        plan = plan_tiling(
-            img.height,
-            img.width,
-            tokens_per_crop=cfg.tokens_per_crop,
-            patch_size=cfg.patch_size,
-            crop_size=cfg.crop_size,
-            tier=t,
-            vision_tokens=vision_tokens,
-            tiers=cfg.tiers,
-        )
+        plan = plan_image(img, cfg, tier=t, vision_tokens=vision_tokens)
         vi = prepare_image(img, plan, cfg)
         n = vi.pixels.shape[0]
         pixels.append(vi.pixels)

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from knoblab.models.reference.config import ReferenceConfig
-from knoblab.models.tiling import INVALID_PATCH, TilingPlan
+from knoblab.models.tiling import INVALID_PATCH, TilingPlan, plan_tiling
 
 # Pixel normalisation: [0, 255] -> about [-2, 2]; padding is 0 (mid-grey) after it.
 _MEAN, _STD = 127.5, 64.0
@@ -61,6 +61,27 @@ def _to_tensor(img: Image.Image) -> torch.Tensor:
 
 def _grid_centres(n: int) -> torch.Tensor:
     return (torch.arange(n, dtype=torch.float32) + 0.5) / n
+
+
+def plan_image(
+    image: Image.Image,
+    cfg: ReferenceConfig,
+    *,
+    tier: str | None = None,
+    vision_tokens: int | None = None,
+) -> TilingPlan:
+    """``image``'s tiling under ``cfg`` (its crop, patch and token sizes, its tiers) for
+    one of ``tier`` / ``vision_tokens`` (``knoblab.models.tiling.plan_tiling``)."""
+    return plan_tiling(
+        image.height,
+        image.width,
+        tokens_per_crop=cfg.tokens_per_crop,
+        patch_size=cfg.patch_size,
+        crop_size=cfg.crop_size,
+        tier=tier,
+        vision_tokens=vision_tokens,
+        tiers=cfg.tiers,
+    )
 
 
 def prepare_image(image: Image.Image, plan: TilingPlan, cfg: ReferenceConfig) -> VisionInput:
